@@ -1,0 +1,35 @@
+# Everything starts from nothing: a fresh .venv, installs from the package index.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DURATION ?= 40
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/ixon-agent demo --duration $(DURATION)
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check agent simulators tests bench
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check agent simulators tests bench
+	$(BIN)/ruff format --check agent simulators tests bench
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/latency.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

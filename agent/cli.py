@@ -1,0 +1,188 @@
+"""``ixon-agent``: run, check, read, demo, send-test. Exit 0 ok, 1 failed, 2 bad config/usage."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.alarms import describe_condition
+from agent.config import Config, ConfigError, config_path, load_config
+from agent.logs import setup_logging
+
+log = logging.getLogger("agent")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _load(path_arg: str | None) -> Config:
+    return load_config(config_path(path_arg))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from agent.plan import plan_reads
+
+    path = config_path(args.config)
+    config = load_config(path)
+    print(f"{path}: OK")
+    print(f"agent {config.agent.name!r} (id {config.agent.agent_id})")
+    for source in config.sources:
+        blocks = plan_reads(source.variables)
+        where = (
+            source.serial_port
+            if source.protocol == "modbus-rtu"
+            else f"{source.host}:{source.port}"
+        )
+        print(
+            f"source {source.name} ({source.protocol} {where}, unit {source.unit_id}): "
+            f"{len(source.variables)} variable(s) in {len(blocks)} request(s) per cycle, "
+            f"every {source.poll_interval:g}s"
+        )
+        for block in blocks:
+            names = ", ".join(v.name for v in block.variables)
+            unit = "bit" if block.table in ("coil", "discrete_input") else "register"
+            print(f"  {block.table:<14} {block.address:>5} +{block.count:<4} {unit}(s): {names}")
+    print(f"{len(config.alarms)} alarm(s)")
+    for alarm in config.alarms:
+        print(
+            f"  [{alarm.severity}] {alarm.name}: {alarm.variable} "
+            + describe_condition(alarm.condition, alarm.threshold)
+        )
+    print(
+        f"{len(config.webhooks)} webhook(s): {', '.join(w.name for w in config.webhooks) or 'none'}"
+    )
+    return EXIT_OK
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from agent.modbus import SourcePoller
+
+    config = _load(args.config)
+
+    async def read_all() -> tuple[dict[str, object], list[str]]:
+        values: dict[str, object] = {}
+        problems: list[str] = []
+        for source in config.sources:
+            poller = SourcePoller(source)
+            try:
+                result = await poller.poll()
+            finally:
+                poller.close()
+            values.update(result.values)
+            problems += [f"source {source.name}: {e}" for e in result.errors]
+        return values, problems
+
+    values, problems = asyncio.run(read_all())
+    if args.json:
+        print(json.dumps(values, indent=2))
+    else:
+        units = {key: (v.unit or "") for key, _, v in config.variables()}
+        labels = {key: v.display_name for key, _, v in config.variables()}
+        for key, _, _ in config.variables():
+            shown = _show(values[key]) if key in values else "(not read)"
+            print(f"{key:<28} {shown:>14} {units[key]:<6} {labels[key]}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def _show(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.service import Agent, run_until
+
+    config = _load(args.config)
+    setup_logging(args.verbose, config.secrets())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_until(Agent(config), stop)
+        log.info("agent stopped")
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import run_demo
+
+    return run_demo(args.duration, args.period, args.verbose, args.config)
+
+
+def cmd_send_test(args: argparse.Namespace) -> int:
+    from agent.service import Agent
+
+    config = _load(args.config)
+    setup_logging(args.verbose, config.secrets())
+    names = [args.webhook] if args.webhook else [w.name for w in config.webhooks]
+    unknown = [n for n in names if n not in {w.name for w in config.webhooks}]
+    if unknown or not names:
+        known = ", ".join(w.name for w in config.webhooks) or "none configured"
+        print(f"no webhook {unknown[0] if unknown else ''!r} (known: {known})", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def send() -> bool:
+        from agent.messages import test_transition
+
+        agent = Agent(config)
+        agent.deliverer.start()
+        try:
+            agent.submit(test_transition(config), webhooks=names)
+            return await agent.deliverer.drain(args.timeout)
+        finally:
+            await agent.stop(grace=0)
+
+    ok = asyncio.run(send())
+    print("test message delivered" if ok else "test message NOT delivered (see log)")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ixon-agent",
+        description="Poll Modbus, evaluate IXON-style alarms, send IXON / ilert webhooks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--config", metavar="PATH", help="default: $AGENT_CONFIG, else ./agent.toml")
+        p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        return p
+
+    command("run", "poll, evaluate and deliver until SIGTERM/SIGINT").set_defaults(func=cmd_run)
+    command("check", "validate the config and print the read plan").set_defaults(func=cmd_check)
+    p = command("read", "read every variable once")
+    p.add_argument("--json", action="store_true", help='print {"source.variable": value}')
+    p.set_defaults(func=cmd_read)
+    p = command("send-test", "send one test alarm through the normal delivery path")
+    p.add_argument("--webhook", metavar="NAME", help="only this webhook (default: all)")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for delivery")
+    p.set_defaults(func=cmd_send_test)
+    p = command("demo", "the whole chain on loopback (machine, agent, ilert), shown live")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--period", type=float, default=30.0, help="length of the machine scenario")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK

@@ -1,0 +1,469 @@
+"""The agent's configuration: one TOML file, validated completely before anything runs.
+
+Every problem is reported with its place in the file (``sources[0].variables[2].width``) so a
+maintenance engineer can fix a config without reading code. Environment variables override
+file values (``AGENT_SOURCES__0__HOST=10.0.0.5``); list items are addressed by index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "AGENT_"
+ENV_DELIMITER = "__"
+DEFAULT_CONFIG = "agent.toml"
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|m|h)?\s*$")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``1.5``, ``"500ms"``, ``"5s"``, ``"2m"`` or ``"1h"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '500ms', '5s', '2m'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    raise ValueError(
+        f"{value!r} is not a duration: use seconds (1.5) or a string like '500ms', '5s', '2m', '1h'"
+    )
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+ByteOrder = Literal["ABCD", "BADC", "CDAB", "DCBA"]
+Severity = Literal["low", "medium", "high"]
+SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+RegisterKind = Literal["coil", "discrete_input", "holding", "input"]
+Condition = Literal["==", "!=", ">", ">=", "<", "<=", "between", "outside"]
+NUMERIC_CONDITIONS = frozenset({">", ">=", "<", "<=", "between", "outside"})
+Threshold = bool | float | str | tuple[float, float]
+
+_INT_WIDTHS = (8, 16, 32, 64)
+_FLOAT_WIDTHS = (32, 64)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentSection(_Model):
+    name: str = Field(min_length=1, max_length=255)
+    public_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{12}$")
+    company_id: str | None = Field(default=None, pattern=r"^(\d{4}-){4}\d{4}$")
+    company_name: str | None = None
+    state_dir: Path = Path("var")
+
+    @property
+    def agent_id(self) -> str:
+        """The configured id, or one derived from the name so it is stable across restarts."""
+        return self.public_id or short_id(self.name)
+
+
+class Variable(_Model):
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    label: str | None = None
+    #: the Modbus table; ``register`` in the file (a BaseModel cannot have that attribute)
+    table: RegisterKind = Field(alias="register")
+    address: int = Field(ge=0, le=65535)
+    type: Literal["bool", "int", "float", "str"]
+    width: int | None = None
+    signed: bool = True
+    factor: float = 1.0
+    offset: float = 0.0
+    unit: str | None = None
+    bit: int | None = Field(default=None, ge=0, le=15)
+    length: int | None = Field(default=None, ge=1, le=250)
+    byte_order: ByteOrder | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _bit_registers_hold_bools(cls, value: str, info: ValidationInfo) -> str:
+        table = info.data.get("table")
+        if table in ("coil", "discrete_input") and value != "bool":
+            raise ValueError(f"a {table} holds one bit: type must be 'bool'")
+        return value
+
+    @field_validator("width")
+    @classmethod
+    def _width_fits_type(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("type")
+        if value is None:
+            return {"int": 16, "float": 32}.get(kind or "")
+        allowed = {"int": _INT_WIDTHS, "float": _FLOAT_WIDTHS}.get(kind or "")
+        if allowed is None:
+            raise ValueError(f"width does not apply to type {kind!r}")
+        if value not in allowed:
+            raise ValueError(f"width {value} is not valid for {kind}: use one of {allowed}")
+        return value
+
+    @field_validator("factor", "offset")
+    @classmethod
+    def _scaling_needs_number(cls, value: float, info: ValidationInfo) -> float:
+        default = 1.0 if info.field_name == "factor" else 0.0
+        if value != default and info.data.get("type") in ("bool", "str"):
+            raise ValueError(f"{info.field_name} applies to int and float variables only")
+        return value
+
+    @field_validator("bit")
+    @classmethod
+    def _bit_needs_register(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return None
+        if info.data.get("type") != "bool" or info.data.get("table") not in ("holding", "input"):
+            raise ValueError(
+                "bit selects one bit of a holding or input register: type must be 'bool'"
+            )
+        return value
+
+    @field_validator("length")
+    @classmethod
+    def _length_for_strings(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("type") != "str":
+            raise ValueError("length applies to type 'str' only")
+        if value is None and info.data.get("type") == "str":
+            raise ValueError("a str variable needs length (number of characters)")
+        return value
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+    @property
+    def register_count(self) -> int:
+        """Registers (or bits, for coils and discrete inputs) this variable spans."""
+        if self.table in ("coil", "discrete_input"):
+            return 1
+        if self.type == "str":
+            return ((self.length or 0) + 1) // 2
+        if self.type in ("int", "float"):
+            return max(1, (self.width or 16) // 16)
+        return 1
+
+
+class Source(_Model):
+    name: str = Field(pattern=r"^[a-z0-9_-]+$")
+    protocol: Literal["modbus-tcp", "modbus-rtu"] = "modbus-tcp"
+    host: str | None = None
+    port: int = Field(default=502, ge=1, le=65535)
+    serial_port: str | None = None
+    baudrate: int = Field(default=9600, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    unit_id: int = Field(default=1, ge=0, le=255)
+    byte_order: ByteOrder = "ABCD"
+    poll_interval: Duration = Field(default=1.0, gt=0)
+    timeout: Duration = Field(default=1.0, gt=0)
+    offline_after: Duration = Field(default=30.0, ge=0)
+    variables: list[Variable] = Field(default_factory=list)
+
+
+def _check_threshold(value: Any) -> Threshold:
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, list | tuple) and len(value) == 2:
+        low, high = value
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+            if low > high:
+                raise ValueError(f"[low, high] needs low <= high, got [{low}, {high}]")
+            return (float(low), float(high))
+    raise ValueError("threshold must be a number, true/false, a string, or [low, high]")
+
+
+class Alarm(_Model):
+    name: str = Field(min_length=1, max_length=255)
+    variable: str = Field(pattern=r"^[a-z0-9_-]+\.[a-z0-9_]+$")
+    condition: Condition
+    threshold: Annotated[Threshold, BeforeValidator(_check_threshold)]
+    severity: Severity = "medium"
+    on_delay: Duration = 0.0
+    off_delay: Duration = 0.0
+    deadband: float = Field(default=0.0, ge=0)
+    instructions: str = ""
+
+
+class Webhook(_Model):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    url: SecretStr
+    format: Literal["ixon", "ilert-events"] = "ixon"
+    user_id: str | None = None
+    integration_key: SecretStr | None = None
+    notify_ended: bool = True
+    min_severity: Severity = "low"
+    timeout: Duration = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        # The message must not echo the URL: it carries the alert source key.
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", value.get_secret_value()):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class Config(BaseSettings):
+    """The whole agent.toml. Load it with :func:`load_config`, which reports every problem."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    agent: AgentSection
+    sources: list[Source] = Field(min_length=1)
+    alarms: list[Alarm] = Field(default_factory=list)
+    webhooks: list[Webhook] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init_settings carries the file already merged with the environment (see load_config).
+        return (init_settings,)
+
+    def variables(self) -> Iterator[tuple[str, Source, Variable]]:
+        for source in self.sources:
+            for variable in source.variables:
+                yield f"{source.name}.{variable.name}", source, variable
+
+    def variable(self, key: str) -> tuple[Source, Variable]:
+        source_name, _, variable_name = key.partition(".")
+        for source in self.sources:
+            if source.name == source_name:
+                for variable in source.variables:
+                    if variable.name == variable_name:
+                        return source, variable
+        raise KeyError(key)
+
+    def webhook(self, name: str) -> Webhook:
+        for webhook in self.webhooks:
+            if webhook.name == name:
+                return webhook
+        raise KeyError(name)
+
+    def secrets(self) -> list[str]:
+        """Strings that must never reach a log line, an error or a metric."""
+        found: list[str] = []
+        for webhook in self.webhooks:
+            url = webhook.url.get_secret_value()
+            found.append(url)
+            path = url.split("://", 1)[-1].partition("/")[2]
+            found.extend(part for part in path.split("/") if len(part) >= 8)
+            if webhook.integration_key:
+                found.append(webhook.integration_key.get_secret_value())
+        return sorted(set(found), key=len, reverse=True)
+
+
+class ConfigError(Exception):
+    """A config that cannot run; ``problems`` are ``place: message`` lines."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = Path(path)
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}: {len(self.problems)} problem(s)"]
+        lines += [f"  {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def short_id(*parts: str) -> str:
+    """A stable 12-character [A-Za-z0-9] id, IXON's public id format."""
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    number = int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest()[:10], "big")
+    chars = []
+    for _ in range(12):
+        number, rest = divmod(number, 62)
+        chars.append(alphabet[rest])
+    return "".join(chars)
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """``--config``, else ``$AGENT_CONFIG``, else ``./agent.toml``."""
+    return Path(explicit or os.environ.get("AGENT_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, override from the environment, validate and cross-check; raise ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(path, ["file not found" if not path.exists() else "not a file"])
+    try:
+        data = TomlConfigSettingsSource(Config, toml_file=path)()
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [f"cannot read: {exc}"]) from None
+    env_places: dict[str, str] = {}
+    problems = _apply_env(data, os.environ if environ is None else environ, env_places)
+    if problems:
+        raise ConfigError(path, problems)
+    try:
+        config = Config(**data)
+    except ValidationError as exc:
+        raise ConfigError(path, _describe(exc, env_places)) from None
+    problems = list(_cross_check(config))
+    if problems:
+        raise ConfigError(path, problems)
+    state_dir = config.agent.state_dir
+    if not state_dir.is_absolute():
+        agent = config.agent.model_copy(update={"state_dir": path.parent.resolve() / state_dir})
+        config = config.model_copy(update={"agent": agent})
+    return config
+
+
+def place(loc: tuple[str | int, ...]) -> str:
+    """``('sources', 0, 'variables', 2, 'width')`` -> ``sources[0].variables[2].width``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _describe(exc: ValidationError, env_places: dict[str, str]) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = tuple(error["loc"])
+        where = place(loc)
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (not part of the config schema)"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        origin = next((name for p, name in env_places.items() if where.startswith(p)), None)
+        if origin:
+            message += f" (set by environment variable {origin})"
+        problems.append(f"{where}: {message}")
+    return problems
+
+
+def _apply_env(
+    data: dict[str, Any], environ: Mapping[str, str], places: dict[str, str]
+) -> list[str]:
+    """Override file values from ``AGENT_<SECTION>__<KEY>`` (list items by index)."""
+    problems = []
+    sections = set(Config.model_fields)
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
+        if parts[0] not in sections or len(parts) < 2:
+            continue  # AGENT_CONFIG and other unrelated variables
+        node: Any = data
+        loc: list[str | int] = []
+        for i, part in enumerate(parts):
+            key: str | int = int(part) if part.isdigit() else part
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not isinstance(key, int) or key >= len(node):
+                    problems.append(f"{name}: no item {part!r} in {place(tuple(loc))}")
+                    break
+            elif not isinstance(node, dict):
+                problems.append(f"{name}: {place(tuple(loc))} is not a table")
+                break
+            loc.append(key)
+            if last:
+                node[key] = value
+                places[place(tuple(loc))] = name
+            else:
+                node = node.setdefault(key, {}) if isinstance(node, dict) else node[key]
+    return problems
+
+
+def _duplicates(items: list[Any], attr: str, where: str) -> Iterator[str]:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        value = getattr(item, attr)
+        if value in seen:
+            first = f"{where}[{seen[value]}]"
+            yield f"{where}[{index}].{attr}: duplicate {attr} {value!r} (first at {first})"
+        else:
+            seen[value] = index
+
+
+def _cross_check(config: Config) -> Iterator[str]:
+    """Rules that span several entries, each reported at the place to fix."""
+    yield from _duplicates(config.sources, "name", "sources")
+    yield from _duplicates(config.alarms, "name", "alarms")
+    yield from _duplicates(config.webhooks, "name", "webhooks")
+    for s_index, source in enumerate(config.sources):
+        at = f"sources[{s_index}]"
+        yield from _duplicates(source.variables, "name", f"{at}.variables")
+        if source.protocol == "modbus-tcp" and not source.host:
+            yield f"{at}.host: required for protocol 'modbus-tcp'"
+        if source.protocol == "modbus-rtu" and not source.serial_port:
+            yield f"{at}.serial_port: required for protocol 'modbus-rtu'"
+        for v_index, variable in enumerate(source.variables):
+            end = variable.address + variable.register_count
+            if end > 65536:
+                yield (
+                    f"{at}.variables[{v_index}].address: {variable.name} would end at register "
+                    f"{end - 1}, past the last Modbus address 65535"
+                )
+    known = {key: variable for key, _, variable in config.variables()}
+    for index, alarm in enumerate(config.alarms):
+        yield from _check_alarm(f"alarms[{index}]", alarm, known)
+    for index, webhook in enumerate(config.webhooks):
+        if webhook.format == "ilert-events" and webhook.integration_key is None:
+            yield f"webhooks[{index}].integration_key: required for format 'ilert-events'"
+
+
+def _check_alarm(at: str, alarm: Alarm, known: dict[str, Variable]) -> Iterator[str]:
+    variable = known.get(alarm.variable)
+    if variable is None:
+        hint = ", ".join(sorted(known)[:8]) or "none configured"
+        yield f"{at}.variable: no variable {alarm.variable!r} (known: {hint})"
+        return
+    ranged = alarm.condition in ("between", "outside")
+    if ranged != isinstance(alarm.threshold, tuple):
+        shape = "[low, high]" if ranged else "a single value"
+        yield f"{at}.threshold: condition {alarm.condition!r} needs {shape}"
+        return
+    numeric_var = variable.type in ("int", "float")
+    threshold = alarm.threshold
+    if alarm.condition in NUMERIC_CONDITIONS and not numeric_var:
+        yield (
+            f"{at}.condition: {alarm.condition!r} needs a numeric variable;"
+            f" {alarm.variable} is {variable.type}"
+        )
+    elif numeric_var and not isinstance(threshold, float | tuple):
+        yield f"{at}.threshold: {alarm.variable} is a number; the threshold must be one too"
+    elif variable.type == "bool" and not isinstance(threshold, bool):
+        yield f"{at}.threshold: {alarm.variable} is bool; use true or false"
+    elif variable.type == "str" and not isinstance(threshold, str):
+        yield f"{at}.threshold: {alarm.variable} is str; use a quoted string"
+    if alarm.deadband and not numeric_var:
+        yield f"{at}.deadband: applies to numeric variables only"

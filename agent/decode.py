@@ -1,0 +1,177 @@
+"""Decoding: a block's registers (or bits) to Python values, in bulk.
+
+Pure and fast enough for a Raspberry Pi. A block is packed to bytes once, in two forms: as
+received (big-endian words) and with the bytes of every word swapped. Each of the four byte
+orders is then a plain big- or little-endian ``struct`` read of one of those buffers:
+
+    ABCD: big-endian read of the received bytes     (A B C D)
+    DCBA: little-endian read of the received bytes  (D C B A)
+    BADC: big-endian read of the swapped bytes      (B A D C -> A B C D)
+    CDAB: little-endian read of the swapped bytes   (C D A B -> D C B A)
+
+The same rules give DESIGN.md's 64-bit orders (CDAB = registers in reverse order). All
+variables that share a buffer and endianness are read by one precompiled ``struct.Struct``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from agent.config import ByteOrder, Variable
+from agent.plan import BIT_KINDS, Block
+
+Value = bool | int | float | str
+
+_INT_CODES = {8: "h", 16: "h", 32: "i", 64: "q"}
+_FLOAT_CODES = {32: "f", 64: "d"}
+# byte order -> (use the word-swapped buffer, struct endianness)
+_LAYOUT: dict[str, tuple[bool, str]] = {
+    "ABCD": (False, ">"),
+    "DCBA": (False, "<"),
+    "BADC": (True, ">"),
+    "CDAB": (True, "<"),
+}
+
+
+def _float32(value: float) -> float:
+    """The shortest decimal that is the same float32, so 84.2 reads as 84.2, not 84.19999694."""
+    packed = struct.pack("<f", value)
+    for digits in (6, 7, 8):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack("<f", candidate) == packed:
+            return candidate
+    return value
+
+
+def _post(variable: Variable) -> Callable[[object], Value] | None:
+    """What happens to the raw struct value; None when it is already the final value."""
+    kind, width = variable.type, variable.width
+    if kind == "bool":
+        bit = variable.bit
+        if bit is not None:
+            mask = 1 << bit
+            return lambda raw: bool(raw & mask)  # type: ignore[operator]
+        return bool
+    if kind == "str":
+        length = variable.length or 0
+        return lambda raw: raw[:length].split(b"\0", 1)[0].decode("latin-1").rstrip()  # type: ignore[index]
+    scale: Callable[[object], Value] | None = None
+    factor, offset = variable.factor, variable.offset
+    if factor != 1.0 or offset != 0.0:
+
+        def scale(raw: object) -> Value:
+            return float(f"{raw * factor + offset:.12g}")  # type: ignore[operator]
+
+    if kind == "int" and width == 8:
+        signed = variable.signed
+
+        def narrow(raw: object) -> Value:
+            low = raw & 0xFF  # type: ignore[operator]
+            value = low - 256 if signed and low > 127 else low
+            return scale(value) if scale else value
+
+        return narrow
+    if kind == "float" and width == 32:
+        if scale:
+            return lambda raw: scale(_float32(raw))  # type: ignore[arg-type]
+        return _float32  # type: ignore[return-value]
+    return scale
+
+
+def _code(variable: Variable) -> str:
+    if variable.type == "float":
+        return _FLOAT_CODES[variable.width or 32]
+    if variable.type == "int":
+        code = _INT_CODES[variable.width or 16]
+        return code if variable.signed or variable.width == 8 else code.upper()
+    if variable.type == "str":
+        return f"{2 * variable.register_count}s"
+    return "H"  # bool from a whole register, or from one of its bits
+
+
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    """Variables read by one Struct from one buffer: no two overlap."""
+
+    swapped: bool
+    reader: struct.Struct
+    keys: tuple[str, ...]
+    post: tuple[Callable[[object], Value] | None, ...]
+
+
+class BlockDecoder:
+    """Turns one block's response into ``(key, value)`` pairs; built once per block."""
+
+    def __init__(self, block: Block, source_name: str, default_order: ByteOrder = "ABCD") -> None:
+        self.block = block
+        self.bits = block.table in BIT_KINDS
+        self.keys = tuple(f"{source_name}.{v.name}" for v in block.variables)
+        self._offsets = tuple(v.address - block.address for v in block.variables)
+        self._lanes = () if self.bits else self._build_lanes(block, default_order)
+        self._needs_swap = any(lane.swapped for lane in self._lanes)
+        self._pack = struct.Struct(f">{block.count}H").pack
+        self._pack_swapped = struct.Struct(f"<{block.count}H").pack
+
+    def _build_lanes(self, block: Block, default_order: ByteOrder) -> tuple[_Lane, ...]:
+        # group -> list of lanes; a lane is (format parts, next free byte, keys, post)
+        groups: dict[tuple[bool, str], list[list]] = {}
+        for key, variable, offset in zip(self.keys, block.variables, self._offsets, strict=True):
+            swapped, endian = _LAYOUT[variable.byte_order or default_order]
+            if variable.type == "str":
+                endian = ">"  # characters come in byte order; no numeric endianness
+            start = 2 * offset
+            lanes = groups.setdefault((swapped, endian), [])
+            lane = next((ln for ln in lanes if ln[1] <= start), None)
+            if lane is None:
+                lane = [[], 0, [], []]
+                lanes.append(lane)
+            parts, free, keys, posts = lane
+            if start > free:
+                parts.append(f"{start - free}x")
+            parts.append(_code(variable))
+            lane[1] = start + 2 * variable.register_count
+            keys.append(key)
+            posts.append(_post(variable))
+        return tuple(
+            _Lane(swapped, struct.Struct(endian + "".join(parts)), tuple(keys), tuple(posts))
+            for (swapped, endian), lanes in groups.items()
+            for parts, _free, keys, posts in lanes
+        )
+
+    def decode(self, data: Sequence[int] | Sequence[bool]) -> list[tuple[str, Value]]:
+        """Values of every variable in the block, from a register list or a bit list."""
+        if len(data) < self.block.count:
+            raise ValueError(f"short reply: {len(data)} of {self.block.count}")
+        if self.bits:
+            return [(k, bool(data[o])) for k, o in zip(self.keys, self._offsets, strict=True)]
+        count = self.block.count
+        received = self._pack(*data[:count])
+        swapped = self._pack_swapped(*data[:count]) if self._needs_swap else b""
+        out: list[tuple[str, Value]] = []
+        for lane in self._lanes:
+            raws = lane.reader.unpack_from(swapped if lane.swapped else received)
+            for key, raw, post in zip(lane.keys, raws, lane.post, strict=True):
+                out.append((key, post(raw) if post else raw))
+        return out
+
+
+def encode(variable: Variable, value: Value, default_order: ByteOrder = "ABCD") -> list[int]:
+    """Registers holding ``value`` for ``variable``: the inverse of decoding, for simulators
+    and tests. Factor and offset are undone; bit variables are not supported here."""
+    kind = variable.type
+    if kind == "bool":
+        return [1 if value else 0]
+    swapped, endian = _LAYOUT[variable.byte_order or default_order]
+    if kind == "str":
+        size = 2 * variable.register_count
+        raw = str(value).encode("latin-1")[: variable.length].ljust(size, b"\0")
+        endian = ">"
+    else:
+        number = (float(value) - variable.offset) / variable.factor  # type: ignore[arg-type]
+        if kind == "int":
+            number = round(number) & 0xFF if variable.width == 8 else round(number)
+        raw = struct.pack(endian + _code(variable), number)
+    # decoding read the received bytes (or their word-swapped form) as one struct; undo that
+    return list(struct.unpack(f"{'<' if swapped else '>'}{len(raw) // 2}H", raw))

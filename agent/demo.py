@@ -1,0 +1,204 @@
+"""``ixon-agent demo``: machine simulator -> agent -> ilert stand-in, on loopback, shown live.
+
+The agent runs the normal code path with the repository's ``agent.toml`` (or ``--config``),
+redirected to the simulators' free ports: every loopback Modbus source reads the simulated
+machine and every loopback webhook posts to the ilert stand-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import SecretStr
+
+from agent.alarms import Transition
+from agent.config import Config, config_path, load_config
+from agent.decode import Value
+from agent.delivery import Delivery, Outcome
+from agent.logs import setup_logging
+from agent.modbus import PollResult
+from agent.service import Agent
+from simulators.ilert import IlertSimulator
+from simulators.modbus_device import ModbusDeviceSimulator
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "agent.toml"
+
+
+def demo_config(base: Config, modbus_port: int, ilert_url: str, state_dir: Path) -> Config:
+    """``base`` with loopback sources and webhooks pointed at the simulators."""
+    sources = [
+        s.model_copy(update={"port": modbus_port})
+        if s.protocol == "modbus-tcp" and s.host in LOOPBACK
+        else s
+        for s in base.sources
+    ]
+    target = urlsplit(ilert_url)
+    webhooks = []
+    for w in base.webhooks:
+        url = urlsplit(w.url.get_secret_value())
+        if url.hostname in LOOPBACK:
+            moved = urlunsplit((target.scheme, target.netloc, url.path, url.query, ""))
+            w = w.model_copy(update={"url": SecretStr(moved)})
+        webhooks.append(w)
+    agent = base.agent.model_copy(update={"state_dir": state_dir})
+    return base.model_copy(update={"sources": sources, "webhooks": webhooks, "agent": agent})
+
+
+class _Style:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.enabled else text
+
+
+class LiveView:
+    """Prints what the chain does as it happens, for a person watching a terminal."""
+
+    def __init__(self, config: Config, ilert: IlertSimulator, out: Any = sys.stdout) -> None:
+        self.config = config
+        self.ilert = ilert
+        self.out = out
+        self.style = _Style(out.isatty() and not os.environ.get("NO_COLOR"))
+        self.started = time.monotonic()
+        self.counts: Counter[str] = Counter()
+        self.watched = sorted({a.variable for a in config.alarms})
+        self.units = {key: v.unit for key, _, v in config.variables()}
+        self.last_line: str | None = None
+        self.last_print = 0.0
+        self.values: dict[str, Value] = {}
+
+    def say(self, text: str) -> None:
+        stamp = time.monotonic() - self.started
+        print(f"{stamp:6.1f}s  {text}", file=self.out, flush=True)
+
+    def polled(self, result: PollResult) -> None:
+        self.counts["polls"] += 1
+        if result.errors:
+            self.counts["failed polls"] += 1
+        self.values.update(result.values)
+        parts = []
+        for key in self.watched:
+            if key in self.values:
+                value = self.values[key]
+                shown = (
+                    str(value).lower()
+                    if isinstance(value, bool)
+                    else f"{value:g}"
+                    if isinstance(value, float)
+                    else str(value)
+                )
+                unit = f" {self.units[key]}" if self.units.get(key) else ""
+                parts.append(f"{key.partition('.')[2]}={shown}{unit}")
+        line = "  ".join(parts)
+        now = time.monotonic()
+        if line != self.last_line and now - self.last_print >= 1.0:
+            self.say(self.style(line, "2"))
+            self.last_line, self.last_print = line, now
+
+    def transition(self, t: Transition) -> None:
+        self.counts[f"alarm {t.kind}s"] += 1
+        value = t.value
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        unit = f" {t.rule.unit}" if t.rule.unit else ""
+        if t.kind == "start":
+            head = self.style(f"ALARM START [{t.rule.severity}]", "1;31")
+            self.say(
+                f"{head} {t.rule.name}: {t.rule.label} = {shown}{unit} ({t.rule.condition_text})"
+            )
+        else:
+            head = self.style("ALARM END", "1;32")
+            self.say(f"{head} {t.rule.name}: {t.rule.label} = {shown}{unit}")
+
+    def delivered(self, delivery: Delivery, outcome: Outcome) -> None:
+        self.counts[f"messages {outcome}"] += 1
+        key = _occurrence(delivery.body)
+        alert = next((a for a in reversed(self.ilert.alerts) if a.alert_key == key), None)
+        status = f"HTTP {delivery.status}" if delivery.status else delivery.last_error
+        text = f"  -> webhook {delivery.webhook}: {outcome} ({status})"
+        if alert is not None:
+            text += f"; ilert alert #{alert.id} {alert.status} {alert.priority}: {alert.summary}"
+        self.say(self.style(text, "36"))
+
+    def summary(self, elapsed: float) -> str:
+        alerts = self.ilert.alerts
+        resolved = sum(1 for a in alerts if a.status == "RESOLVED")
+        c = self.counts
+        lines = [
+            f"Summary after {elapsed:.0f}s:",
+            f"  polls: {c['polls']} ({c['failed polls']} failed)",
+            f"  alarms: {c['alarm starts']} started, {c['alarm ends']} ended",
+            f"  webhook messages: {c['messages delivered']} delivered,"
+            f" {c['messages retry']} retried, {c['messages rejected']} rejected",
+            f"  ilert alerts: {len(alerts)} ({resolved} resolved, {len(alerts) - resolved} open)",
+        ]
+        lines += [f"    #{a.id} {a.status:<8} {a.priority:<4} {a.summary}" for a in alerts]
+        return "\n".join(lines)
+
+
+def _occurrence(body: dict[str, Any]) -> str | None:
+    if "alarm" in body:
+        return body["alarm"]["occurrenceId"]
+    return body.get("alertKey")
+
+
+async def demo(
+    duration: float | None, period: float, config_file: Path, out: Any = sys.stdout
+) -> LiveView:
+    machine = ModbusDeviceSimulator(scenario="packaging", period=period)
+    ilert = IlertSimulator()
+    modbus_port = await machine.start()
+    ilert_url = await ilert.start()
+    with tempfile.TemporaryDirectory(prefix="ixon-agent-demo-") as state:
+        config = demo_config(load_config(config_file), modbus_port, ilert_url, Path(state))
+        view = LiveView(config, ilert, out)
+        agent = Agent(config, observer=view)
+        print(
+            f"ixon-agent demo: machine simulator on 127.0.0.1:{modbus_port}, "
+            f"ilert stand-in on {ilert_url} (alerts: {ilert_url}/api/alerts)\n"
+            f"config {config_file}: {len(config.alarms)} alarm(s) on "
+            f"{', '.join(view.watched)}; scenario repeats every {period:g}s"
+            + (f"; stopping after {duration:g}s" if duration else "; Ctrl-C stops"),
+            file=out,
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        started = time.monotonic()
+        await agent.start()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=duration)
+        finally:
+            await agent.stop(grace=5.0)
+            await machine.stop()
+            await ilert.stop()
+        print(view.summary(time.monotonic() - started), file=out, flush=True)
+    return view
+
+
+def run_demo(
+    duration: float | None, period: float, verbose: bool, config: str | None = None
+) -> int:
+    setup_logging(verbose)
+    if not verbose:
+        logging.getLogger().setLevel(logging.WARNING)
+    path = (
+        config_path(config) if config else (REPO_CONFIG if REPO_CONFIG.exists() else config_path())
+    )
+    asyncio.run(demo(duration, period, path))
+    return 0

@@ -1,0 +1,154 @@
+"""Webhook payloads: an alarm transition as an IXON Cloud Notify message or an ilert event.
+
+Pure: a transition and the config in, a JSON-ready dict out (DESIGN.md section 5).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.alarms import AlarmRule, Transition, new_id
+from agent.config import SEVERITY_RANK, AgentSection, Config, Webhook, short_id
+
+
+def iso(moment: datetime) -> str:
+    """``2026-11-22T10:00:03.120Z``: UTC with milliseconds, as IXON writes times."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def wanted(webhook: Webhook, transition: Transition) -> bool:
+    """Whether this webhook takes this transition (severity floor, ends only if asked)."""
+    if SEVERITY_RANK[transition.rule.severity] < SEVERITY_RANK[webhook.min_severity]:
+        return False
+    return transition.kind == "start" or webhook.notify_ended
+
+
+def _value_text(transition: Transition) -> str:
+    unit = transition.rule.unit
+    value = transition.value
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return f"{text} {unit}" if unit else text
+
+
+def ixon_message(
+    agent: AgentSection, webhook: Webhook, t: Transition, now: datetime
+) -> dict[str, Any]:
+    """DESIGN.md 5.1: one POST per alarm start, and per end when ``notify_ended``."""
+    rule = t.rule
+    code = "alarm-active" if t.kind == "start" else "alarm-ended"
+    extra = [
+        {"type": "value", "toTranslate": False, "key": rule.label, "value": t.value},
+        {
+            "type": "threshold",
+            "toTranslate": False,
+            "key": "condition",
+            "value": rule.condition_text,
+        },
+        {"type": "variable", "toTranslate": False, "key": "variable", "value": rule.variable},
+    ]
+    if rule.unit:
+        extra.append({"type": "unit", "toTranslate": False, "key": "unit", "value": rule.unit})
+    company = (
+        {"publicId": agent.company_id, "name": agent.company_name}
+        if agent.company_id or agent.company_name
+        else None
+    )
+    return {
+        "publicId": new_id(24),
+        "createdOn": iso(now),
+        "read": False,
+        "systemLabel": f"alarm-{rule.severity}",
+        "systemResult": [],
+        "shortContent": {
+            "toTranslate": False,
+            "code": code,
+            "alarmName": rule.name,
+            "agentName": agent.name,
+            "name": rule.name,
+            "occurredOn": iso(t.at),
+            "companyName": agent.company_name,
+        },
+        "longContent": {
+            "toTranslate": False,
+            "code": code,
+            "name": rule.name,
+            "instructions": rule.instructions,
+            "extraInformation": extra,
+        },
+        "user": {"publicId": webhook.user_id} if webhook.user_id else None,
+        "company": company,
+        "agent": {"publicId": agent.agent_id, "name": agent.name},
+        "alarm": {
+            "publicId": rule.public_id,
+            "occurrenceId": t.occurrence_id,
+            "name": rule.name,
+            "severity": rule.severity,
+            "state": "active" if t.kind == "start" else "ended",
+            "occurredOn": iso(t.occurred_on),
+            "endedOn": iso(t.at) if t.kind == "end" else None,
+        },
+    }
+
+
+def ilert_event(
+    agent: AgentSection, webhook: Webhook, t: Transition, now: datetime
+) -> dict[str, Any]:
+    """DESIGN.md 5.2: ALERT on start, RESOLVE on end, grouped by occurrence id."""
+    rule = t.rule
+    assert webhook.integration_key is not None  # checked at config load
+    verb = "started" if t.kind == "start" else "ended"
+    details = (
+        f"{rule.label}: {_value_text(t)} (condition {rule.condition_text}).\n"
+        f"Alarm {verb} at {iso(t.at)} on {agent.name}."
+    )
+    if rule.instructions:
+        details += f"\n\nInstructions: {rule.instructions}"
+    return {
+        "integrationKey": webhook.integration_key.get_secret_value(),
+        "eventType": "ALERT" if t.kind == "start" else "RESOLVE",
+        "summary": f"{rule.name} ({agent.name})",
+        "details": details,
+        "alertKey": t.occurrence_id,
+        "priority": "HIGH" if rule.severity == "high" else "LOW",
+        "customDetails": {
+            "agent": agent.name,
+            "agentId": agent.agent_id,
+            "source": rule.source,
+            "variable": rule.variable,
+            "value": t.value,
+            "unit": rule.unit,
+            "threshold": rule.condition_text,
+            "severity": rule.severity,
+            "alarmId": rule.public_id,
+            "occurredOn": iso(t.occurred_on),
+        },
+        "links": [],
+    }
+
+
+def build(agent: AgentSection, webhook: Webhook, t: Transition, now: datetime) -> dict[str, Any]:
+    builder = ixon_message if webhook.format == "ixon" else ilert_event
+    return builder(agent, webhook, t, now)
+
+
+def test_transition(config: Config) -> Transition:
+    """A start of a made-up high alarm, for ``ixon-agent send-test``."""
+    agent_id = config.agent.agent_id
+    rule = AlarmRule(
+        name="Test message from ixon-agent",
+        public_id=short_id(agent_id, "alarm", "send-test"),
+        variable="agent.test",
+        source="agent",
+        severity="high",
+        on_delay=0.0,
+        off_delay=0.0,
+        instructions="This is a test of the alarm chain; no action is needed.",
+        condition_text="test",
+        label="Test",
+        unit=None,
+        triggers=bool,
+        holds=bool,
+    )
+    now = datetime.now(UTC)
+    return Transition(rule, "start", new_id(), True, now, now)

@@ -1,0 +1,52 @@
+"""Running an aiohttp app on loopback, in-process or from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+
+
+class HttpServer:
+    """An aiohttp app bound to ``host:port`` (port 0: the OS chooses)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.host = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets  # type: ignore[attr-defined]
+        self.host = host
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def serve_forever(server: HttpServer, host: str, port: int, banner: str) -> None:
+    url = await server.start(host, port)
+    print(f"{banner} on {url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+def run(server: HttpServer, host: str, port: int, banner: str) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever(server, host, port, banner))

@@ -1,0 +1,203 @@
+"""A packaging machine on Modbus TCP: pymodbus's server plus a scripted machine model.
+
+Run ``python -m simulators.modbus_device [--host 127.0.0.1] [--port 5020]``. The scenario
+repeats every ``--period`` seconds and drives the values across the default alarms'
+thresholds and back: oil temperature climbs past 80 degC, a lubrication fault bit comes and
+goes, hydraulic pressure dips below 2 bar, the motor stops briefly.
+
+Register map (unit 1, byte order ABCD; the top-level agent.toml reads exactly this):
+
+    holding 100-101  oil_temp       float32  degC
+    holding 102      pressure       int16    x0.01 bar
+    holding 103      fault_word     uint16   bit 3 = lubrication fault
+    holding 104-105  cycle_count    uint32
+    input   0        motor_current  int16    x0.1 A
+    coil    0        motor_running  bool
+    discrete 0       guard_closed   bool
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from agent.config import Variable
+from agent.decode import Value, encode
+
+FUNCTION_CODE = {"coil": 1, "discrete_input": 2, "holding": 3, "input": 4}
+REGISTER_SPACE = 1000  # addresses 0..999 of each kind exist; beyond answers "illegal address"
+
+
+def _var(name: str, register: str, address: int, type_: str, **extra: object) -> Variable:
+    return Variable.model_validate(
+        {"name": name, "register": register, "address": address, "type": type_, **extra}
+    )
+
+
+MACHINE: dict[str, Variable] = {
+    v.name: v
+    for v in (
+        _var("oil_temp", "holding", 100, "float", width=32, unit="degC"),
+        _var("pressure", "holding", 102, "int", factor=0.01, unit="bar"),
+        _var("fault_word", "holding", 103, "int", signed=False),
+        _var("cycle_count", "holding", 104, "int", width=32, signed=False),
+        _var("motor_current", "input", 0, "int", factor=0.1, unit="A"),
+        _var("motor_running", "coil", 0, "bool"),
+        _var("guard_closed", "discrete_input", 0, "bool"),
+    )
+}
+LUBE_FAULT_BIT = 3
+
+
+def _ramp(t: float, t0: float, t1: float, v0: float, v1: float) -> float:
+    return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+
+
+def packaging_scenario(t: float, period: float = 30.0) -> dict[str, Value]:
+    """The machine's values ``t`` seconds into the scenario (it repeats every ``period``)."""
+    phase = (t % period) / period
+    if phase < 0.15:
+        oil = 65.0
+    elif phase < 0.35:
+        oil = _ramp(phase, 0.15, 0.35, 65.0, 88.0)
+    elif phase < 0.5:
+        oil = 88.0
+    elif phase < 0.7:
+        oil = _ramp(phase, 0.5, 0.7, 88.0, 65.0)
+    else:
+        oil = 65.0
+    running = not 0.85 <= phase < 0.95
+    return {
+        "oil_temp": round(oil, 1),
+        "pressure": 1.5 if 0.6 <= phase < 0.8 else 4.5,
+        "fault_word": (1 << LUBE_FAULT_BIT) if 0.4 <= phase < 0.6 else 0,
+        "cycle_count": int(t),
+        "motor_current": 12.5 if running else 0.0,
+        "motor_running": running,
+        "guard_closed": not 0.9 <= phase < 0.95,
+    }
+
+
+def idle_scenario(t: float, period: float = 30.0) -> dict[str, Value]:
+    """Everything normal, all the time: tests set values themselves."""
+    values = packaging_scenario(0.0, period)
+    values["cycle_count"] = 0
+    return values
+
+
+SCENARIOS: dict[str, Callable[[float, float], dict[str, Value]]] = {
+    "packaging": packaging_scenario,
+    "idle": idle_scenario,
+}
+
+
+@dataclass
+class ModbusDeviceSimulator:
+    """pymodbus server + scenario ticker; values can be pinned with ``hold``."""
+
+    scenario: str = "packaging"
+    period: float = 30.0
+    unit_id: int = 1
+    tick: float = 0.1
+    held: dict[str, Value] = field(default_factory=dict)
+    values: dict[str, Value] = field(default_factory=dict)
+    server: ModbusTcpServer | None = None
+    port: int = 0
+    _task: asyncio.Task[None] | None = None
+    _started: float = 0.0
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen (port 0: the OS chooses) and start the scenario; returns the port."""
+        blocks = [SimData(0, count=REGISTER_SPACE, values=0, datatype=DataType.REGISTERS)]
+        bits = [SimData(0, count=REGISTER_SPACE, values=False, datatype=DataType.BITS)]
+        device = SimDevice(id=self.unit_id, simdata=(bits, list(bits), blocks, list(blocks)))
+        self.server = ModbusTcpServer(device, address=(host, port))
+        await self.server.serve_forever(background=True)
+        self.port = self.server.transport.sockets[0].getsockname()[1]
+        self._started = time.monotonic()
+        await self.update()
+        self._task = asyncio.create_task(self._run(), name="modbus-device-scenario")
+        return self.port
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.server:
+            await self.server.shutdown()
+            self.server = None
+
+    async def hold(self, **values: Value) -> None:
+        """Pin variables to values (overriding the scenario) and write them now."""
+        self.held.update(values)
+        await self.update()
+
+    async def release(self, *names: str) -> None:
+        for name in names or tuple(self.held):
+            self.held.pop(name, None)
+        await self.update()
+
+    async def update(self) -> None:
+        """Write the scenario's current values (held ones win) into the registers."""
+        assert self.server is not None
+        now = time.monotonic() - self._started
+        values = SCENARIOS[self.scenario](now, self.period) | self.held
+        for name, value in values.items():
+            if self.values.get(name) == value:
+                continue
+            variable = MACHINE[name]
+            data: list[int] | list[bool] = (
+                [bool(value)]
+                if variable.table in ("coil", "discrete_input")
+                else encode(variable, value)
+            )
+            code = FUNCTION_CODE[variable.table]
+            await self.server.async_setValues(self.unit_id, code, variable.address, data)
+            self.values[name] = value
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            await self.update()
+
+
+async def _main(args: argparse.Namespace) -> None:
+    sim = ModbusDeviceSimulator(scenario=args.scenario, period=args.period, unit_id=args.unit_id)
+    port = await sim.start(args.host, args.port)
+    print(
+        f"Modbus device simulator on {args.host}:{port} (unit {args.unit_id}, "
+        f"scenario {args.scenario!r}, period {args.period:g}s)",
+        flush=True,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulators.modbus_device",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5020)
+    parser.add_argument("--unit-id", type=int, default=1)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="packaging")
+    parser.add_argument("--period", type=float, default=30.0, help="scenario length in seconds")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
