@@ -53,13 +53,13 @@ def _compare(condition: str, threshold: Threshold, margin: float = 0.0) -> Predi
             return lambda v: v == t
         case "!=":
             return lambda v: v != t
-        case ">":
-            return lambda v: v > t - margin  # type: ignore[operator]
-        case ">=":
+        case ">" if not margin:
+            return lambda v: v > t  # type: ignore[operator]
+        case "<" if not margin:
+            return lambda v: v < t  # type: ignore[operator]
+        case ">" | ">=":  # with a deadband: active until the value is below t - margin
             return lambda v: v >= t - margin  # type: ignore[operator]
-        case "<":
-            return lambda v: v < t + margin  # type: ignore[operator]
-        case "<=":
+        case "<" | "<=":  # with a deadband: active until the value is above t + margin
             return lambda v: v <= t + margin  # type: ignore[operator]
     raise ValueError(f"unknown condition {condition!r}")
 

@@ -132,12 +132,12 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     async def send() -> bool:
-        from agent.messages import test_transition
+        from agent.messages import sample_transition
 
         agent = Agent(config)
         agent.deliverer.start()
         try:
-            agent.submit(test_transition(config), webhooks=names)
+            agent.submit(sample_transition(config), webhooks=names)
             return await agent.deliverer.drain(args.timeout)
         finally:
             await agent.stop(grace=0)

@@ -94,13 +94,13 @@ class Variable(_Model):
     table: RegisterKind = Field(alias="register")
     address: int = Field(ge=0, le=65535)
     type: Literal["bool", "int", "float", "str"]
-    width: int | None = None
+    width: int | None = Field(default=None, validate_default=True)
     signed: bool = True
     factor: float = 1.0
     offset: float = 0.0
     unit: str | None = None
     bit: int | None = Field(default=None, ge=0, le=15)
-    length: int | None = Field(default=None, ge=1, le=250)
+    length: int | None = Field(default=None, ge=1, le=250, validate_default=True)
     byte_order: ByteOrder | None = None
 
     @field_validator("type")

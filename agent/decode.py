@@ -169,7 +169,9 @@ def encode(variable: Variable, value: Value, default_order: ByteOrder = "ABCD") 
         raw = str(value).encode("latin-1")[: variable.length].ljust(size, b"\0")
         endian = ">"
     else:
-        number = (float(value) - variable.offset) / variable.factor  # type: ignore[arg-type]
+        number = value
+        if variable.factor != 1.0 or variable.offset != 0.0:
+            number = (float(value) - variable.offset) / variable.factor  # type: ignore[arg-type]
         if kind == "int":
             number = round(number) & 0xFF if variable.width == 8 else round(number)
         raw = struct.pack(endian + _code(variable), number)

@@ -132,7 +132,7 @@ def build(agent: AgentSection, webhook: Webhook, t: Transition, now: datetime) -
     return builder(agent, webhook, t, now)
 
 
-def test_transition(config: Config) -> Transition:
+def sample_transition(config: Config) -> Transition:
     """A start of a made-up high alarm, for ``ixon-agent send-test``."""
     agent_id = config.agent.agent_id
     rule = AlarmRule(

@@ -1,0 +1,154 @@
+"""The alarm engine with an injected clock: no sockets, no sleeps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.alarms import AlarmRule, AlarmState, State
+from agent.config import Alarm, Variable
+
+T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
+VARIABLE = Variable.model_validate(
+    {"name": "oil_temp", "register": "holding", "address": 0, "type": "float", "unit": "degC"}
+)
+
+
+def rule(**kw: Any) -> AlarmRule:
+    fields = {
+        "name": "Oil hot",
+        "variable": "plc.oil_temp",
+        "condition": ">",
+        "threshold": 80.0,
+    } | kw
+    return AlarmRule.compile(Alarm.model_validate(fields), VARIABLE, "Agent0000001")
+
+
+class Run:
+    """Feeds values to one alarm at given times (seconds); records what happened."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.state = AlarmState(rule(**kw))
+        self.events: list[tuple[float, str]] = []
+
+    def feed(self, *samples: tuple[float, Any]) -> Run:
+        for at, value in samples:
+            transition = self.state.step(value, at, T0 + timedelta(seconds=at))
+            if transition is not None:
+                self.events.append((at, transition.kind))
+        return self
+
+
+def test_immediate_start_and_end_share_one_occurrence() -> None:
+    state = AlarmState(rule())
+    start = state.step(85.0, 0.0, T0)
+    assert start is not None and start.kind == "start" and start.value == 85.0
+    assert state.step(86.0, 1.0, T0) is None  # still active: no repeat
+    end = state.step(70.0, 2.0, T0 + timedelta(seconds=2))
+    assert end is not None and end.kind == "end"
+    assert end.occurrence_id == start.occurrence_id and len(start.occurrence_id) == 12
+    assert end.occurred_on == T0 and end.at == T0 + timedelta(seconds=2)
+    again = state.step(90.0, 3.0, T0)
+    assert again is not None and again.occurrence_id != start.occurrence_id
+
+
+@pytest.mark.parametrize(
+    ("condition", "threshold", "active", "normal"),
+    [
+        ("==", True, True, False),
+        ("!=", "RUN", "STOP", "RUN"),
+        (">", 80.0, 80.5, 80.0),
+        (">=", 80.0, 80.0, 79.9),
+        ("<", 2.0, 1.9, 2.0),
+        ("<=", 2.0, 2.0, 2.1),
+        ("between", (10.0, 20.0), 15.0, 25.0),
+        ("outside", (10.0, 20.0), 25.0, 15.0),
+    ],
+)
+def test_conditions(condition: str, threshold: Any, active: Any, normal: Any) -> None:
+    run = Run(condition=condition, threshold=threshold).feed((0, normal), (1, active), (2, normal))
+    assert run.events == [(1, "start"), (2, "end")]
+
+
+def test_on_delay_is_respected_and_a_lapse_resets_it() -> None:
+    run = Run(on_delay=5.0).feed((0, 85.0), (4.9, 85.0))
+    assert run.events == []
+    assert run.state.state is State.PENDING
+    run.feed((5.0, 85.0))
+    assert run.events == [(5.0, "start")]
+
+    lapsed = Run(on_delay=5.0).feed((0, 85.0), (3, 70.0), (4, 85.0), (8.9, 85.0))
+    assert lapsed.events == []  # the lapse at 3 s restarted the delay at 4 s
+    lapsed.feed((9.0, 85.0))
+    assert lapsed.events == [(9.0, "start")]
+
+
+def test_off_delay_and_a_return_mid_delay() -> None:
+    run = Run(off_delay=3.0).feed((0, 85.0), (1, 70.0), (2, 85.0), (3, 70.0), (5.9, 70.0))
+    assert run.events == [(0, "start")]  # returned at 2 s: clearing restarted at 3 s
+    run.feed((6.0, 70.0))
+    assert run.events == [(0, "start"), (6.0, "end")]
+
+
+def test_deadband_edges() -> None:
+    run = Run(deadband=2.0).feed((0, 81.0), (1, 80.0), (2, 78.0))
+    assert run.events == [(0, "start")]  # ">" with deadband 2 ends only below 78
+    run.feed((3, 77.99))
+    assert run.events == [(0, "start"), (3, "end")]
+    run.feed((4, 80.0))  # restarting needs the trigger condition itself (> 80)
+    assert run.events == [(0, "start"), (3, "end")]
+    below = Run(condition="<", threshold=2.0, deadband=0.5).feed((0, 1.0), (1, 2.5), (2, 2.51))
+    assert below.events == [(0, "start"), (2, "end")]
+    band = Run(condition="between", threshold=(10.0, 20.0), deadband=1.0)
+    band.feed((0, 15.0), (1, 20.9), (2, 21.1))
+    assert band.events == [(0, "start"), (2, "end")]
+
+
+def test_values_of_the_wrong_type_or_nan_change_nothing() -> None:
+    run = Run().feed((0, "broken"), (1, 85.0), (2, float("nan")), (3, 85.0))
+    assert run.events == [(1, "start")]
+
+
+def test_engine_skips_alarms_without_fresh_values() -> None:
+    from agent.alarms import AlarmEngine
+
+    engine = AlarmEngine([AlarmState(rule())])
+    assert [t.kind for t in engine.evaluate({"plc.oil_temp": 90.0}, 0.0, T0)] == ["start"]
+    assert engine.evaluate({}, 1.0, T0) == []  # source unreadable: stays active, no end
+    assert [s.rule.name for s in engine.active()] == ["Oil hot"]
+
+
+def test_public_id_is_stable_and_per_alarm() -> None:
+    assert rule().public_id == rule().public_id
+    assert rule().public_id != rule(name="Oil very hot").public_id
+    assert len(rule().public_id) == 12 and rule().public_id.isalnum()
+
+
+@given(
+    st.lists(st.tuples(st.floats(0.01, 3.0), st.floats(60.0, 100.0)), max_size=60),
+    st.floats(0.0, 5.0),
+    st.floats(0.0, 5.0),
+    st.floats(0.0, 5.0),
+)
+def test_starts_and_ends_alternate_and_respect_delays(
+    steps: list[tuple[float, float]], on_delay: float, off_delay: float, deadband: float
+) -> None:
+    state = AlarmState(rule(on_delay=on_delay, off_delay=off_delay, deadband=deadband))
+    now, kinds = 0.0, []
+    since_true: float | None = None  # when the trigger condition last became true
+    for gap, value in steps:
+        now += gap
+        if value <= 80.0:
+            since_true = None
+        elif since_true is None:
+            since_true = now
+        transition = state.step(value, now, T0)
+        if transition is not None:
+            kinds.append(transition.kind)
+            if transition.kind == "start":
+                assert since_true is not None and now - since_true >= on_delay
+    assert kinds == ["start", "end"] * (len(kinds) // 2) + ["start"] * (len(kinds) % 2)
