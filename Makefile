@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DURATION ?= 40
+DURATION ?= 35
 
 .PHONY: demo test lint bench clean
 
