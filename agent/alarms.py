@@ -15,12 +15,12 @@ import math
 import secrets
 import string
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from agent.config import Alarm, Config, Threshold, Variable, short_id
+from agent.config import Alarm, Config, Source, Threshold, Variable, short_id
 from agent.decode import Value
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -90,6 +90,7 @@ class AlarmRule:
     unit: str | None
     triggers: Predicate
     holds: Predicate  # while active: true until the condition is gone (past the deadband)
+    kind: Literal["variable", "offline"] = "variable"
 
     @classmethod
     def compile(cls, alarm: Alarm, variable: Variable, agent_id: str) -> AlarmRule:
@@ -188,21 +189,50 @@ class AlarmState:
         return self.state in (State.ACTIVE, State.CLEARING)
 
 
-@dataclass
-class AlarmEngine:
-    """All alarms of an agent; ``evaluate`` takes a cycle's fresh values and returns transitions.
+_MISSING = object()
+_STABLE = (State.NORMAL, State.ACTIVE)
 
-    A variable missing from ``values`` (its source could not be read) leaves its alarms as
-    they are: no start and no end on stale data.
+
+def offline_rule(source: Source, agent_id: str) -> AlarmRule:
+    """IXON's connection monitoring: an alarm when a source has not answered for a while."""
+    after = f"{source.offline_after:g} s"
+    return AlarmRule(
+        name=f"Source {source.name} offline",
+        public_id=short_id(agent_id, "offline", source.name),
+        variable=source.name,
+        source=source.name,
+        severity=source.offline_severity,
+        on_delay=source.offline_after,
+        off_delay=0.0,
+        instructions=(
+            f"No answer from {source.address} (unit {source.unit_id}) for {after}: check the"
+            " device's power and its network or serial connection. Its alarms are on hold"
+            " until it answers again."
+        ),
+        condition_text=f"no answer for {after}",
+        label="Connection",
+        unit=None,
+        triggers=lambda v: v == "offline",
+        holds=lambda v: v == "offline",
+        kind="offline",
+    )
+
+
+class AlarmEngine:
+    """All alarms of an agent, evaluated per source after each of its poll cycles.
+
+    A variable missing from a cycle's values (its source or block could not be read) leaves
+    its alarms as they are: no start and no end on stale data. A value that did not change
+    is not evaluated again unless its alarm has a delay running.
     """
 
-    states: list[AlarmState]
-    by_variable: dict[str, list[AlarmState]] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.by_variable = {}
-        for state in self.states:
-            self.by_variable.setdefault(state.rule.variable, []).append(state)
+    def __init__(self, states: list[AlarmState], offline: Iterable[AlarmState] = ()) -> None:
+        self.states = states
+        self.offline = {state.rule.source: state for state in offline}
+        self._watch: dict[str, dict[str, list[AlarmState]]] = {}
+        for state in states:
+            by_key = self._watch.setdefault(state.rule.source, {})
+            by_key.setdefault(state.rule.variable, []).append(state)
 
     @classmethod
     def from_config(cls, config: Config) -> AlarmEngine:
@@ -211,16 +241,37 @@ class AlarmEngine:
             AlarmRule.compile(alarm, config.variable(alarm.variable)[1], agent_id)
             for alarm in config.alarms
         ]
-        return cls([AlarmState(rule) for rule in rules])
+        offline = [AlarmState(offline_rule(s, agent_id)) for s in config.sources if s.offline_after]
+        return cls([AlarmState(rule) for rule in rules], offline)
 
-    def evaluate(self, values: Mapping[str, Value], now: float, wall: datetime) -> list[Transition]:
+    def evaluate(
+        self, source: str, values: Mapping[str, Value], now: float, wall: datetime
+    ) -> list[Transition]:
+        """Step the alarms of ``source`` whose variables were read this cycle."""
         transitions = []
-        for key, value in values.items():
-            for state in self.by_variable.get(key, ()):
-                transition = state.step(value, now, wall)
+        for key, states in self._watch.get(source, {}).items():
+            value = values.get(key, _MISSING)
+            if value is _MISSING:
+                continue
+            for state in states:
+                if state.state in _STABLE and value == state.last_value:
+                    continue  # same input, same stable state: nothing can happen
+                transition = state.step(value, now, wall)  # type: ignore[arg-type]
                 if transition is not None:
                     transitions.append(transition)
         return transitions
 
+    def connection(
+        self, source: str, answered: bool, last_answer: float | None, now: float, wall: datetime
+    ) -> Transition | None:
+        """Step the source's offline alarm; its delay runs from the last answer."""
+        state = self.offline.get(source)
+        if state is None:
+            return None
+        transition = state.step("online" if answered else "offline", now, wall)
+        if state.state is State.PENDING and last_answer is not None:
+            state.since = min(state.since, last_answer)
+        return transition
+
     def active(self) -> Iterable[AlarmState]:
-        return (state for state in self.states if state.active)
+        return (s for s in [*self.states, *self.offline.values()] if s.active)

@@ -32,14 +32,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"{path}: OK")
     print(f"agent {config.agent.name!r} (id {config.agent.agent_id})")
     for source in config.sources:
-        blocks = plan_reads(source.variables)
-        where = (
-            source.serial_port
-            if source.protocol == "modbus-rtu"
-            else f"{source.host}:{source.port}"
-        )
+        blocks = plan_reads(source.variables, source.max_gap)
         print(
-            f"source {source.name} ({source.protocol} {where}, unit {source.unit_id}): "
+            f"source {source.name} ({source.protocol} {source.address}, unit {source.unit_id}): "
             f"{len(source.variables)} variable(s) in {len(blocks)} request(s) per cycle, "
             f"every {source.poll_interval:g}s"
         )

@@ -182,8 +182,26 @@ class Source(_Model):
     byte_order: ByteOrder = "ABCD"
     poll_interval: Duration = Field(default=1.0, gt=0)
     timeout: Duration = Field(default=1.0, gt=0)
+    #: no answer for this long raises the source's built-in offline alarm; 0 turns it off
     offline_after: Duration = Field(default=30.0, ge=0)
+    offline_severity: Severity = "high"
+    #: the read planner bridges holes of up to this many registers (16x as many bits)
+    max_gap: int = Field(default=10, ge=0, le=124)
     variables: list[Variable] = Field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        """Where the device is, for people: ``127.0.0.1:5020`` or ``/dev/ttyUSB0``."""
+        if self.protocol == "modbus-rtu":
+            return self.serial_port or "?"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def bus(self) -> str:
+        """Sources on one bus share one connection and take turns (a serial port)."""
+        return (
+            f"serial:{self.serial_port}" if self.protocol == "modbus-rtu" else f"source:{self.name}"
+        )
 
 
 def _check_threshold(value: Any) -> Threshold:
@@ -426,6 +444,7 @@ def _cross_check(config: Config) -> Iterator[str]:
             yield f"{at}.host: required for protocol 'modbus-tcp'"
         if source.protocol == "modbus-rtu" and not source.serial_port:
             yield f"{at}.serial_port: required for protocol 'modbus-rtu'"
+        yield from _check_shared_bus(config.sources, s_index)
         for v_index, variable in enumerate(source.variables):
             end = variable.address + variable.register_count
             if end > 65536:
@@ -439,6 +458,25 @@ def _cross_check(config: Config) -> Iterator[str]:
     for index, webhook in enumerate(config.webhooks):
         if webhook.format == "ilert-events" and webhook.integration_key is None:
             yield f"webhooks[{index}].integration_key: required for format 'ilert-events'"
+
+
+_LINE_SETTINGS = ("baudrate", "parity", "stopbits", "bytesize", "timeout")
+
+
+def _check_shared_bus(sources: list[Source], index: int) -> Iterator[str]:
+    """Sources on one serial port share its line settings; the first one sets them."""
+    source = sources[index]
+    if source.protocol != "modbus-rtu" or not source.serial_port:
+        return
+    for first_index, first in enumerate(sources[:index]):
+        if first.protocol == "modbus-rtu" and first.serial_port == source.serial_port:
+            for name in _LINE_SETTINGS:
+                if getattr(first, name) != getattr(source, name):
+                    yield (
+                        f"sources[{index}].{name}: differs from sources[{first_index}] on the same"
+                        f" serial port {source.serial_port} ({getattr(first, name)!r})"
+                    )
+            return
 
 
 def _check_alarm(at: str, alarm: Alarm, known: dict[str, Variable]) -> Iterator[str]:

@@ -60,3 +60,27 @@ def plan_reads(variables: Iterable[Variable], max_gap: int = 10) -> list[Block]:
             start, end, current = variable.address, v_end, [variable]
         blocks.append(Block(kind, start, end - start, tuple(current)))
     return blocks
+
+
+def split(block: Block) -> list[Block]:
+    """Two blocks covering ``block``'s variables, cut at the widest hole between them.
+
+    Used when a device refuses a block ("illegal data address") because it has a hole in its
+    register map: repeated splitting isolates the refused addresses in O(log n) requests.
+    """
+    members = sorted(block.variables, key=lambda v: (v.address, v.register_count))
+    if len(members) < 2:
+        return [block]
+    holes = []  # (hole before members[i], -distance from the middle, i)
+    end = members[0].address + members[0].register_count
+    for index in range(1, len(members)):
+        holes.append((members[index].address - end, -abs(2 * index - len(members)), index))
+        end = max(end, members[index].address + members[index].register_count)
+    cut = max(holes)[2]
+    return [_cover(block.table, members[:cut]), _cover(block.table, members[cut:])]
+
+
+def _cover(table: RegisterKind, members: list[Variable]) -> Block:
+    start = members[0].address
+    end = max(v.address + v.register_count for v in members)
+    return Block(table, start, end - start, tuple(members))

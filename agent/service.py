@@ -21,7 +21,7 @@ from agent.alarms import AlarmEngine, Transition
 from agent.config import Config
 from agent.delivery import Deliverer, Delivery, Outcome, make_http_client
 from agent.messages import build, wanted
-from agent.modbus import PollResult, SourcePoller
+from agent.modbus import PollResult, SourcePoller, make_links
 
 log = logging.getLogger("agent")
 
@@ -71,7 +71,8 @@ class Agent:
         self._own_http = http is None
         self.http = http or make_http_client()
         self.engine = AlarmEngine.from_config(config)
-        self.pollers = {s.name: SourcePoller(s) for s in config.sources}
+        links = make_links(config.sources)
+        self.pollers = {s.name: SourcePoller(s, links[s.name]) for s in config.sources}
         self.deliverer = Deliverer(config.webhooks, self.http, on_result=self.observer.delivered)
         self.scheduler: AsyncIOScheduler | None = None
         self.values: dict[str, object] = {}
@@ -125,14 +126,19 @@ class Agent:
         if task is not None:
             self._polling.add(task)
         try:
-            result = await self.pollers[name].poll()
+            poller = self.pollers[name]
+            result = await poller.poll()
             if result.errors:
                 log.debug("source %s: %s", name, "; ".join(result.errors))
             self.values.update(result.values)
             self.observer.polled(result)
-            self.handle(
-                self.engine.evaluate(result.values, self.clock.monotonic(), self.clock.now())
-            )
+            now, wall = self.clock.monotonic(), self.clock.now()
+            transitions = self.engine.evaluate(name, result.values, now, wall)
+            last_answer = poller.stats.last_answer
+            offline = self.engine.connection(name, result.answered, last_answer, now, wall)
+            if offline is not None:
+                transitions.insert(0, offline)
+            self.handle(transitions)
         except Exception:
             log.exception("source %s: poll cycle failed", name)
         finally:

@@ -117,8 +117,8 @@ def test_engine_skips_alarms_without_fresh_values() -> None:
     from agent.alarms import AlarmEngine
 
     engine = AlarmEngine([AlarmState(rule())])
-    assert [t.kind for t in engine.evaluate({"plc.oil_temp": 90.0}, 0.0, T0)] == ["start"]
-    assert engine.evaluate({}, 1.0, T0) == []  # source unreadable: stays active, no end
+    assert [t.kind for t in engine.evaluate("plc", {"plc.oil_temp": 90.0}, 0.0, T0)] == ["start"]
+    assert engine.evaluate("plc", {}, 1.0, T0) == []  # source unreadable: stays active, no end
     assert [s.rule.name for s in engine.active()] == ["Oil hot"]
 
 
