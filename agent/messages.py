@@ -31,6 +31,10 @@ def _value_text(transition: Transition) -> str:
     return f"{text} {unit}" if unit else text
 
 
+def _info(kind: str, key: str, value: object) -> dict[str, object]:
+    return {"type": kind, "toTranslate": False, "key": key, "value": value}
+
+
 def ixon_message(
     agent: AgentSection, webhook: Webhook, t: Transition, now: datetime
 ) -> dict[str, Any]:
@@ -38,17 +42,14 @@ def ixon_message(
     rule = t.rule
     code = "alarm-active" if t.kind == "start" else "alarm-ended"
     extra = [
-        {"type": "value", "toTranslate": False, "key": rule.label, "value": t.value},
-        {
-            "type": "threshold",
-            "toTranslate": False,
-            "key": "condition",
-            "value": rule.condition_text,
-        },
-        {"type": "variable", "toTranslate": False, "key": "variable", "value": rule.variable},
+        _info("value", rule.label, t.value),
+        _info("threshold", "condition", rule.condition_text),
+        _info("source", "source", rule.source),
     ]
+    if rule.kind == "variable":
+        extra.append(_info("variable", "variable", rule.variable))
     if rule.unit:
-        extra.append({"type": "unit", "toTranslate": False, "key": "unit", "value": rule.unit})
+        extra.append(_info("unit", "unit", rule.unit))
     company = (
         {"publicId": agent.company_id, "name": agent.company_name}
         if agent.company_id or agent.company_name

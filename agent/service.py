@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -24,6 +24,9 @@ from agent.messages import build, wanted
 from agent.modbus import PollResult, SourcePoller, make_links
 
 log = logging.getLogger("agent")
+
+#: at shutdown, seconds a running poll cycle may still take before it is cancelled
+CYCLE_GRACE = 0.5
 
 
 class Clock:
@@ -76,7 +79,7 @@ class Agent:
         self.deliverer = Deliverer(config.webhooks, self.http, on_result=self.observer.delivered)
         self.scheduler: AsyncIOScheduler | None = None
         self.values: dict[str, object] = {}
-        self._polling: set[asyncio.Future[Any]] = set()  # cycles in flight; stop() awaits them
+        self._cycles: set[asyncio.Task[None]] = set()  # poll cycles in flight
 
     async def start(self) -> None:
         """Start delivery and the polling schedule; must run inside the event loop."""
@@ -107,10 +110,12 @@ class Agent:
     async def stop(self, grace: float = 3.0) -> None:
         """Stop polling, give queued messages ``grace`` seconds, then close everything."""
         if self.scheduler is not None:
-            self.scheduler.pause()  # no new cycles; let running ones finish, not cancel them
-            if self._polling:
-                longest = max(s.timeout for s in self.config.sources) * (1 + len(self.pollers))
-                await asyncio.wait(self._polling, timeout=longest)
+            self.scheduler.pause()  # no new cycles; running ones get a moment, then are cut
+            if self._cycles:
+                _, late = await asyncio.wait(self._cycles, timeout=CYCLE_GRACE)
+                for cycle in late:
+                    cycle.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
         await self.deliverer.drain(grace)
@@ -121,10 +126,24 @@ class Agent:
             await self.http.aclose()
 
     async def poll_source(self, name: str) -> None:
-        """One cycle of one source. Never raises: a failing job would stop being scheduled."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._polling.add(task)
+        """The scheduler's job: one cycle, in a task of its own that stop() may cancel."""
+        cycle = asyncio.create_task(self._cycle(name), name=f"cycle:{name}")
+        self._cycles.add(cycle)
+        try:
+            await cycle
+        except asyncio.CancelledError:
+            if (task := asyncio.current_task()) is not None and task.cancelling():
+                raise  # the job itself is being cancelled, not just this cycle
+            log.debug("source %s: cycle cancelled at shutdown", name)
+        finally:
+            self._cycles.discard(cycle)
+
+    async def _cycle(self, name: str) -> None:
+        """Poll, decode, evaluate, queue. Never raises: a failing job would stop being scheduled.
+
+        The only await is the poll itself, so a cancelled cycle never leaves an alarm
+        transition without its messages.
+        """
         try:
             poller = self.pollers[name]
             result = await poller.poll()
@@ -141,8 +160,6 @@ class Agent:
             self.handle(transitions)
         except Exception:
             log.exception("source %s: poll cycle failed", name)
-        finally:
-            self._polling.discard(task)  # type: ignore[arg-type]
 
     def handle(self, transitions: list[Transition]) -> None:
         """Turn alarm transitions into one queued message per interested webhook."""

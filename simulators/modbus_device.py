@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -100,28 +101,70 @@ SCENARIOS: dict[str, Callable[[float, float], dict[str, Value]]] = {
 
 @dataclass
 class ModbusDeviceSimulator:
-    """pymodbus server + scenario ticker; values can be pinned with ``hold``."""
+    """pymodbus server + scenario ticker; values can be pinned with ``hold``.
+
+    Fault switches for tests and for trying an agent config against a difficult device:
+    ``holes`` (register ranges the device refuses with "illegal data address"), ``fault``
+    (answer every read with this Modbus exception code, e.g. 6 = device busy) and ``hang``
+    (accept requests but never answer). ``requests`` logs every read as (function code,
+    address, count).
+    """
 
     scenario: str = "packaging"
     period: float = 30.0
     unit_id: int = 1
     tick: float = 0.1
+    size: int = REGISTER_SPACE
+    holes: list[tuple[str, int, int]] = field(default_factory=list)  # (table, start, count)
+    fault: int | None = None
+    hang: bool = False
     held: dict[str, Value] = field(default_factory=dict)
     values: dict[str, Value] = field(default_factory=dict)
+    requests: list[tuple[int, int, int]] = field(default_factory=list)
     server: ModbusTcpServer | None = None
     port: int = 0
     _task: asyncio.Task[None] | None = None
     _started: float = 0.0
 
+    def device(self) -> SimDevice:
+        """The pymodbus device: four tables of ``size`` addresses, minus the holes."""
+        bits = [SimData(0, count=self.size, values=False, datatype=DataType.BITS)]
+        tables = {
+            table: self._registers([(a, n) for t, a, n in self.holes if t == table])
+            for table in ("holding", "input")
+        }
+        simdata = (bits, list(bits), tables["holding"], tables["input"])
+        return SimDevice(id=self.unit_id, simdata=simdata, action=self._action)
+
+    def _registers(self, holes: list[tuple[int, int]]) -> list[SimData]:
+        blocks, at = [], 0
+        for start, count in sorted(holes):
+            if start > at:
+                blocks.append(SimData(at, count=start - at, values=0, datatype=DataType.REGISTERS))
+            blocks.append(SimData(start, count=count, datatype=DataType.INVALID))
+            at = start + count
+        if at < self.size:
+            blocks.append(SimData(at, count=self.size - at, values=0, datatype=DataType.REGISTERS))
+        return blocks
+
+    async def _action(
+        self, function_code: int, _start: int, address: int, count: int,
+        _registers: list[int], set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:  # fmt: skip
+        if set_values is not None:  # our own writes (async_setValues), not a client's read
+            return None
+        self.requests.append((function_code, address, count))
+        if self.hang:
+            await asyncio.Event().wait()  # never answer; the client times out
+        return ExcCodes(self.fault) if self.fault else None
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen (port 0: the OS chooses) and start the scenario; returns the port."""
-        blocks = [SimData(0, count=REGISTER_SPACE, values=0, datatype=DataType.REGISTERS)]
-        bits = [SimData(0, count=REGISTER_SPACE, values=False, datatype=DataType.BITS)]
-        device = SimDevice(id=self.unit_id, simdata=(bits, list(bits), blocks, list(blocks)))
-        self.server = ModbusTcpServer(device, address=(host, port))
+        self.server = ModbusTcpServer(self.device(), address=(host, port))
         await self.server.serve_forever(background=True)
         self.port = self.server.transport.sockets[0].getsockname()[1]
         self._started = time.monotonic()
+        self.values = {}  # a new server starts from zeroed registers
         await self.update()
         self._task = asyncio.create_task(self._run(), name="modbus-device-scenario")
         return self.port
