@@ -160,3 +160,24 @@ def test_round_trip(kind: tuple[str, int], signed: bool, order: str, data: st.Da
         assert struct.pack("<f", decoded) == struct.pack("<f", value)  # type: ignore[arg-type]
     else:
         assert decoded == value and type(decoded) is type(value)
+
+
+@given(
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0xFF), max_size=20),
+    st.integers(1, 20),
+    st.sampled_from(["ABCD", "BADC", "CDAB", "DCBA"]),
+)
+def test_string_round_trip(text: str, length: int, order: str) -> None:
+    variable = var(type_="str", length=length, byte_order=order)
+    assert decode_one(variable, encode(variable, text)) == text[:length]
+
+
+@given(
+    st.integers(0, 0xFFFF), st.integers(0, 15), st.sampled_from(["ABCD", "BADC", "CDAB", "DCBA"])
+)
+def test_bit_of_a_register(register: int, bit: int, order: str) -> None:
+    # a bit numbers the register's 16-bit value as the byte order decodes it (BADC, DCBA swap)
+    word = decode_one(var(signed=False), [register], order)
+    assert decode_one(var(type_="bool", bit=bit), [register], order) is bool(word >> bit & 1)  # type: ignore[operator]
+    if order in ("ABCD", "CDAB"):
+        assert word == register
