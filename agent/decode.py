@@ -56,7 +56,7 @@ def _post(variable: Variable) -> Callable[[object], Value] | None:
         return bool
     if kind == "str":
         length = variable.length or 0
-        return lambda raw: raw[:length].split(b"\0", 1)[0].decode("latin-1").rstrip()  # type: ignore[index]
+        return lambda raw: raw[:length].split(b"\0", 1)[0].rstrip(b" ").decode("latin-1")  # type: ignore[index]
     scale: Callable[[object], Value] | None = None
     factor, offset = variable.factor, variable.offset
     if factor != 1.0 or offset != 0.0:
