@@ -18,6 +18,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
 
 from agent.config import ByteOrder, Variable
 from agent.plan import BIT_KINDS, Block
@@ -91,14 +93,35 @@ def _code(variable: Variable) -> str:
     return "H"  # bool from a whole register, or from one of its bits
 
 
+def _getter(indexes: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """``itemgetter`` that always returns a tuple, even for one index."""
+    if len(indexes) == 1:
+        (only,) = indexes
+        return lambda seq: (seq[only],)
+    return itemgetter(*indexes)
+
+
 @dataclass(frozen=True, slots=True)
 class _Lane:
-    """Variables read by one Struct from one buffer: no two overlap."""
+    """Variables read by one Struct from one buffer: no two overlap. Values that need no
+    post-processing (most ints and 64-bit floats) are picked out in bulk by ``plain_get``."""
 
     swapped: bool
     reader: struct.Struct
-    keys: tuple[str, ...]
-    post: tuple[Callable[[object], Value] | None, ...]
+    plain_keys: tuple[str, ...]
+    plain_get: Callable[[Sequence[Any]], tuple[Any, ...]]
+    posted: tuple[tuple[str, int, Callable[[Any], Value]], ...]
+
+    @classmethod
+    def build(
+        cls, swapped: bool, fmt: str, keys: list[str], posts: list[Callable[[Any], Value] | None]
+    ) -> _Lane:
+        plain = [i for i, post in enumerate(posts) if post is None]
+        posted = tuple((keys[i], i, post) for i, post in enumerate(posts) if post is not None)
+        return cls(
+            swapped, struct.Struct(fmt), tuple(keys[i] for i in plain),
+            _getter(plain) if plain else _getter([0]), posted,
+        )  # fmt: skip
 
 
 class BlockDecoder:
@@ -111,6 +134,7 @@ class BlockDecoder:
         self._offsets = tuple(v.address - block.address for v in block.variables)
         self._lanes = () if self.bits else self._build_lanes(block, default_order)
         self._needs_swap = any(lane.swapped for lane in self._lanes)
+        self._bit_get = _getter(list(self._offsets))
         self._pack = struct.Struct(f">{block.count}H").pack
         self._pack_swapped = struct.Struct(f"<{block.count}H").pack
 
@@ -135,26 +159,33 @@ class BlockDecoder:
             keys.append(key)
             posts.append(_post(variable))
         return tuple(
-            _Lane(swapped, struct.Struct(endian + "".join(parts)), tuple(keys), tuple(posts))
+            _Lane.build(swapped, endian + "".join(parts), keys, posts)
             for (swapped, endian), lanes in groups.items()
             for parts, _free, keys, posts in lanes
         )
 
-    def decode(self, data: Sequence[int] | Sequence[bool]) -> list[tuple[str, Value]]:
+    def decode(self, data: Sequence[int] | Sequence[bool]) -> dict[str, Value]:
         """Values of every variable in the block, from a register list or a bit list."""
-        if len(data) < self.block.count:
-            raise ValueError(f"short reply: {len(data)} of {self.block.count}")
-        if self.bits:
-            return [(k, bool(data[o])) for k, o in zip(self.keys, self._offsets, strict=True)]
+        values: dict[str, Value] = {}
+        self.decode_into(data, values)
+        return values
+
+    def decode_into(self, data: Sequence[int] | Sequence[bool], values: dict[str, Value]) -> None:
+        """As ``decode``, writing into ``values``: the hot path, no intermediate objects."""
         count = self.block.count
+        if len(data) < count:
+            raise ValueError(f"short reply: {len(data)} of {count}")
+        if self.bits:
+            values.update(zip(self.keys, self._bit_get(data), strict=True))
+            return
         received = self._pack(*data[:count])
         swapped = self._pack_swapped(*data[:count]) if self._needs_swap else b""
-        out: list[tuple[str, Value]] = []
         for lane in self._lanes:
             raws = lane.reader.unpack_from(swapped if lane.swapped else received)
-            for key, raw, post in zip(lane.keys, raws, lane.post, strict=True):
-                out.append((key, post(raw) if post else raw))
-        return out
+            if lane.plain_keys:
+                values.update(zip(lane.plain_keys, lane.plain_get(raws), strict=True))
+            for key, index, post in lane.posted:
+                values[key] = post(raws[index])
 
 
 def encode(variable: Variable, value: Value, default_order: ByteOrder = "ABCD") -> list[int]:

@@ -230,7 +230,7 @@ class SourcePoller:
             return "next"
         try:
             data = reply.bits if decoder.bits else reply.registers
-            result.values.update(decoder.decode(data))
+            decoder.decode_into(data, result.values)
         except Exception as exc:  # a short or malformed reply must not end the cycle
             self.stats.errors["bad reply"] += 1
             result.errors.append(f"{where}: {exc}")

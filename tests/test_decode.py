@@ -24,7 +24,7 @@ def var(
 
 def decode_one(variable: Variable, registers: list[int], order: str = "ABCD") -> object:
     block = Block(variable.table, variable.address, variable.register_count, (variable,))
-    [(key, value)] = BlockDecoder(block, "plc", order).decode(registers)  # type: ignore[arg-type]
+    [(key, value)] = BlockDecoder(block, "plc", order).decode(registers).items()  # type: ignore[arg-type]
     assert key == f"plc.{variable.name}"
     return value
 
@@ -97,7 +97,7 @@ def test_block_decodes_every_variable_at_its_offset() -> None:
     registers[2] = 450
     registers[3] = 0b1000
     registers[10:12] = encode(variables[4], 70000)
-    values = dict(BlockDecoder(block, "plc").decode(registers))
+    values = BlockDecoder(block, "plc").decode(registers)
     assert values == {
         "plc.temp": 84.5,
         "plc.pressure": 4.5,
@@ -111,7 +111,7 @@ def test_bits_and_short_reply() -> None:
     variables = [var("a", 0, "bool", "coil"), var("b", 5, "bool", "coil")]
     [block] = plan_reads(variables)
     decoder = BlockDecoder(block, "plc")
-    assert dict(decoder.decode([True, False, False, False, False, False, False, False])) == {
+    assert decoder.decode([True, False, False, False, False, False, False, False]) == {
         "plc.a": True,
         "plc.b": False,
     }
