@@ -73,14 +73,16 @@ def cmd_read(args: argparse.Namespace) -> int:
         return values, problems
 
     values, problems = asyncio.run(read_all())
+    keys = [key for key, _, _ in config.variables()]
     if args.json:
-        print(json.dumps(values, indent=2))
+        print(json.dumps({key: values[key] for key in keys if key in values}, indent=2))
     else:
-        units = {key: (v.unit or "") for key, _, v in config.variables()}
-        labels = {key: v.display_name for key, _, v in config.variables()}
-        for key, _, _ in config.variables():
+        width = max(len(key) for key in keys) if keys else 8
+        print(f"{'variable':<{width}}  {'value':>14}  {'unit':<6}  label")
+        for key, _, variable in config.variables():
             shown = _show(values[key]) if key in values else "(not read)"
-            print(f"{key:<28} {shown:>14} {units[key]:<6} {labels[key]}")
+            unit = variable.unit or ""
+            print(f"{key:<{width}}  {shown:>14}  {unit:<6}  {variable.display_name}")
     for problem in problems:
         print(problem, file=sys.stderr)
     return EXIT_FAILED if problems else EXIT_OK
