@@ -152,3 +152,24 @@ def test_starts_and_ends_alternate_and_respect_delays(
             if transition.kind == "start":
                 assert since_true is not None and now - since_true >= on_delay
     assert kinds == ["start", "end"] * (len(kinds) // 2) + ["start"] * (len(kinds) % 2)
+
+
+def test_unchanged_values_are_not_evaluated_again_unless_a_delay_runs() -> None:
+    from dataclasses import replace
+
+    from agent.alarms import AlarmEngine
+
+    calls: list[float] = []
+
+    def counting(value: Any) -> bool:
+        calls.append(value)
+        return value > 80.0
+
+    engine = AlarmEngine([AlarmState(replace(rule(on_delay=2.0), triggers=counting))])
+    for at in (0.0, 1.0, 2.0):  # normal, unchanged: evaluated once
+        engine.evaluate("plc", {"plc.oil_temp": 70.0}, at, T0)
+    assert calls == [70.0]
+    for at in (3.0, 4.0, 5.0):  # pending: the on-delay needs every cycle, changed or not
+        engine.evaluate("plc", {"plc.oil_temp": 90.0}, at, T0)
+    assert calls == [70.0, 90.0, 90.0, 90.0]
+    assert [s.rule.name for s in engine.active()] == ["Oil hot"]
