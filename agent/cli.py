@@ -44,10 +44,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"  {block.table:<14} {block.address:>5} +{block.count:<4} {unit}(s): {names}")
     print(f"{len(config.alarms)} alarm(s)")
     for alarm in config.alarms:
-        print(
-            f"  [{alarm.severity}] {alarm.name}: {alarm.variable} "
-            + describe_condition(alarm.condition, alarm.threshold)
-        )
+        if alarm.formula is not None:
+            trigger = f"formula {alarm.formula}"
+        else:
+            assert alarm.condition is not None and alarm.threshold is not None
+            trigger = f"{alarm.variable} {describe_condition(alarm.condition, alarm.threshold)}"
+        print(f"  [{alarm.severity}] {alarm.name}: {trigger}")
     print(
         f"{len(config.webhooks)} webhook(s): {', '.join(w.name for w in config.webhooks) or 'none'}"
     )

@@ -32,6 +32,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.formula import FormulaError, compile_formula
+
 ENV_PREFIX = "AGENT_"
 ENV_DELIMITER = "__"
 DEFAULT_CONFIG = "agent.toml"
@@ -204,8 +206,8 @@ class Source(_Model):
         )
 
 
-def _check_threshold(value: Any) -> Threshold:
-    if isinstance(value, bool | str):
+def _check_threshold(value: Any) -> Threshold | None:
+    if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int | float):
         return float(value)
@@ -219,15 +221,21 @@ def _check_threshold(value: Any) -> Threshold:
 
 
 class Alarm(_Model):
+    """A trigger: ``variable condition threshold``, or an IXON postfix ``formula``."""
+
     name: str = Field(min_length=1, max_length=255)
-    variable: str = Field(pattern=r"^[a-z0-9_-]+\.[a-z0-9_]+$")
-    condition: Condition
-    threshold: Annotated[Threshold, BeforeValidator(_check_threshold)]
+    variable: str | None = Field(default=None, pattern=r"^[a-z0-9_-]+\.[a-z0-9_]+$")
+    condition: Condition | None = None
+    threshold: Annotated[Threshold | None, BeforeValidator(_check_threshold)] = None
+    formula: str | None = None
     severity: Severity = "medium"
     on_delay: Duration = 0.0
     off_delay: Duration = 0.0
     deadband: float = Field(default=0.0, ge=0)
     instructions: str = ""
+    #: flapping control: at most this many starts notified per window; ends always go out
+    max_notifications: int = Field(default=20, ge=1)
+    flap_window: Duration = Field(default=3600.0, gt=0)
 
 
 class Webhook(_Model):
@@ -480,6 +488,22 @@ def _check_shared_bus(sources: list[Source], index: int) -> Iterator[str]:
 
 
 def _check_alarm(at: str, alarm: Alarm, known: dict[str, Variable]) -> Iterator[str]:
+    if alarm.formula is not None:
+        for name in ("variable", "condition", "threshold"):
+            if getattr(alarm, name) is not None:
+                yield f"{at}.{name}: not used with formula; give one or the other"
+        if alarm.deadband:
+            yield f"{at}.deadband: applies to a variable with a condition, not to a formula"
+        try:
+            compile_formula(alarm.formula, {key: v.type for key, v in known.items()})
+        except FormulaError as exc:
+            yield f"{at}.formula: {exc}"
+        return
+    missing = [n for n in ("variable", "condition", "threshold") if getattr(alarm, n) is None]
+    if missing:
+        yield from (f"{at}.{name}: required (or give a formula)" for name in missing)
+        return
+    assert alarm.variable is not None and alarm.threshold is not None
     variable = known.get(alarm.variable)
     if variable is None:
         hint = ", ".join(sorted(known)[:8]) or "none configured"

@@ -27,6 +27,7 @@ from agent.config import Config, config_path, load_config
 from agent.decode import Value
 from agent.delivery import Delivery, Outcome
 from agent.logs import setup_logging
+from agent.messages import describe_values
 from agent.modbus import PollResult
 from agent.service import Agent
 from simulators.ilert import IlertSimulator
@@ -110,17 +111,13 @@ class LiveView:
 
     def transition(self, t: Transition) -> None:
         self.counts[f"alarm {t.kind}s"] += 1
-        value = t.value
-        shown = str(value).lower() if isinstance(value, bool) else str(value)
-        unit = f" {t.rule.unit}" if t.rule.unit else ""
+        values = describe_values(t)
         if t.kind == "start":
             head = self.style(f"ALARM START [{t.rule.severity}]", "1;31")
-            self.say(
-                f"{head} {t.rule.name}: {t.rule.label} = {shown}{unit} ({t.rule.condition_text})"
-            )
+            self.say(f"{head} {t.rule.name}: {values} ({t.rule.condition_text})")
         else:
             head = self.style("ALARM END", "1;32")
-            self.say(f"{head} {t.rule.name}: {t.rule.label} = {shown}{unit}")
+            self.say(f"{head} {t.rule.name}: {values}")
 
     def delivered(self, delivery: Delivery, outcome: Outcome) -> None:
         self.counts[f"messages {outcome}"] += 1

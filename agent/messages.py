@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.alarms import AlarmRule, Transition, new_id
+from agent.alarms import AlarmRule, Input, Transition, new_id
 from agent.config import SEVERITY_RANK, AgentSection, Config, Webhook, short_id
 
 
@@ -24,11 +24,16 @@ def wanted(webhook: Webhook, transition: Transition) -> bool:
     return transition.kind == "start" or webhook.notify_ended
 
 
-def _value_text(transition: Transition) -> str:
-    unit = transition.rule.unit
-    value = transition.value
+def show(value: object, unit: str | None = None) -> str:
+    """A value as a person reads it: ``true``, ``84.2 degC``."""
     text = str(value).lower() if isinstance(value, bool) else str(value)
     return f"{text} {unit}" if unit else text
+
+
+def describe_values(t: Transition) -> str:
+    """``Oil temperature = 84.2 degC, Pump running = true``."""
+    pairs = zip(t.rule.inputs, t.values, strict=False)
+    return ", ".join(f"{i.label} = {show(v, i.unit)}" for i, v in pairs)
 
 
 def _info(kind: str, key: str, value: object) -> dict[str, object]:
@@ -41,14 +46,14 @@ def ixon_message(
     """DESIGN.md 5.1: one POST per alarm start, and per end when ``notify_ended``."""
     rule = t.rule
     code = "alarm-active" if t.kind == "start" else "alarm-ended"
-    extra = [
-        _info("value", rule.label, t.value),
-        _info("threshold", "condition", rule.condition_text),
-        _info("source", "source", rule.source),
-    ]
+    extra = [_info("value", i.label, v) for i, v in zip(rule.inputs, t.values, strict=False)]
+    extra.append(_info("threshold", "condition", rule.condition_text))
+    extra.append(_info("source", "source", rule.source))
     if rule.kind == "variable":
         extra.append(_info("variable", "variable", rule.variable))
-    if rule.unit:
+    if rule.kind == "formula":
+        extra += [_info("variable", i.label, i.key) for i in rule.inputs]
+    if rule.unit and rule.kind == "variable":
         extra.append(_info("unit", "unit", rule.unit))
     company = (
         {"publicId": agent.company_id, "name": agent.company_name}
@@ -100,7 +105,7 @@ def ilert_event(
     assert webhook.integration_key is not None  # checked at config load
     verb = "started" if t.kind == "start" else "ended"
     details = (
-        f"{rule.label}: {_value_text(t)} (condition {rule.condition_text}).\n"
+        f"{describe_values(t)} (condition {rule.condition_text}).\n"
         f"Alarm {verb} at {iso(t.at)} on {agent.name}."
     )
     if rule.instructions:
@@ -139,17 +144,14 @@ def sample_transition(config: Config) -> Transition:
     rule = AlarmRule(
         name="Test message from ixon-agent",
         public_id=short_id(agent_id, "alarm", "send-test"),
-        variable="agent.test",
-        source="agent",
+        inputs=(Input("agent.test", "Test"),),
         severity="high",
         on_delay=0.0,
         off_delay=0.0,
         instructions="This is a test of the alarm chain; no action is needed.",
         condition_text="test",
-        label="Test",
-        unit=None,
         triggers=bool,
         holds=bool,
     )
     now = datetime.now(UTC)
-    return Transition(rule, "start", new_id(), True, now, now)
+    return Transition(rule, "start", new_id(), (True,), now, now)

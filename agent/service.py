@@ -152,11 +152,9 @@ class Agent:
             self.values.update(result.values)
             self.observer.polled(result)
             now, wall = self.clock.monotonic(), self.clock.now()
-            transitions = self.engine.evaluate(name, result.values, now, wall)
             last_answer = poller.stats.last_answer
-            offline = self.engine.connection(name, result.answered, last_answer, now, wall)
-            if offline is not None:
-                transitions.insert(0, offline)
+            transitions = self.engine.connection(name, result.answered, last_answer, now, wall)
+            transitions += self.engine.evaluate(name, result.values, now, wall)
             self.handle(transitions)
         except Exception:
             log.exception("source %s: poll cycle failed", name)

@@ -10,12 +10,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.alarms import AlarmRule, AlarmState, State
-from agent.config import Alarm, Variable
+from agent.config import Config
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
-VARIABLE = Variable.model_validate(
-    {"name": "oil_temp", "register": "holding", "address": 0, "type": "float", "unit": "degC"}
-)
+
+
+def config(*alarms: dict[str, Any]) -> Config:
+    variables = [
+        {"name": "oil_temp", "label": "Oil temperature", "register": "holding", "address": 0, "type": "float", "unit": "degC"},
+        {"name": "pump_on", "label": "Pump on", "register": "coil", "address": 0, "type": "bool"},
+    ]  # fmt: skip
+    return Config.model_validate(
+        {
+            "agent": {"name": "Agent", "public_id": "Agent0000001"},
+            "sources": [{"name": "plc", "host": "127.0.0.1", "variables": variables}],
+            "alarms": list(alarms),
+        }
+    )
 
 
 def rule(**kw: Any) -> AlarmRule:
@@ -25,7 +36,10 @@ def rule(**kw: Any) -> AlarmRule:
         "condition": ">",
         "threshold": 80.0,
     } | kw
-    return AlarmRule.compile(Alarm.model_validate(fields), VARIABLE, "Agent0000001")
+    if "formula" in kw:
+        fields = {"name": "Oil hot"} | kw
+    cfg = config(fields)
+    return AlarmRule.compile(cfg.alarms[0], cfg)
 
 
 class Run:
@@ -46,7 +60,7 @@ class Run:
 def test_immediate_start_and_end_share_one_occurrence() -> None:
     state = AlarmState(rule())
     start = state.step(85.0, 0.0, T0)
-    assert start is not None and start.kind == "start" and start.value == 85.0
+    assert start is not None and start.kind == "start" and start.values == (85.0,)
     assert state.step(86.0, 1.0, T0) is None  # still active: no repeat
     end = state.step(70.0, 2.0, T0 + timedelta(seconds=2))
     assert end is not None and end.kind == "end"
@@ -173,3 +187,154 @@ def test_unchanged_values_are_not_evaluated_again_unless_a_delay_runs() -> None:
         engine.evaluate("plc", {"plc.oil_temp": 90.0}, at, T0)
     assert calls == [70.0, 90.0, 90.0, 90.0]
     assert [s.rule.name for s in engine.active()] == ["Oil hot"]
+
+
+# --- formulas ----------------------------------------------------------------------------
+
+TYPES = {"plc.temp": "float", "plc.run": "bool", "plc.mode": "str", "plc.count": "int"}
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "expected"),
+    [
+        ("$plc.temp 80 > $plc.run true == &&", (85.0, True), True),
+        ("$plc.temp 80 > $plc.run true == &&", (85.0, False), False),
+        ("$plc.temp 80 > $plc.run true == ||", (70.0, True), True),
+        ('$plc.mode "AUTO MODE" !=', ("AUTO MODE",), False),
+        ("$plc.count 2 * 10 - 0 >=", (5,), True),
+        ("$plc.temp $plc.temp / 1 ==", (4.0,), True),
+        ("$plc.temp 1.5e1 <", (14.9,), True),
+        ("$plc.run false !=", (True,), True),
+    ],
+)
+def test_formula_evaluation(text: str, values: tuple[Any, ...], expected: bool) -> None:
+    from agent.formula import compile_formula
+
+    assert compile_formula(text, TYPES)(values) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("$plc.tmp 80 >", "token 1 '$plc.tmp': no variable 'plc.tmp' (known: $plc.count, $plc.mode, $plc.run, $plc.temp)"),
+        ("$plc.temp >", "token 2 '>': needs two operands, the stack has 1"),
+        ("$plc.temp 80 > &&", "token 4 '&&': needs two operands, the stack has 1"),
+        ("$plc.temp true >", "token 3 '>': needs two numbers, got number and bool"),
+        ('$plc.mode 3 ==', "token 3 '==': compares a string with a number"),
+        ("$plc.temp 80 > 5 &&", "token 5 '&&': needs two bools, got bool and number"),
+        ("$plc.temp 80", "leaves 2 values on the stack; it must end in one result"),
+        ("$plc.temp 80 +", "the result is a number; an alarm formula must end in true/false"),
+        ("$plc.temp 80 >> ", "token 3 '>>': not a variable ($source.name), literal or operator"),
+        ("", "the formula is empty"),
+    ],
+)  # fmt: skip
+def test_formula_errors_name_the_token(text: str, message: str) -> None:
+    from agent.formula import FormulaError, compile_formula
+
+    with pytest.raises(FormulaError) as info:
+        compile_formula(text, TYPES)
+    assert str(info.value) == message
+
+
+def test_formula_alarm_starts_and_ends_with_every_input() -> None:
+    state = AlarmState(rule(formula="$plc.oil_temp 80 > $plc.pump_on true == &&"))
+    assert state.rule.kind == "formula"
+    assert [i.key for i in state.rule.inputs] == ["plc.oil_temp", "plc.pump_on"]
+    assert state.step((85.0, False), 0, T0) is None
+    start = state.step((85.0, True), 1, T0)
+    assert start is not None and start.values == (85.0, True)
+    end = state.step((85.0, False), 2, T0)
+    assert end is not None and end.kind == "end" and end.occurrence_id == start.occurrence_id
+
+
+def test_formula_division_by_zero_keeps_the_state() -> None:
+    run = Run(formula="$plc.oil_temp $plc.oil_temp / 1 ==")
+    run.feed((0, (5.0,)), (1, (0.0,)), (2, (0.0,)))
+    assert run.events == [(0, "start")]  # 0/0 decides nothing: no end
+
+
+def test_formula_across_values_in_the_engine_waits_for_all_inputs() -> None:
+    from agent.alarms import AlarmEngine
+
+    cfg = config(
+        {"name": "Hot and running", "formula": "$plc.oil_temp 80 > $plc.pump_on true == &&"}
+    )
+    engine = AlarmEngine.from_config(cfg)
+    assert engine.evaluate("plc", {"plc.oil_temp": 90.0}, 0, T0) == []  # pump unknown: stale
+    [start] = engine.evaluate("plc", {"plc.oil_temp": 90.0, "plc.pump_on": True}, 1, T0)
+    assert start.values == (90.0, True)
+
+
+# --- stale input -------------------------------------------------------------------------
+
+
+def test_stale_input_freezes_running_delays() -> None:
+    from agent.alarms import AlarmEngine
+
+    engine = AlarmEngine([AlarmState(rule(on_delay=5.0))])
+    hot = {"plc.oil_temp": 90.0}
+    assert engine.evaluate("plc", hot, 0, T0) == []  # pending from 0
+    assert engine.evaluate("plc", hot, 2, T0) == []
+    for at in range(3, 60):  # the source is unreadable for a long while
+        assert engine.evaluate("plc", {}, at, T0) == []
+    assert engine.evaluate("plc", hot, 60, T0) == []  # 2 s counted before, 0 during the gap
+    assert engine.evaluate("plc", hot, 62.9, T0) == []  # 2 + 2.9 < 5
+    [start] = engine.evaluate("plc", hot, 63, T0)
+    assert start.kind == "start"
+
+
+# --- flapping ----------------------------------------------------------------------------
+
+
+def flap(engine: Any, samples: list[tuple[float, float]]) -> list[tuple[float, str]]:
+    out = []
+    for at, value in samples:
+        out += [(at, t.kind) for t in engine.evaluate("plc", {"plc.oil_temp": value}, at, T0)]
+    return out
+
+
+def test_flapping_is_capped_and_the_final_state_is_delivered() -> None:
+    from agent.alarms import AlarmEngine
+
+    state = AlarmState(rule(max_notifications=2, flap_window=100.0))
+    engine = AlarmEngine([state])
+    samples = [(t, 90.0 if t % 2 == 0 else 70.0) for t in range(0, 9)]  # 5 starts, 4 ends
+    notified = flap(engine, samples)
+    assert notified == [(0, "start"), (1, "end"), (2, "start"), (3, "end")]
+    assert state.suppressed == 5  # starts at 4, 6, 8 and ends at 5, 7
+    assert state.active and state.owed  # active since 8, nobody told yet
+    assert flap(engine, [(50, 90.0)]) == []  # window still full, value unchanged
+    [(at, kind)] = flap(engine, [(100, 90.0)])  # the first start left the window
+    assert (at, kind) == (100, "start")
+    assert not state.owed
+    assert flap(engine, [(101, 70.0)]) == [(101, "end")]  # its end is never suppressed
+
+
+def test_final_normal_state_needs_no_message() -> None:
+    from agent.alarms import AlarmEngine
+
+    state = AlarmState(rule(max_notifications=1, flap_window=100.0))
+    engine = AlarmEngine([state])
+    assert flap(engine, [(0, 90.0), (1, 70.0), (2, 90.0), (3, 70.0)]) == [(0, "start"), (1, "end")]
+    assert flap(engine, [(200, 70.0)]) == []  # the receiver already knows it is normal
+    assert state.suppressed == 2
+
+
+# --- restart -----------------------------------------------------------------------------
+
+
+def test_snapshot_and_restore_keep_an_active_notified_alarm() -> None:
+    from agent.alarms import AlarmEngine
+
+    engine = AlarmEngine([AlarmState(rule())])
+    [start] = engine.evaluate("plc", {"plc.oil_temp": 90.0}, 0, T0)
+    [dirty] = engine.take_dirty()
+    saved = {dirty.rule.public_id: dirty.snapshot()}
+    assert saved[dirty.rule.public_id]["active"] and saved[dirty.rule.public_id]["notified"]
+
+    again = AlarmEngine([AlarmState(rule())])
+    assert again.restore(saved | {"gone12345678": {"active": True}}) == ["gone12345678"]
+    assert again.evaluate("plc", {"plc.oil_temp": 91.0}, 0, T0) == []  # still active: no repeat
+    [end] = again.evaluate("plc", {"plc.oil_temp": 70.0}, 1, T0)
+    assert end.kind == "end" and end.occurrence_id == start.occurrence_id
+    assert end.occurred_on == start.occurred_on

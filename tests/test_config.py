@@ -192,3 +192,25 @@ def test_check_as_a_process_prints_no_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "missing.toml: 1 problem(s)" in result.stderr and "file not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_formula_alarms_are_checked_at_load(tmp_path: Path) -> None:
+    alarm = '[[alarms]]\nname = "Hot and stopped"\nformula = "$plc.oil_temp 80 > $plc.motor_running false == &&"\n'
+    text = CONFIG.replace("[[webhooks]]", alarm + "\n[[webhooks]]")
+    config = load_config(write_config(tmp_path, text), environ={})
+    assert config.alarms[1].formula is not None
+
+    bad = CONFIG.replace("[[webhooks]]", alarm.replace("80 >", "80 > >") + "\n[[webhooks]]")
+    assert problems_of(write_config(tmp_path, bad)) == [
+        "alarms[1].formula: token 4 '>': needs two operands, the stack has 1"
+    ]
+    both = CONFIG.replace('condition = ">"', 'formula = "$plc.oil_temp 1 >"\ncondition = ">"')
+    assert problems_of(write_config(tmp_path, both)) == [
+        "alarms[0].variable: not used with formula; give one or the other",
+        "alarms[0].condition: not used with formula; give one or the other",
+        "alarms[0].threshold: not used with formula; give one or the other",
+    ]
+    neither = CONFIG.replace('variable = "plc.oil_temp"\n', "")
+    assert problems_of(write_config(tmp_path, neither)) == [
+        "alarms[0].variable: required (or give a formula)"
+    ]
