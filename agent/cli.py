@@ -8,7 +8,10 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from agent import __version__
 from agent.alarms import describe_condition
@@ -119,7 +122,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_send_test(args: argparse.Namespace) -> int:
-    from agent.service import Agent
+    from agent.delivery import Deliverer, make_http_client
+    from agent.messages import messages_for, sample_transition
+    from agent.service import DB_NAME
+    from agent.store import Store
 
     config = _load(args.config)
     setup_logging(args.verbose, config.secrets())
@@ -130,20 +136,79 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         print(f"no webhook {unknown[0] if unknown else ''!r} (known: {known})", file=sys.stderr)
         return EXIT_CONFIG
 
-    async def send() -> bool:
-        from agent.messages import sample_transition
+    async def send() -> tuple[list[int], Store]:
+        store = Store(config.agent.state_dir / DB_NAME)
+        transition = sample_transition(config)
+        ids = store.record([], messages_for(config, transition, transition.at, names))
+        async with make_http_client() as http:
+            deliverer = Deliverer(
+                store, config.webhooks, http, max_age=config.outbox.max_age,
+                secrets=config.secrets(),
+            )  # fmt: skip
+            deliverer.start()
+            deadline = asyncio.get_running_loop().time() + args.timeout
+            while any(store.is_pending(i) for i in ids):
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            await deliverer.stop(grace=1.0)
+        return ids, store
 
-        agent = Agent(config)
-        agent.deliverer.start()
-        try:
-            agent.submit(sample_transition(config), webhooks=names)
-            return await agent.deliverer.drain(args.timeout)
-        finally:
-            await agent.stop(grace=0)
+    ids, store = asyncio.run(send())
+    failed = 0
+    for webhook, entry_id in zip(names, ids, strict=True):
+        if store.is_pending(entry_id):
+            print(f"webhook {webhook}: not delivered yet; it stays in the outbox (#{entry_id})")
+        elif store.is_dead(entry_id):
+            print(f"webhook {webhook}: rejected; see `ixon-agent outbox` (#{entry_id})")
+        else:
+            print(f"webhook {webhook}: test message delivered")
+            continue
+        failed += 1
+    store.close()
+    return EXIT_FAILED if failed else EXIT_OK
 
-    ok = asyncio.run(send())
-    print("test message delivered" if ok else "test message NOT delivered (see log)")
-    return EXIT_OK if ok else EXIT_FAILED
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from agent.service import DB_NAME
+    from agent.store import Store
+
+    config = _load(args.config)
+    store = Store(config.agent.state_dir / DB_NAME)
+    try:
+        if args.retry_dead:
+            print(f"re-queued {store.retry_dead()} dead letter(s)")
+        print(_outbox_report(store))
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _outbox_report(store: Any) -> str:
+    """Pending and dead-lettered messages, by webhook name; no URL or key is ever shown."""
+    now = time.time()
+    pending, dead = store.pending(), store.dead()
+    lines = [f"outbox {store.path}: {len(pending)} pending, {len(dead)} dead letter(s)"]
+    if pending:
+        lines.append("pending:")
+    for e in pending:
+        wait = max(0.0, e.next_attempt - now)
+        lines.append(
+            f"  #{e.id:<5} {e.webhook:<12} {e.label}; age {now - e.created:.0f}s,"
+            f" {e.attempts} attempt(s), next in {wait:.0f}s"
+            + (f", last error: {e.last_error}" if e.last_error else "")
+        )
+    if dead:
+        lines.append("dead letters (ixon-agent outbox --retry-dead re-queues them):")
+    for e in dead:
+        status = f" HTTP {e.status}" if e.status else ""
+        when = datetime.fromtimestamp(e.died or 0, UTC).isoformat(timespec="seconds")
+        lines.append(
+            f"  #{e.id:<5} {e.webhook:<12} {e.label}; {e.reason}{status} after"
+            f" {e.attempts} attempt(s), {when}"
+            + (f", last error: {e.last_error}" if e.last_error else "")
+        )
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--webhook", metavar="NAME", help="only this webhook (default: all)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for delivery")
     p.set_defaults(func=cmd_send_test)
+    p = command("outbox", "list pending and dead-lettered messages")
+    p.add_argument("--retry-dead", action="store_true", help="re-queue every dead letter")
+    p.set_defaults(func=cmd_outbox)
     p = command("demo", "the whole chain on loopback (machine, agent, ilert), shown live")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--period", type=float, default=30.0, help="length of the machine scenario")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -240,7 +241,7 @@ class Alarm(_Model):
 
 class Webhook(_Model):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    url: SecretStr
+    url: SecretUrl
     format: Literal["ixon", "ilert-events"] = "ixon"
     user_id: str | None = None
     integration_key: SecretStr | None = None
@@ -248,13 +249,31 @@ class Webhook(_Model):
     min_severity: Severity = "low"
     timeout: Duration = Field(default=10.0, gt=0)
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: SecretStr) -> SecretStr:
-        # The message must not echo the URL: it carries the alert source key.
-        if not re.match(r"^https?://[^/\s]+(/\S*)?$", value.get_secret_value()):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+
+def _check_url(value: SecretStr) -> SecretStr:
+    # The message must not echo the URL: it carries a key.
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", value.get_secret_value()):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+SecretUrl = Annotated[SecretStr, AfterValidator(_check_url)]
+
+
+class OutboxSection(_Model):
+    """Bounds of the durable outbox."""
+
+    max_pending: int = Field(default=10_000, ge=1)
+    max_age: Duration = Field(default=86_400.0, gt=0)
+
+
+class HeartbeatSection(_Model):
+    """A dead man's switch: ilert heartbeat monitors alert when these pings stop."""
+
+    url: SecretUrl
+    interval: Duration = Field(default=60.0, gt=0)
+    timeout: Duration = Field(default=10.0, gt=0)
+    method: Literal["GET", "POST", "HEAD"] = "GET"
 
 
 class Config(BaseSettings):
@@ -266,6 +285,8 @@ class Config(BaseSettings):
     sources: list[Source] = Field(min_length=1)
     alarms: list[Alarm] = Field(default_factory=list)
     webhooks: list[Webhook] = Field(default_factory=list)
+    outbox: OutboxSection = Field(default_factory=OutboxSection)
+    heartbeat: HeartbeatSection | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -302,11 +323,13 @@ class Config(BaseSettings):
     def secrets(self) -> list[str]:
         """Strings that must never reach a log line, an error or a metric."""
         found: list[str] = []
-        for webhook in self.webhooks:
-            url = webhook.url.get_secret_value()
+        urls = [w.url for w in self.webhooks] + ([self.heartbeat.url] if self.heartbeat else [])
+        for secret in urls:
+            url = secret.get_secret_value()
             found.append(url)
-            path = url.split("://", 1)[-1].partition("/")[2]
+            path = url.split("://", 1)[-1].partition("/")[2].partition("?")[0]
             found.extend(part for part in path.split("/") if len(part) >= 8)
+        for webhook in self.webhooks:
             if webhook.integration_key:
                 found.append(webhook.integration_key.get_secret_value())
         return sorted(set(found), key=len, reverse=True)

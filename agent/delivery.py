@@ -1,11 +1,19 @@
-"""Delivery: POST queued messages to their webhooks, in order, retrying until they arrive.
+"""Delivery: send what the outbox holds, in order, until it arrives or provably cannot.
 
-One FIFO queue per webhook: a message that fails blocks the ones behind it, so an alarm's end
-can never overtake its start. Network errors, timeouts, 408, 429 and 5xx are retried with
-capped exponential backoff and jitter (``Retry-After`` honoured); other 4xx are permanent.
+- Order: per webhook and per alarm occurrence, strictly first-in first-out: a message waits
+  while an earlier one of its occurrence is retrying, so an end never overtakes its start.
+  Different occurrences and different webhooks proceed in parallel.
+- Retries: network errors, timeouts, 408, 429 and 5xx, with capped exponential backoff and
+  jitter (``Retry-After`` honoured), unlimited in count until ``max_age``; attempts and the
+  next attempt time live in the outbox, so a restart resumes the schedule. Other 4xx are
+  permanent: the message goes to the dead-letter table with the status and response. A 400
+  ``NO_OPEN_ALERT_WITH_KEY`` to an ilert RESOLVE means the goal is already reached.
+- ilert Events API: at most 50 events a minute per integration key, client-side.
 
-The queue is in memory for now: it survives an unreachable webhook, not a restart.
-Webhooks are logged by name only; their URLs carry secrets.
+Retry libraries (stamina, tenacity) run a retry loop around a call inside one process; here
+every retry is a row in SQLite with its due time, so the schedule survives a restart and
+does not hold a task per waiting message. The backoff is the same full-jitter exponential.
+Webhooks are logged by name only; URLs and keys are added at send time, never stored.
 """
 
 from __future__ import annotations
@@ -16,8 +24,8 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
@@ -25,38 +33,40 @@ import httpx
 
 from agent import __version__
 from agent.config import Webhook
+from agent.logs import redact
+from agent.store import Entry, Store
 
 log = logging.getLogger("agent.delivery")
 
 USER_AGENT = f"ixon-agent/{__version__}"
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 60.0
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 300.0
 #: ilert's answer to a RESOLVE whose alert is already closed: the goal is reached.
 ALREADY_RESOLVED = frozenset({"NO_OPEN_ALERT_WITH_KEY", "NONE_OPEN_FOR_KEY"})
+#: ilert's limit per integration key of an alert source is 50 a minute
+RATE_LIMIT, RATE_WINDOW = 50, 60.0
+IDLE_CHECK = 5.0  # seconds between outbox checks when nothing is due (another process may add)
+EXPIRY_CHECK = 10.0
 
-Outcome = Literal["delivered", "retry", "rejected"]
+Outcome = Literal["delivered", "retry", "rejected", "expired"]
 
 
-@dataclass
-class Delivery:
-    """One message on its way to one webhook."""
+@dataclass(frozen=True)
+class Result:
+    """What one attempt came to, for observers (the demo, tests, later metrics)."""
 
-    webhook: str
-    body: dict[str, Any]
-    label: str  # e.g. "start of 'Oil temperature high' (occurrence abc)", for logs
-    enqueued: float = field(default_factory=time.monotonic)
-    attempts: int = 0
-    last_error: str | None = None
-    status: int | None = None
+    entry: Entry
+    outcome: Outcome
+    status: int | None
+    error: str | None
+    attempts: int
+    latency: float
 
 
 def make_http_client() -> httpx.AsyncClient:
     """The process's one HTTP client: TLS verified, no redirects followed, named agent."""
     return httpx.AsyncClient(
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=False,
-        verify=True,
-        timeout=10.0,
+        headers={"User-Agent": USER_AGENT}, follow_redirects=False, verify=True, timeout=10.0
     )
 
 
@@ -64,7 +74,7 @@ def backoff(attempts: int, retry_after: float | None = None) -> float:
     """Seconds before the next attempt: full jitter on a capped exponential."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempts, 16))
     delay = random.uniform(ceiling / 2, ceiling)
-    return max(delay, retry_after) if retry_after is not None else delay
+    return max(delay, min(retry_after, 3600.0)) if retry_after is not None else delay
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -91,109 +101,202 @@ def classify(response: httpx.Response, body: dict[str, Any]) -> Outcome:
     return "rejected"
 
 
+class RateLimit:
+    """At most ``limit`` sends per ``window`` seconds per key (a sliding log of send times)."""
+
+    def __init__(self, limit: int = RATE_LIMIT, window: float = RATE_WINDOW) -> None:
+        self.limit, self.window = limit, window
+        self.sent: dict[str, deque[float]] = {}
+
+    def wait(self, key: str, now: float) -> float:
+        """0 if a send may go now (and counts it), else seconds until one may."""
+        log_ = self.sent.setdefault(key, deque())
+        while log_ and now - log_[0] >= self.window:
+            log_.popleft()
+        if len(log_) < self.limit:
+            log_.append(now)
+            return 0.0
+        return log_[0] + self.window - now
+
+
 class Deliverer:
-    """Per-webhook FIFO senders sharing one HTTP client."""
+    """Sends due outbox entries with a bounded number in flight, sharing one HTTP client."""
 
     def __init__(
         self,
-        webhooks: list[Webhook],
+        store: Store,
+        webhooks: Iterable[Webhook],
         client: httpx.AsyncClient,
-        on_result: Callable[[Delivery, Outcome], None] | None = None,
+        *,
+        max_age: float = 86400.0,
+        secrets: Iterable[str] = (),
+        on_result: Callable[[Result], None] | None = None,
+        max_in_flight: int = 8,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.store = store
         self.webhooks = {w.name: w for w in webhooks}
         self.client = client
+        self.max_age = max_age
+        self.secrets = list(secrets)
         self.on_result = on_result
-        self.queues: dict[str, deque[Delivery]] = {name: deque() for name in self.webhooks}
-        self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in self.webhooks}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._idle = asyncio.Event()  # set while every queue is empty
-        self._idle.set()
+        self.max_in_flight = max_in_flight
+        self.clock = clock
+        self.rate = RateLimit()
+        self.in_flight: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._next_expiry_check = 0.0
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run(name), name=f"deliver:{name}") for name in self.webhooks
-        ]
+        self._task = asyncio.create_task(self._run(), name="deliverer")
 
-    def submit(self, delivery: Delivery) -> None:
-        self.queues[delivery.webhook].append(delivery)
-        self._idle.clear()
-        self._wake[delivery.webhook].set()
-
-    @property
-    def pending(self) -> int:
-        return sum(len(q) for q in self.queues.values())
+    def wake(self) -> None:
+        """New messages are in the outbox."""
+        self._wake.set()
 
     async def drain(self, within: float) -> bool:
-        """Wait until every queue is empty, at most ``within`` seconds; True if all went out."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                await self._idle.wait()
-        return not self.pending
+        """Wait until the outbox is empty, at most ``within`` seconds; True if it is."""
+        deadline = time.monotonic() + within
+        # polled, not evented: another process (send-test, the CLI) may change the outbox too
+        while self.store.pending_count() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        return not self.store.pending_count()
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        if self.pending:
-            log.warning("%d message(s) not delivered at shutdown", self.pending)
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop taking new work; in-flight sends get ``grace`` seconds, the rest stays queued."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self.in_flight:
+            _, late = await asyncio.wait(self.in_flight.values(), timeout=grace or None)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        left = self.store.pending_count()
+        if left:
+            log.info("%d message(s) stay in the outbox for the next start", left)
 
-    async def _run(self, name: str) -> None:
-        queue, wake = self.queues[name], self._wake[name]
+    async def _run(self) -> None:
         while True:
-            if not queue:
-                wake.clear()
-                await wake.wait()
-                continue
-            delivery = queue[0]
-            outcome, retry_after = await self._attempt(delivery)
-            if self.on_result:
-                self.on_result(delivery, outcome)
-            if outcome != "retry":
-                queue.popleft()
-                if not self.pending:
-                    self._idle.set()
-                continue
-            delay = backoff(delivery.attempts - 1, retry_after)
-            log.warning(
-                "webhook %s: %s failed (attempt %d: %s); retrying in %.1fs",
-                name,
-                delivery.label,
-                delivery.attempts,
-                delivery.last_error,
-                delay,
-            )
-            await asyncio.sleep(delay)
+            self._wake.clear()
+            try:
+                delay = self._dispatch()
+            except Exception:  # a locked or broken database must not end delivery for good
+                log.exception("outbox: cannot read due messages; trying again")
+                delay = IDLE_CHECK
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
-    async def _attempt(self, delivery: Delivery) -> tuple[Outcome, float | None]:
-        webhook = self.webhooks[delivery.webhook]
-        delivery.attempts += 1
+    def _dispatch(self) -> float:
+        """Start sends for what is due; returns how long to sleep if nothing wakes us."""
+        now = self.clock()
+        if now >= self._next_expiry_check:
+            self._expire(now)
+            self._next_expiry_check = now + EXPIRY_CHECK
+        capacity = self.max_in_flight - len(self.in_flight)
+        if capacity > 0:
+            for entry in self.store.due(now, capacity, busy=self.in_flight):
+                webhook = self.webhooks.get(entry.webhook)
+                if webhook is not None and webhook.format == "ilert-events":
+                    assert webhook.integration_key is not None
+                    hold = self.rate.wait(webhook.integration_key.get_secret_value(), now)
+                    if hold:
+                        note = f"held back: at most {RATE_LIMIT} events a minute per key"
+                        self.store.retry_later(entry.id, now + hold, note, count=False)
+                        continue
+                lease = now + (webhook.timeout if webhook else 10.0) + 30.0
+                if self.store.claim(entry.id, lease):
+                    task = asyncio.create_task(self._send(entry), name=f"send:{entry.id}")
+                    self.in_flight[entry.id] = task
+        if len(self.in_flight) >= self.max_in_flight:
+            return IDLE_CHECK  # a finishing send wakes us
+        due = self.store.next_due(busy=self.in_flight)
+        return IDLE_CHECK if due is None else min(IDLE_CHECK, max(0.0, due - now))
+
+    def _expire(self, now: float) -> None:
+        expired = self.store.expired(now - self.max_age, busy=self.in_flight)
+        if expired:
+            self.store.bury([e.id for e in expired], "expired: undelivered for max_age")
+            for entry in expired:
+                log.error(
+                    "webhook %s: %s expired after %d attempt(s) (last error: %s); dead-lettered",
+                    entry.webhook, entry.label, entry.attempts, entry.last_error,
+                )  # fmt: skip
+
+    async def _send(self, entry: Entry) -> None:
+        try:
+            result = await self._attempt(entry)
+            if self.on_result is not None:
+                self.on_result(result)
+        except Exception:
+            log.exception("webhook %s: sending %s failed unexpectedly", entry.webhook, entry.label)
+            self.store.retry_later(
+                entry.id, self.clock() + backoff(entry.attempts), "internal error"
+            )
+        finally:
+            self.in_flight.pop(entry.id, None)
+            self._wake.set()
+
+    async def _attempt(self, entry: Entry) -> Result:
+        webhook = self.webhooks.get(entry.webhook)
+        attempts = entry.attempts + 1
+        if webhook is None:
+            self.store.bury([entry.id], "webhook no longer configured")
+            log.error(
+                "webhook %s is no longer configured: %s dead-lettered", entry.webhook, entry.label
+            )
+            return Result(entry, "rejected", None, "webhook not configured", entry.attempts, 0.0)
+        body = entry.body
+        if webhook.format == "ilert-events" and webhook.integration_key is not None:
+            body = {"integrationKey": webhook.integration_key.get_secret_value(), **body}
+        started = time.monotonic()
+        status: int | None = None
+        retry_after: float | None = None
         try:
             response = await self.client.post(
-                webhook.url.get_secret_value(), json=delivery.body, timeout=webhook.timeout
+                webhook.url.get_secret_value(), json=body, timeout=webhook.timeout
             )
         except httpx.HTTPError as exc:
-            # str(exc) of httpx errors names no URL; the log filter redacts any that slips in
-            delivery.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return "retry", None
-        delivery.status = response.status_code
-        outcome = classify(response, delivery.body)
+            outcome: Outcome = "retry"
+            error = redact(
+                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, self.secrets
+            )
+        else:
+            status = response.status_code
+            outcome = classify(response, body)
+            error = None if outcome == "delivered" else f"HTTP {status}"
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        latency = time.monotonic() - started
+        now = self.clock()
         if outcome == "delivered":
+            self.store.delivered(entry.id)
             log.info(
-                "webhook %s: delivered %s (HTTP %d, attempt %d)",
-                delivery.webhook,
-                delivery.label,
-                response.status_code,
-                delivery.attempts,
-            )
-            return outcome, None
-        delivery.last_error = f"HTTP {response.status_code}"
-        if outcome == "rejected":
+                "webhook %s: delivered %s (HTTP %s, attempt %d, %.0f ms)",
+                entry.webhook, entry.label, status, attempts, latency * 1000,
+            )  # fmt: skip
+        elif outcome == "rejected":
+            text = redact(response.text[:500], self.secrets)
+            self.store.bury([entry.id], "rejected", status, text, error, attempted=True)
             log.error(
-                "webhook %s: %s rejected with HTTP %d: %s; dropped",
-                delivery.webhook,
-                delivery.label,
-                response.status_code,
-                response.text[:200],
+                "webhook %s: %s rejected with HTTP %s: %s; dead-lettered",
+                entry.webhook, entry.label, status, text[:200],
+            )  # fmt: skip
+        elif now - entry.created >= self.max_age:
+            outcome = "expired"
+            self.store.bury(
+                [entry.id], "expired: undelivered for max_age", status, None, error, attempted=True
             )
-        return outcome, parse_retry_after(response.headers.get("Retry-After"))
+            log.error(
+                "webhook %s: %s expired (%s); dead-lettered", entry.webhook, entry.label, error
+            )
+        else:
+            delay = backoff(entry.attempts, retry_after)
+            self.store.retry_later(entry.id, now + delay, error or "unknown error")
+            log.warning(
+                "webhook %s: %s failed (attempt %d: %s); retrying in %.1fs",
+                entry.webhook, entry.label, attempts, error, delay,
+            )  # fmt: skip
+        return Result(entry, outcome, status, error, attempts, latency)

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from agent.alarms import Transition
 from agent.config import Config, config_path, load_config
 from agent.decode import Value
-from agent.delivery import Delivery, Outcome
+from agent.delivery import Result
 from agent.logs import setup_logging
 from agent.messages import describe_values
 from agent.modbus import PollResult
@@ -119,12 +119,12 @@ class LiveView:
             head = self.style("ALARM END", "1;32")
             self.say(f"{head} {t.rule.name}: {values}")
 
-    def delivered(self, delivery: Delivery, outcome: Outcome) -> None:
-        self.counts[f"messages {outcome}"] += 1
-        key = _occurrence(delivery.body)
+    def delivered(self, result: Result) -> None:
+        self.counts[f"messages {result.outcome}"] += 1
+        key = result.entry.occurrence_id
         alert = next((a for a in reversed(self.ilert.alerts) if a.alert_key == key), None)
-        status = f"HTTP {delivery.status}" if delivery.status else delivery.last_error
-        text = f"  -> webhook {delivery.webhook}: {outcome} ({status})"
+        status = f"HTTP {result.status}" if result.status else result.error
+        text = f"  -> webhook {result.entry.webhook}: {result.outcome} ({status})"
         if alert is not None:
             text += f"; ilert alert #{alert.id} {alert.status} {alert.priority}: {alert.summary}"
         self.say(self.style(text, "36"))
@@ -143,12 +143,6 @@ class LiveView:
         ]
         lines += [f"    #{a.id} {a.status:<8} {a.priority:<4} {a.summary}" for a in alerts]
         return "\n".join(lines)
-
-
-def _occurrence(body: dict[str, Any]) -> str | None:
-    if "alarm" in body:
-        return body["alarm"]["occurrenceId"]
-    return body.get("alertKey")
 
 
 async def demo(
@@ -181,6 +175,7 @@ async def demo(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=duration)
         finally:
+            await agent.deliverer.drain(5.0)  # let the last ends arrive before the summary
             await agent.stop(grace=5.0)
             await machine.stop()
             await ilert.stop()

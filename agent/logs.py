@@ -9,6 +9,13 @@ from collections.abc import Iterable
 REDACTED = "***"
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced (longest first, so a URL goes before its key)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
 class RedactSecrets(logging.Filter):
     """Replaces every known secret in a record's final text; the code already logs webhooks
     by name only, this catches a library or an exception message that echoes a URL."""
@@ -20,16 +27,11 @@ class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
-        message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        text = record.exc_text or ""
-        for secret in self.secrets:
-            message = message.replace(secret, REDACTED)
-            text = text.replace(secret, REDACTED)
-        record.msg, record.args = message, None
+        record.msg, record.args = redact(record.getMessage(), self.secrets), None
         if record.exc_text:
-            record.exc_text, record.exc_info = text, None
+            record.exc_text, record.exc_info = redact(record.exc_text, self.secrets), None
         return True
 
 

@@ -5,11 +5,13 @@ Pure: a transition and the config in, a JSON-ready dict out (DESIGN.md section 5
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.alarms import AlarmRule, Input, Transition, new_id
 from agent.config import SEVERITY_RANK, AgentSection, Config, Webhook, short_id
+from agent.store import Message
 
 
 def iso(moment: datetime) -> str:
@@ -102,7 +104,6 @@ def ilert_event(
 ) -> dict[str, Any]:
     """DESIGN.md 5.2: ALERT on start, RESOLVE on end, grouped by occurrence id."""
     rule = t.rule
-    assert webhook.integration_key is not None  # checked at config load
     verb = "started" if t.kind == "start" else "ended"
     details = (
         f"{describe_values(t)} (condition {rule.condition_text}).\n"
@@ -110,8 +111,8 @@ def ilert_event(
     )
     if rule.instructions:
         details += f"\n\nInstructions: {rule.instructions}"
+    # integrationKey is added when sending: the outbox holds no secrets
     return {
-        "integrationKey": webhook.integration_key.get_secret_value(),
         "eventType": "ALERT" if t.kind == "start" else "RESOLVE",
         "summary": f"{rule.name} ({agent.name})",
         "details": details,
@@ -136,6 +137,20 @@ def ilert_event(
 def build(agent: AgentSection, webhook: Webhook, t: Transition, now: datetime) -> dict[str, Any]:
     builder = ixon_message if webhook.format == "ixon" else ilert_event
     return builder(agent, webhook, t, now)
+
+
+def messages_for(
+    config: Config, t: Transition, now: datetime, webhooks: Sequence[str] | None = None
+) -> list[Message]:
+    """One outbox message per webhook that wants this transition."""
+    label = f"{t.kind} of {t.rule.name!r} (occurrence {t.occurrence_id})"
+    return [
+        Message(
+            w.name, t.occurrence_id, t.kind, t.rule.severity, label, build(config.agent, w, t, now)
+        )
+        for w in config.webhooks
+        if (webhooks is None or w.name in webhooks) and wanted(w, t)
+    ]
 
 
 def sample_transition(config: Config) -> Transition:

@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from agent.alarms import AlarmEngine, Transition
+from agent.alarms import AlarmEngine, AlarmRule, Transition
 from agent.config import Config
-from agent.delivery import Deliverer, Delivery, Outcome, make_http_client
-from agent.messages import build, wanted
+from agent.delivery import Deliverer, Result, make_http_client
+from agent.messages import describe_values, messages_for
 from agent.modbus import PollResult, SourcePoller, make_links
+from agent.store import Message, Store
 
 log = logging.getLogger("agent")
 
+DB_NAME = "agent.db"
 #: at shutdown, seconds a running poll cycle may still take before it is cancelled
 CYCLE_GRACE = 0.5
 
@@ -44,7 +47,7 @@ class Observer(Protocol):
 
     def polled(self, result: PollResult) -> None: ...
     def transition(self, transition: Transition) -> None: ...
-    def delivered(self, delivery: Delivery, outcome: Outcome) -> None: ...
+    def delivered(self, result: Result) -> None: ...
 
 
 @dataclass
@@ -55,11 +58,29 @@ class _Nothing:
     def transition(self, transition: Transition) -> None:
         pass
 
-    def delivered(self, delivery: Delivery, outcome: Outcome) -> None:
+    def delivered(self, result: Result) -> None:
         pass
 
 
+def _removed_rule(alarm_id: str, saved: dict[str, Any]) -> AlarmRule:
+    """Stands in for an alarm that was active when it was removed from the config."""
+    return AlarmRule(
+        name=saved.get("name") or alarm_id,
+        public_id=alarm_id,
+        inputs=(),
+        severity=saved.get("severity") or "high",
+        on_delay=0.0,
+        off_delay=0.0,
+        instructions="This alarm was removed from the agent's configuration while active.",
+        condition_text="removed from the configuration",
+        triggers=bool,
+        holds=bool,
+    )
+
+
 class Agent:
+    """Everything that runs: pollers, alarm engine, outbox, deliverer, on one event loop."""
+
     def __init__(
         self,
         config: Config,
@@ -73,17 +94,26 @@ class Agent:
         self.observer: Observer = observer or _Nothing()
         self._own_http = http is None
         self.http = http or make_http_client()
+        self.store = Store(config.agent.state_dir / DB_NAME)
         self.engine = AlarmEngine.from_config(config)
+        saved = self.store.alarm_states()
+        self._removed = {a: saved[a] for a in self.engine.restore(saved)}
         links = make_links(config.sources)
         self.pollers = {s.name: SourcePoller(s, links[s.name]) for s in config.sources}
-        self.deliverer = Deliverer(config.webhooks, self.http, on_result=self.observer.delivered)
+        self.deliverer = Deliverer(
+            self.store, config.webhooks, self.http, max_age=config.outbox.max_age,
+            secrets=config.secrets(), on_result=self.observer.delivered,
+        )  # fmt: skip
         self.scheduler: AsyncIOScheduler | None = None
         self.values: dict[str, object] = {}
+        self.heartbeat_failures = 0
         self._cycles: set[asyncio.Task[None]] = set()  # poll cycles in flight
+        self._unsaved: tuple[list[dict[str, Any]], list[Message]] = ([], [])
 
     async def start(self) -> None:
         """Start delivery and the polling schedule; must run inside the event loop."""
         self.deliverer.start()
+        self._end_removed_alarms()
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         for source in self.config.sources:
             self.scheduler.add_job(
@@ -98,17 +128,21 @@ class Agent:
                 misfire_grace_time=max(1, int(source.poll_interval)),
                 next_run_time=datetime.now(UTC),
             )
+        if self.config.heartbeat is not None:
+            self.scheduler.add_job(
+                self.ping_heartbeat, "interval", seconds=self.config.heartbeat.interval,
+                id="heartbeat", name="heartbeat", max_instances=1, coalesce=True,
+                misfire_grace_time=None, next_run_time=datetime.now(UTC),
+            )  # fmt: skip
         self.scheduler.start()
         log.info(
-            "agent %r running: %d source(s), %d alarm(s), %d webhook(s)",
-            self.config.agent.name,
-            len(self.pollers),
-            len(self.engine.states),
-            len(self.config.webhooks),
-        )
+            "agent %r running: %d source(s), %d alarm(s), %d webhook(s); outbox: %d pending",
+            self.config.agent.name, len(self.pollers), len(self.engine.states),
+            len(self.config.webhooks), self.store.pending_count(),
+        )  # fmt: skip
 
     async def stop(self, grace: float = 3.0) -> None:
-        """Stop polling, give queued messages ``grace`` seconds, then close everything."""
+        """Stop polling; in-flight sends get ``grace`` seconds; the outbox keeps the rest."""
         if self.scheduler is not None:
             self.scheduler.pause()  # no new cycles; running ones get a moment, then are cut
             if self._cycles:
@@ -118,10 +152,10 @@ class Agent:
                 await asyncio.gather(*late, return_exceptions=True)
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
-        await self.deliverer.drain(grace)
-        await self.deliverer.stop()
+        await self.deliverer.stop(grace)
         for poller in self.pollers.values():
             poller.close()
+        self.store.close()
         if self._own_http:
             await self.http.aclose()
 
@@ -160,28 +194,97 @@ class Agent:
             log.exception("source %s: poll cycle failed", name)
 
     def handle(self, transitions: list[Transition]) -> None:
-        """Turn alarm transitions into one queued message per interested webhook."""
+        """Alarm transitions -> messages, saved with the alarm states in one transaction."""
+        messages: list[Message] = []
         for t in transitions:
             verb = "started" if t.kind == "start" else "ended"
             log.info(
-                "alarm %r %s (%s = %s, occurrence %s)",
+                "alarm %r %s (%s, occurrence %s)",
                 t.rule.name,
                 verb,
-                t.rule.variable,
-                t.value,
+                describe_values(t),
                 t.occurrence_id,
             )
             self.observer.transition(t)
-            self.submit(t)
+            messages += self.messages(t)
+        self.save([s.snapshot() for s in self.engine.take_dirty()], messages)
 
-    def submit(self, t: Transition, webhooks: list[str] | None = None) -> None:
-        """Queue one message per webhook that wants this transition."""
+    def messages(self, t: Transition, webhooks: Sequence[str] | None = None) -> list[Message]:
+        return messages_for(self.config, t, self.clock.now(), webhooks)
+
+    def save(
+        self, states: list[dict[str, Any]], messages: list[Message], forget: Sequence[str] = ()
+    ) -> list[int]:
+        """Write states and messages in one transaction; on a database error keep them in
+        memory and try again with the next save, so nothing is lost while the disk is sick."""
+        states = self._unsaved[0] + states
+        messages = self._unsaved[1] + messages
+        if not (states or messages or forget):
+            return []
+        try:
+            ids = self.store.record(states, messages, forget)
+        except sqlite3.Error:
+            log.exception(
+                "outbox: cannot save %d message(s); holding them in memory", len(messages)
+            )
+            self._unsaved = (states, messages)
+            return []
+        self._unsaved = ([], [])
+        evicted = self.store.evict_overflow(self.config.outbox.max_pending)
+        if evicted:
+            log.warning(
+                "outbox over max_pending (%d): %d low-priority message(s) dead-lettered",
+                self.config.outbox.max_pending, len(evicted),
+            )  # fmt: skip
+        self.deliverer.wake()
+        return ids
+
+    def _end_removed_alarms(self) -> None:
+        """An alarm removed from the config while active and notified gets its end message,
+        so its alert does not stay open forever."""
+        if not self._removed:
+            return
         now = self.clock.now()
-        for webhook in self.config.webhooks:
-            if (webhooks is None or webhook.name in webhooks) and wanted(webhook, t):
-                label = f"{t.kind} of {t.rule.name!r} (occurrence {t.occurrence_id})"
-                body = build(self.config.agent, webhook, t, now)
-                self.deliverer.submit(Delivery(webhook.name, body, label))
+        messages: list[Message] = []
+        for alarm_id, saved in self._removed.items():
+            if saved.get("active") and saved.get("notified") and saved.get("occurrence_id"):
+                rule = _removed_rule(alarm_id, saved)
+                started = (
+                    datetime.fromisoformat(saved["occurred_on"])
+                    if saved.get("occurred_on")
+                    else now
+                )
+                end = Transition(rule, "end", saved["occurrence_id"], (), started, now)
+                log.warning(
+                    "alarm %r was removed from the config while active: sending its end", rule.name
+                )
+                messages += self.messages(end)
+        self.save([], messages, forget=list(self._removed))
+        self._removed = {}
+
+    async def ping_heartbeat(self) -> None:
+        """Tell the heartbeat monitor the agent is alive. The URL is a secret: never logged."""
+        beat = self.config.heartbeat
+        assert beat is not None
+        try:
+            response = await self.http.request(
+                beat.method, beat.url.get_secret_value(), timeout=beat.timeout
+            )
+            problem = None if response.status_code < 300 else f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            problem = type(exc).__name__
+        if problem is None:
+            if self.heartbeat_failures:
+                log.info(
+                    "heartbeat: ping answered again after %d failure(s)", self.heartbeat_failures
+                )
+            self.heartbeat_failures = 0
+            return
+        self.heartbeat_failures += 1
+        if self.heartbeat_failures in (1, 10) or self.heartbeat_failures % 100 == 0:
+            log.warning(
+                "heartbeat: ping failed (%s), %d in a row", problem, self.heartbeat_failures
+            )
 
 
 async def run_until(

@@ -1,0 +1,346 @@
+"""The agent's durable state: one SQLite file under ``state_dir``.
+
+- ``alarm_state``: what survives a restart of each alarm (active? notified?).
+- ``outbox``: every message, committed before any attempt to send it, with its attempts,
+  next attempt time and last error, so a restart resumes exactly where it was.
+- ``dead_letter``: messages that cannot be delivered (rejected, expired, evicted), kept with
+  the reason, never silently dropped; ``retry_dead`` puts them back.
+
+An alarm's state change and the messages it causes are written in one transaction
+(``record``), so a crash can neither lose nor repeat a notification. WAL journal,
+``synchronous=FULL``, a busy timeout for the CLI reading beside the running agent. Webhook
+URLs and integration keys are never stored: messages name their webhook, and secrets are
+added when sending.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarm_state (
+    alarm_id      TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    severity      TEXT NOT NULL,
+    active        INTEGER NOT NULL,
+    occurrence_id TEXT,
+    occurred_on   TEXT,
+    notified      INTEGER NOT NULL DEFAULT 0,
+    suppressed    INTEGER NOT NULL DEFAULT 0,
+    snapshot      TEXT NOT NULL,
+    updated       REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook       TEXT NOT NULL,
+    occurrence_id TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    severity      TEXT NOT NULL,
+    label         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    created       REAL NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_attempt  REAL NOT NULL,
+    last_error    TEXT,
+    lease_until   REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (webhook, occurrence_id, id);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id            INTEGER PRIMARY KEY,
+    webhook       TEXT NOT NULL,
+    occurrence_id TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    severity      TEXT NOT NULL,
+    label         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    created       REAL NOT NULL,
+    attempts      INTEGER NOT NULL,
+    last_error    TEXT,
+    reason        TEXT NOT NULL,
+    status        INTEGER,
+    response      TEXT,
+    died          REAL NOT NULL
+);
+"""
+
+_COLUMNS = (
+    "id, webhook, occurrence_id, kind, severity, label, body, created, attempts, next_attempt,"
+    " last_error"
+)
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message to enqueue: its body and what ordering and listing need to know."""
+
+    webhook: str
+    occurrence_id: str
+    kind: str  # start | end | test
+    severity: str
+    label: str
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A message in the outbox (or the dead-letter table)."""
+
+    id: int
+    webhook: str
+    occurrence_id: str
+    kind: str
+    severity: str
+    label: str
+    body: dict[str, Any]
+    created: float
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+    reason: str | None = None
+    status: int | None = None
+    died: float | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Entry:
+        data = dict(row)
+        data["body"] = json.loads(data["body"])
+        data.setdefault("next_attempt", 0.0)
+        data.pop("lease_until", None)
+        data.pop("response", None)
+        return cls(**data)
+
+
+class Store:
+    """The SQLite file; every method is one short transaction."""
+
+    def __init__(self, path: Path, clock: Any = time.time) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.clock = clock
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{path} was written by a newer ixon-agent (schema {version})")
+        if version < SCHEMA_VERSION:
+            with self.transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- alarm state ----------------------------------------------------------------------
+
+    def alarm_states(self) -> dict[str, dict[str, Any]]:
+        rows = self.db.execute("SELECT alarm_id, snapshot FROM alarm_state").fetchall()
+        return {row["alarm_id"]: json.loads(row["snapshot"]) for row in rows}
+
+    def record(
+        self,
+        states: Iterable[Mapping[str, Any]],
+        messages: Iterable[Message],
+        forget: Iterable[str] = (),
+    ) -> list[int]:
+        """Alarm state changes and the messages they cause, in one transaction."""
+        now = self.clock()
+        ids = []
+        with self.transaction():
+            self.db.executemany(
+                "DELETE FROM alarm_state WHERE alarm_id = ?", [(a,) for a in forget]
+            )
+            for s in states:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO alarm_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (s["alarm_id"], s["name"], s["severity"], int(s["active"]), s["occurrence_id"],
+                     s["occurred_on"], int(s["notified"]), s["suppressed"], json.dumps(s), now),
+                )  # fmt: skip
+            for m in messages:
+                cursor = self.db.execute(
+                    "INSERT INTO outbox (webhook, occurrence_id, kind, severity, label, body,"
+                    " created, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (m.webhook, m.occurrence_id, m.kind, m.severity, m.label,
+                     json.dumps(m.body), now, now),
+                )  # fmt: skip
+                ids.append(int(cursor.lastrowid or 0))
+        return ids
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    def due(self, now: float, limit: int, busy: Iterable[int] = ()) -> list[Entry]:
+        """Messages to send now: each the oldest of its (webhook, occurrence) queue."""
+        busy = set(busy)
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM outbox AS o WHERE next_attempt <= ?"
+            " AND (lease_until IS NULL OR lease_until < ?)"
+            " AND id = (SELECT MIN(id) FROM outbox AS q"
+            "           WHERE q.webhook = o.webhook AND q.occurrence_id = o.occurrence_id)"
+            " ORDER BY next_attempt, id LIMIT ?",
+            (now, now, limit + len(busy)),
+        ).fetchall()
+        return [Entry.from_row(r) for r in rows if r["id"] not in busy][:limit]
+
+    def next_due(self, busy: Iterable[int] = ()) -> float | None:
+        """When the earliest waiting message becomes due (heads of queues, not in flight)."""
+        busy = list(busy)
+        rows = self.db.execute(
+            "SELECT id, next_attempt FROM outbox AS o WHERE id = (SELECT MIN(id) FROM outbox"
+            " AS q WHERE q.webhook = o.webhook AND q.occurrence_id = o.occurrence_id)"
+            " ORDER BY next_attempt LIMIT ?",
+            (len(busy) + 1,),
+        ).fetchall()
+        return next((r["next_attempt"] for r in rows if r["id"] not in busy), None)
+
+    def claim(self, entry_id: int, until: float) -> bool:
+        """Take a message for sending, unless another process holds it."""
+        now = self.clock()
+        cursor = self.db.execute(
+            "UPDATE outbox SET lease_until = ? WHERE id = ?"
+            " AND (lease_until IS NULL OR lease_until < ?)",
+            (until, entry_id, now),
+        )
+        return cursor.rowcount == 1
+
+    def delivered(self, entry_id: int) -> None:
+        self.db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
+
+    def retry_later(
+        self, entry_id: int, next_attempt: float, error: str, count: bool = True
+    ) -> None:
+        self.db.execute(
+            "UPDATE outbox SET attempts = attempts + ?, next_attempt = ?, last_error = ?,"
+            " lease_until = NULL WHERE id = ?",
+            (1 if count else 0, next_attempt, error, entry_id),
+        )
+
+    def bury(
+        self, entry_ids: Iterable[int], reason: str, status: int | None = None,
+        response: str | None = None, error: str | None = None, attempted: bool = False,
+    ) -> int:  # fmt: skip
+        """Move messages to the dead-letter table, with why."""
+        ids = [(i,) for i in entry_ids]
+        if not ids:
+            return 0
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO dead_letter SELECT id, webhook, occurrence_id, kind, severity, label,"
+                " body, created, attempts + ?, COALESCE(?, last_error), ?, ?, ?, ? FROM outbox"
+                " WHERE id = ?",
+                [
+                    (int(attempted), error, reason, status, response, self.clock(), i)
+                    for (i,) in ids
+                ],
+            )
+            self.db.executemany("DELETE FROM outbox WHERE id = ?", ids)
+        return len(ids)
+
+    def evict_overflow(self, max_pending: int) -> list[Entry]:
+        """Past ``max_pending``: the oldest low-severity occurrences go to dead letters (then
+        medium ones; high severity is never evicted). Whole queues go, so an end never
+        stays behind without its start; a message being sent right now stays."""
+        excess = self.pending_count() - max_pending
+        if excess <= 0:
+            return []
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS}, lease_until FROM outbox WHERE severity IN ('low', 'medium')"
+            " ORDER BY CASE severity WHEN 'low' THEN 0 ELSE 1 END, id"
+        ).fetchall()
+        now = self.clock()
+        sizes = Counter((r["webhook"], r["occurrence_id"]) for r in rows)
+        busy = {(r["webhook"], r["occurrence_id"]) for r in rows if (r["lease_until"] or 0) >= now}
+        chosen: set[tuple[str, str]] = set()
+        count = 0
+        for row in rows:
+            queue = (row["webhook"], row["occurrence_id"])
+            if count >= excess:
+                break
+            if queue not in chosen and queue not in busy:
+                chosen.add(queue)
+                count += sizes[queue]
+        victims = [Entry.from_row(r) for r in rows if (r["webhook"], r["occurrence_id"]) in chosen]
+        self.bury([v.id for v in victims], "evicted: outbox over max_pending")
+        return victims
+
+    def expired(self, oldest: float, busy: Iterable[int] = ()) -> list[Entry]:
+        busy = set(busy)
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE created < ?", (oldest,))
+        return [Entry.from_row(r) for r in rows.fetchall() if r["id"] not in busy]
+
+    def pending(self) -> list[Entry]:
+        return [
+            Entry.from_row(r) for r in self.db.execute(f"SELECT {_COLUMNS} FROM outbox ORDER BY id")
+        ]
+
+    def dead(self) -> list[Entry]:
+        rows = self.db.execute("SELECT * FROM dead_letter ORDER BY id").fetchall()
+        return [Entry.from_row(r) for r in rows]
+
+    def pending_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def dead_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0])
+
+    def oldest_pending(self) -> float | None:
+        return self.db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]
+
+    def is_pending(self, entry_id: int) -> bool:
+        return (
+            self.db.execute("SELECT 1 FROM outbox WHERE id = ?", (entry_id,)).fetchone() is not None
+        )
+
+    def is_dead(self, entry_id: int) -> bool:
+        return (
+            self.db.execute("SELECT 1 FROM dead_letter WHERE id = ?", (entry_id,)).fetchone()
+            is not None
+        )
+
+    def retry_dead(self) -> int:
+        """Put every dead letter back in the outbox, due now, attempts reset."""
+        now = self.clock()
+        with self.transaction():
+            cursor = self.db.execute(
+                "INSERT INTO outbox (id, webhook, occurrence_id, kind, severity, label, body,"
+                " created, attempts, next_attempt, last_error) SELECT id, webhook, occurrence_id,"
+                " kind, severity, label, body, ?, 0, ?, last_error FROM dead_letter",
+                (now, now),
+            )
+            self.db.execute("DELETE FROM dead_letter")
+        return cursor.rowcount
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on an exception); nests flatly."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.outer = True
+        return self.db
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if self.outer:
+            self.db.execute("ROLLBACK" if kind else "COMMIT")
