@@ -20,6 +20,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -61,7 +62,7 @@ def config(port: int, tags: int, alarms: int) -> Any:
     step = max(1, tags // max(1, alarms))
     return Config.model_validate(
         {
-            "agent": {"name": "Bench", "state_dir": "/tmp/ixon-agent-bench"},
+            "agent": {"name": "Bench", "state_dir": tempfile.mkdtemp(prefix="ixon-bench-")},
             "sources": [
                 {"name": "bench", "host": "127.0.0.1", "port": port, "variables": variables}
             ],

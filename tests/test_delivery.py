@@ -1,50 +1,33 @@
-"""Delivery against real HTTP servers on 127.0.0.1: retries, order, permanent errors, secrets."""
+"""Delivery from the SQLite outbox against a real HTTP receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
 
-from agent.config import Webhook, load_config
+from agent.config import Webhook
 from agent.delivery import (
     Deliverer,
-    Delivery,
-    Outcome,
+    RateLimit,
+    Result,
     backoff,
+    classify,
     make_http_client,
     parse_retry_after,
 )
 from agent.logs import RedactSecrets
-from agent.messages import build, sample_transition
-from simulators._http import HttpServer
-from simulators.ilert import IlertSimulator
-from tests.conftest import wait_for, write_config
+from agent.store import Message, Store
+from tests.conftest import wait_for
+from tests.receiver import Receiver
 
-
-class Receiver(HttpServer):
-    """Answers with the scripted statuses in turn (then 200) and records what came in."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = list(statuses)
-        self.bodies: list[dict[str, Any]] = []
-        self.attempts = 0
-        app = web.Application()
-        app.router.add_post("/hook/{key}", self.handle)
-        super().__init__(app)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.attempts += 1
-        body = await request.json()
-        status = self.statuses.pop(0) if self.statuses else 200
-        if status < 300:
-            self.bodies.append(body)
-        return web.json_response({"code": "X"}, status=status)
+KEY = "il1secretKEY99"
 
 
 @pytest.fixture
@@ -53,96 +36,263 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "agent.db")
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = Receiver()
+    await server.start()
+    yield server
+    await server.stop()
+
+
 def hook(url: str, **kw: Any) -> Webhook:
-    return Webhook.model_validate({"name": "hook", "url": url, **kw})
-
-
-async def test_retries_until_delivered_and_keeps_order(http: httpx.AsyncClient) -> None:
-    receiver = Receiver([503, 503])
-    await receiver.start()
-    results: list[tuple[str, Outcome]] = []
-    deliverer = Deliverer(
-        [hook(f"{receiver.url}/hook/secretkey123")], http, lambda d, o: results.append((d.label, o))
+    return Webhook.model_validate(
+        {"name": "hook", "url": f"{url}/hook/{KEY}", "timeout": 2.0, **kw}
     )
-    deliverer.start()
-    try:
-        deliverer.submit(Delivery("hook", {"n": 1}, "first"))
-        deliverer.submit(Delivery("hook", {"n": 2}, "second"))
-        assert await deliverer.drain(20)
-    finally:
-        await deliverer.stop()
-        await receiver.stop()
-    assert receiver.bodies == [{"n": 1}, {"n": 2}]  # the second waited for the first
-    assert results == [
-        ("first", "retry"),
-        ("first", "retry"),
-        ("first", "delivered"),
-        ("second", "delivered"),
-    ]
 
 
-async def test_permanent_error_is_not_retried_and_does_not_block(
-    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+def message(occurrence: str, kind: str, n: int, severity: str = "high") -> Message:
+    return Message(
+        "hook",
+        occurrence,
+        kind,
+        severity,
+        f"{kind} of {occurrence}",
+        {"n": n, "occ": occurrence, "kind": kind},
+    )
+
+
+class Run:
+    """A deliverer over ``store`` and a webhook at ``url``, recording every result."""
+
+    def __init__(self, store: Store, http: httpx.AsyncClient, webhook: Webhook, **kw: Any) -> None:
+        self.results: list[Result] = []
+        self.deliverer = Deliverer(
+            store,
+            [webhook],
+            http,
+            secrets=[KEY, webhook.url.get_secret_value()],
+            on_result=self.results.append,
+            **kw,
+        )
+
+    def outcomes(self, label: str | None = None) -> list[str]:
+        return [r.outcome for r in self.results if label is None or r.entry.label == label]
+
+    async def __aenter__(self) -> Run:
+        self.deliverer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.deliverer.stop(grace=0)
+
+
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retry after ~50 ms instead of seconds: the policy is tested on its own below."""
+    monkeypatch.setattr("agent.delivery.BACKOFF_BASE", 0.05)
+
+
+async def test_every_message_is_committed_before_it_is_sent(store: Store) -> None:
+    [first] = store.record([], [message("A", "start", 1)])
+    again = Store(store.path)  # another connection: what a restart would see
+    assert [e.id for e in again.pending()] == [first]
+    assert again.pending()[0].body == {"n": 1, "occ": "A", "kind": "start"}
+
+
+async def test_503_for_a_while_then_in_order(
+    store: Store, http: httpx.AsyncClient, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    receiver = Receiver([404])
-    await receiver.start()
-    deliverer = Deliverer([hook(f"{receiver.url}/hook/secretkey123")], http)
-    deliverer.start()
-    try:
-        deliverer.submit(Delivery("hook", {"n": 1}, "first"))
-        deliverer.submit(Delivery("hook", {"n": 2}, "second"))
-        assert await deliverer.drain(10)
-    finally:
-        await deliverer.stop()
-        await receiver.stop()
-    assert receiver.attempts == 2 and receiver.bodies == [{"n": 2}]
-    assert "webhook hook: first rejected with HTTP 404" in caplog.text
+    fast_retries(monkeypatch)
+    receiver.script = [503, 503, 503]
+    store.record([], [message("A", "start", 1), message("A", "end", 2)])
+    async with Run(store, http, hook(receiver.url)) as run:
+        run.deliverer.wake()
+        assert await run.deliverer.drain(15)
+    assert [b["n"] for b in receiver.bodies] == [1, 2]
+    assert run.outcomes("start of A") == ["retry", "retry", "retry", "delivered"]
+    assert [b["n"] for _, b in receiver.attempts] == [1, 1, 1, 1, 2]  # the end waited
 
 
-async def test_ilert_events_resolve_of_a_closed_alert_counts_as_delivered(
-    tmp_path: Any, http: httpx.AsyncClient, ilert: IlertSimulator
+async def test_a_failed_start_blocks_its_end_but_not_other_occurrences(
+    store: Store, http: httpx.AsyncClient, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = load_config(write_config(tmp_path, ilert=ilert.url), environ={})
-    webhook = hook(f"{ilert.url}/api/events", format="ilert-events", integration_key="il1api0demo")
-    start = sample_transition(config)
-    body = build(config.agent, webhook, start, datetime.now(UTC))
-    assert body["eventType"] == "ALERT" and body["priority"] == "HIGH"
-    assert body["alertKey"] == start.occurrence_id and body["integrationKey"] == "il1api0demo"
-    assert body["customDetails"]["variable"] == "agent.test"
-    resolve = dict(body, eventType="RESOLVE", alertKey="never-opened")
-    outcomes: list[Outcome] = []
-    deliverer = Deliverer([webhook], http, lambda d, o: outcomes.append(o))
-    deliverer.start()
-    try:
-        deliverer.submit(Delivery("hook", body, "alert"))
-        deliverer.submit(Delivery("hook", resolve, "resolve of nothing"))
-        await wait_for(lambda: len(outcomes) == 2)
-    finally:
-        await deliverer.stop()
-    assert outcomes == ["delivered", "delivered"]
-    [alert] = ilert.alerts
-    assert alert.status == "PENDING" and alert.alert_key == start.occurrence_id
+    fast_retries(monkeypatch)
+    failing = {"on": True}
+    receiver.decide = lambda body: 503 if failing["on"] and body["occ"] == "A" else None
+    store.record([], [message("A", "start", 1), message("A", "end", 2), message("B", "start", 3)])
+    async with Run(store, http, hook(receiver.url)) as run:
+        run.deliverer.wake()
+        await wait_for(lambda: len(run.outcomes("start of A")) >= 3, what="A's start retrying")
+        assert [b["n"] for b in receiver.bodies] == [3]  # B went; A's end never tried
+        assert all(b["n"] != 2 for _, b in receiver.attempts)
+        failing["on"] = False
+        assert await run.deliverer.drain(15)
+    assert [b["n"] for b in receiver.bodies] == [3, 1, 2]
+
+
+async def test_429_retry_after_is_honoured(
+    store: Store, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    receiver.script = [429]
+    receiver.headers = {"Retry-After": "1"}
+    store.record([], [message("A", "start", 1)])
+    async with Run(store, http, hook(receiver.url)) as run:
+        run.deliverer.wake()
+        assert await run.deliverer.drain(15)
+    (first, _), (second, _) = receiver.attempts
+    assert second - first >= 1.0
+    assert run.outcomes() == ["retry", "delivered"]
+    assert run.results[0].error == "HTTP 429"
+
+
+async def test_connection_resets_and_a_hanging_receiver_are_retried(
+    store: Store, http: httpx.AsyncClient, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast_retries(monkeypatch)
+    receiver.script = ["reset", "hang", "reset"]
+    store.record([], [message("A", "start", 1), message("A", "end", 2)])
+    async with Run(store, http, hook(receiver.url, timeout=0.3)) as run:
+        run.deliverer.wake()
+        assert await run.deliverer.drain(20)
+    assert [b["n"] for b in receiver.bodies] == [1, 2]  # each exactly once, in order
+    errors = [r.error or "" for r in run.results if r.outcome == "retry"]
+    assert len(errors) == 3 and any("Timeout" in e for e in errors)
+    assert all(KEY not in e for e in errors)
+
+
+async def test_rejected_message_is_dead_lettered_and_retry_dead_requeues_it(
+    store: Store, http: httpx.AsyncClient, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.script = [404]
+    store.record([], [message("A", "start", 1), message("B", "start", 2)])
+    async with Run(store, http, hook(receiver.url)) as run:
+        run.deliverer.wake()
+        assert await run.deliverer.drain(10)
+        [dead] = store.dead()
+        assert (dead.reason, dead.status, dead.attempts, dead.label) == (
+            "rejected",
+            404,
+            1,
+            "start of A",
+        )
+        assert [b["n"] for b in receiver.bodies] == [2]
+        assert "webhook hook: start of A rejected with HTTP 404" in caplog.text
+        assert store.retry_dead() == 1
+        run.deliverer.wake()
+        assert await run.deliverer.drain(10)
+    assert [b["n"] for b in receiver.bodies] == [2, 1] and store.dead() == []
+
+
+async def test_resolve_of_a_closed_ilert_alert_counts_as_delivered(
+    store: Store, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    receiver.script = [400]  # with code NO_OPEN_ALERT_WITH_KEY
+    resolve = Message(
+        "hook", "A", "end", "high", "end of A", {"eventType": "RESOLVE", "alertKey": "A"}
+    )
+    store.record([], [resolve])
+    webhook = hook(receiver.url, format="ilert-events", integration_key="il1api0demo")
+    async with Run(store, http, webhook) as run:
+        run.deliverer.wake()
+        assert await run.deliverer.drain(10)
+    assert run.outcomes() == ["delivered"] and store.dead() == []
+    ((_, sent),) = receiver.attempts
+    assert sent["integrationKey"] == "il1api0demo"  # added at send time
+    assert "il1api0demo" not in store.path.read_bytes().decode("latin-1")  # never stored
+
+
+def test_classify() -> None:
+    def response(status: int, body: Any = None) -> httpx.Response:
+        return httpx.Response(status, json=body or {})
+
+    resolve = {"eventType": "RESOLVE"}
+    assert classify(response(202), {}) == "delivered"
+    assert classify(response(400, {"code": "NO_OPEN_ALERT_WITH_KEY"}), resolve) == "delivered"
+    assert (
+        classify(response(400, {"code": "NO_OPEN_ALERT_WITH_KEY"}), {"eventType": "ALERT"})
+        == "rejected"
+    )
+    assert classify(response(400, {"code": "INVALID_INPUT"}), resolve) == "rejected"
+    assert [classify(response(s), {}) for s in (408, 429, 500, 503)] == ["retry"] * 4
+    assert [classify(response(s), {}) for s in (401, 403, 404, 410, 422)] == ["rejected"] * 5
+
+
+async def test_max_age_expires_into_the_dead_letter_table(
+    store: Store, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    receiver.default = 503
+    now = [time.time()]
+    store.clock = lambda: now[0]
+    store.record([], [message("A", "start", 1)])
+    async with Run(store, http, hook(receiver.url), max_age=3600.0, clock=lambda: now[0]) as run:
+        run.deliverer.wake()
+        await wait_for(lambda: run.outcomes() == ["retry"], what="a first failed attempt")
+        now[0] += 3601.0  # an hour later (injected clock): past max_age
+        run.deliverer._next_expiry_check = 0.0
+        run.deliverer.wake()
+        await wait_for(lambda: store.dead(), what="the expired message")
+    [dead] = store.dead()
+    assert dead.reason == "expired: undelivered for max_age" and dead.attempts == 1
+    assert dead.last_error == "HTTP 503" and store.pending() == []
+
+
+def test_max_pending_evicts_the_oldest_low_severity_occurrences_whole(store: Store) -> None:
+    store.record([], [message("L1", "start", 1, "low"), message("H1", "start", 2, "high")])
+    store.record([], [message("L1", "end", 3, "low"), message("M1", "start", 4, "medium")])
+    store.record([], [message("L2", "start", 5, "low"), message("H2", "start", 6, "high")])
+    evicted = store.evict_overflow(max_pending=4)
+    assert sorted(e.body["n"] for e in evicted) == [1, 3]  # L1 went whole: start and end
+    assert sorted(e.body["n"] for e in store.pending()) == [2, 4, 5, 6]
+    assert {e.reason for e in store.dead()} == {"evicted: outbox over max_pending"}
+    store.record([], [message("H3", "start", 7, "high")] * 3)
+    assert len(store.evict_overflow(max_pending=4)) == 2  # M1 and L2; high is never evicted
+    assert {e.severity for e in store.pending()} == {"high"}
+
+
+def test_rate_limit_per_integration_key() -> None:
+    limit = RateLimit(limit=50, window=60.0)
+    assert all(limit.wait("key", 0.0 + i * 0.01) == 0.0 for i in range(50))
+    assert limit.wait("key", 1.0) == pytest.approx(59.0)
+    assert limit.wait("other", 1.0) == 0.0
+    assert limit.wait("key", 60.0) == 0.0  # the first send left the window
+
+
+async def test_ilert_events_are_held_back_past_50_a_minute(
+    store: Store, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    store.record([], [message(f"O{i}", "start", i) for i in range(53)])
+    webhook = hook(receiver.url, format="ilert-events", integration_key="il1api0demo")
+    async with Run(store, http, webhook) as run:
+        run.deliverer.wake()
+        await wait_for(lambda: store.pending_count() == 3, what="50 events sent")
+        held = store.pending()
+        assert len(receiver.bodies) == 50
+        assert len(held) == 3 and all(
+            e.attempts == 0 and e.next_attempt > time.time() + 50 for e in held
+        )
+        assert all("at most 50 events a minute" in (e.last_error or "") for e in held)
 
 
 async def test_unreachable_webhook_keeps_the_message_and_logs_no_secret(
-    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    store: Store, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    receiver = Receiver([])
-    await receiver.start()
-    url = f"{receiver.url}/hook/il1secretKEY99"
-    await receiver.stop()  # connection refused from now on
+    gone = Receiver()
+    await gone.start()
+    url = gone.url
+    await gone.stop()  # connection refused from now on
     caplog.set_level(logging.DEBUG)
-    attempts: list[Outcome] = []
-    deliverer = Deliverer([hook(url)], http, lambda d, o: attempts.append(o))
-    deliverer.start()
-    try:
-        deliverer.submit(Delivery("hook", {"n": 1}, "first"))
-        await wait_for(lambda: len(attempts) >= 2, what="two failed attempts")
-        assert deliverer.pending == 1  # kept, not dropped
-    finally:
-        await deliverer.stop()
-    assert "il1secretKEY99" not in caplog.text
-    assert "webhook hook: first failed (attempt 1: ConnectError" in caplog.text
+    store.record([], [message("A", "start", 1)])
+    async with Run(store, http, hook(url)) as run:
+        run.deliverer.wake()
+        await wait_for(lambda: run.results, what="a failed attempt")
+    [entry] = store.pending()
+    assert entry.attempts == 1 and entry.last_error and entry.last_error.startswith("ConnectError")
+    assert KEY not in caplog.text and KEY not in (entry.last_error or "")
+    assert "webhook hook: start of A failed (attempt 1: ConnectError" in caplog.text
 
 
 def test_redaction_filter_masks_secrets_in_messages_and_tracebacks() -> None:
@@ -152,8 +302,6 @@ def test_redaction_filter_masks_secrets_in_messages_and_tracebacks() -> None:
     try:
         raise ValueError("bad url http://h/k/il1abc12345")
     except ValueError:
-        import sys
-
         record.exc_info = sys.exc_info()
     RedactSecrets(["il1abc12345"]).filter(record)
     text = logging.Formatter().format(record)
@@ -161,8 +309,8 @@ def test_redaction_filter_masks_secrets_in_messages_and_tracebacks() -> None:
 
 
 def test_backoff_and_retry_after() -> None:
-    assert 0.25 <= backoff(0) <= 0.5
-    assert 30.0 <= backoff(30) <= 60.0  # capped
+    assert 0.5 <= backoff(0) <= 1.0
+    assert 150.0 <= backoff(30) <= 300.0  # capped at about 5 minutes
     assert backoff(0, retry_after=12.0) == 12.0
     assert parse_retry_after("7") == 7.0 and parse_retry_after(None) is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
