@@ -1,0 +1,88 @@
+"""Operating the agent: heartbeat, the outbox command, send-test."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.config import load_config
+from agent.service import Agent
+from agent.store import Message, Store
+from simulators.modbus_device import ModbusDeviceSimulator
+from tests.conftest import CONFIG, wait_for, write_config
+from tests.receiver import Receiver
+
+HEARTBEAT = '\n[heartbeat]\nurl = "{ilert}/api/heartbeats/il1hbt0secret"\ninterval = "200ms"\n'
+
+
+async def test_heartbeat_pings_and_never_logs_its_url(
+    tmp_path: Path, machine: ModbusDeviceSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = Receiver()
+    await receiver.start()
+    path = write_config(tmp_path, CONFIG + HEARTBEAT, port=machine.port, ilert=receiver.url)
+    agent = Agent(load_config(path, environ={}))
+    await agent.start()
+    try:
+        await wait_for(lambda: len(receiver.pings) >= 2, what="two heartbeat pings")
+        assert receiver.pings[0] == ("GET", "/api/heartbeats/il1hbt0secret")
+        await receiver.stop()
+        await wait_for(lambda: agent.heartbeat_failures >= 1, what="a failed ping")
+    finally:
+        await agent.stop()
+    assert "heartbeat: ping failed (ConnectError), 1 in a row" in caplog.text
+    assert "il1hbt0secret" not in caplog.text
+
+
+def test_outbox_command_lists_and_requeues_without_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path)
+    config = load_config(path, environ={})
+    store = Store(config.agent.state_dir / "agent.db")
+    pending, dead = store.record(
+        [], [Message("ilert", "Occ1", "start", "high", "start of 'Oil hot'", {"a": 1}),
+             Message("ilert", "Occ2", "end", "low", "end of 'Motor stopped'", {"b": 2})],
+    )  # fmt: skip
+    store.retry_later(pending, 0.0, "ConnectError: All connection attempts failed")
+    store.bury([dead], "rejected", 404, "not found", "HTTP 404", attempted=True)
+    store.close()
+
+    assert main(["outbox", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 pending, 1 dead letter(s)" in out
+    assert "start of 'Oil hot'; age" in out and "1 attempt(s)" in out and "ConnectError" in out
+    assert "end of 'Motor stopped'; rejected HTTP 404 after 1 attempt(s)" in out
+    assert "il1ixon0demo" not in out and "http" not in out.replace("HTTP", "")
+
+    assert main(["outbox", "--config", str(path), "--retry-dead"]) == 0
+    out = capsys.readouterr().out
+    assert "re-queued 1 dead letter(s)" in out and "2 pending, 0 dead letter(s)" in out
+
+
+async def test_send_test_goes_through_the_outbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    receiver = Receiver()
+    await receiver.start()
+    path = write_config(tmp_path, ilert=receiver.url)
+    code = await asyncio.to_thread(main, ["send-test", "--config", str(path), "--timeout", "10"])
+    await receiver.stop()
+    assert code == 0
+    assert "webhook ilert: test message delivered" in capsys.readouterr().out
+    [body] = receiver.bodies
+    assert body["alarm"]["name"] == "Test message from ixon-agent"
+    assert body["systemLabel"] == "alarm-high"
+    logging.getLogger().handlers.clear()  # send-test set up logging for the process
+
+
+def test_send_test_names_unknown_webhooks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["send-test", "--config", str(write_config(tmp_path)), "--webhook", "pager"]) == 2
+    assert "no webhook 'pager' (known: ilert)" in capsys.readouterr().err
