@@ -44,6 +44,7 @@ variable = "plc.oil_temp"
 condition = ">"
 threshold = 80.0
 severity = "high"
+max_notifications = 100000  # the bench flaps on purpose
 [[webhooks]]
 name = "sink"
 url = "{url}/hook"
