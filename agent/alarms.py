@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 import string
@@ -34,6 +35,7 @@ from agent.decode import Value
 from agent.formula import compile_formula
 
 _ID_ALPHABET = string.ascii_letters + string.digits
+log = logging.getLogger("agent.alarms")
 
 Predicate = Callable[[Any], bool]
 
@@ -457,12 +459,22 @@ class AlarmEngine:
                 out.append(transition)
             else:
                 state.notified = False
-                state.suppressed += 1
+                self._suppressed(state, transition)
         elif state.notified:
             state.notified = False
             out.append(transition)
         else:
-            state.suppressed += 1  # the end of a start nobody was told about
+            self._suppressed(state, transition)  # the end of a start nobody was told about
+
+    @staticmethod
+    def _suppressed(state: AlarmState, transition: Transition) -> None:
+        state.suppressed += 1
+        if state.suppressed in (1, 10) or state.suppressed % 100 == 0:
+            log.warning(
+                "alarm %r is flapping: %s not notified (%d suppressed so far; at most %d starts"
+                " per %g s)", state.rule.name, transition.kind, state.suppressed,
+                state.rule.max_notifications, state.rule.flap_window,
+            )  # fmt: skip
 
     def _owed(self, state: AlarmState, now: float, out: list[Transition]) -> None:
         if state.start is not None and state.may_notify_start(now):
