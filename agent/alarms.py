@@ -150,6 +150,18 @@ class AlarmRule:
         return frozenset(i.source for i in self.inputs)
 
     @classmethod
+    def synthetic(
+        cls, name: str, public_id: str, severity: Literal["low", "medium", "high"],
+        instructions: str, condition_text: str, inputs: tuple[Input, ...] = (),
+    ) -> AlarmRule:  # fmt: skip
+        """A rule that no condition drives: a test message, a removed alarm's end."""
+        return cls(
+            name=name, public_id=public_id, inputs=inputs, severity=severity, on_delay=0.0,
+            off_delay=0.0, instructions=instructions, condition_text=condition_text,
+            triggers=bool, holds=bool,
+        )  # fmt: skip
+
+    @classmethod
     def compile(cls, alarm: Alarm, config: Config) -> AlarmRule:
         agent_id = config.agent.agent_id
         common: dict[str, Any] = {
@@ -377,14 +389,17 @@ class AlarmEngine:
         self.offline = {state.rule.source: state for state in offline}
         self.dirty: set[AlarmState] = set()
         self.last_cycle: dict[str, Mapping[str, Value]] = {}  # per source: its last values
-        self._simple: dict[str, list[tuple[str, AlarmState]]] = {}
-        self._formulas: dict[str, list[AlarmState]] = {}
+        # per source: each alarm reading it, with how to get its input from a cycle's values
+        self._watch: dict[str, list[tuple[AlarmState, Callable[[Mapping[str, Any]], Any]]]] = {}
         for state in states:
-            if state.rule.kind == "formula":
-                for source in state.rule.sources:
-                    self._formulas.setdefault(source, []).append(state)
+            rule = state.rule
+            if rule.kind == "formula":
+                for source in rule.sources:
+                    read = lambda _values, rule=rule: self._inputs(rule)  # noqa: E731
+                    self._watch.setdefault(source, []).append((state, read))
             else:
-                self._simple.setdefault(state.rule.source, []).append((state.rule.variable, state))
+                read = lambda values, key=rule.variable: values.get(key, _MISSING)  # noqa: E731
+                self._watch.setdefault(rule.source, []).append((state, read))
 
     @classmethod
     def from_config(cls, config: Config) -> AlarmEngine:
@@ -402,20 +417,12 @@ class AlarmEngine:
         """Step the alarms of ``source`` with a cycle's values; returns what to notify."""
         self.last_cycle[source] = values
         out: list[Transition] = []
-        for key, state in self._simple.get(source, ()):
-            value = values.get(key, _MISSING)
+        for state, read in self._watch.get(source, ()):
+            value = read(values)
             if value is _MISSING:
                 state.stale = True
             elif not (state.state in _STABLE and value == state.last_value):
                 self._advance(state, value, now, wall, out)
-            elif state.owed:
-                self._owed(state, now, out)
-        for state in self._formulas.get(source, ()):
-            inputs = self._inputs(state.rule)
-            if inputs is None:
-                state.stale = True
-            elif not (state.state in _STABLE and inputs == state.last_value):
-                self._advance(state, inputs, now, wall, out)
             elif state.owed:
                 self._owed(state, now, out)
         return out
@@ -433,13 +440,13 @@ class AlarmEngine:
             state.since = min(state.since, last_answer)
         return out
 
-    def _inputs(self, rule: AlarmRule) -> tuple[Value, ...] | None:
-        """A formula's input values, if all of them were read in their source's last cycle."""
+    def _inputs(self, rule: AlarmRule) -> Any:
+        """A formula's input values, if all were read in their source's last cycle."""
         values = []
         for item in rule.inputs:
             value = self.last_cycle.get(item.source, {}).get(item.key, _MISSING)
             if value is _MISSING:
-                return None
+                return _MISSING
             values.append(value)
         return tuple(values)
 

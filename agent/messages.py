@@ -156,17 +156,10 @@ def messages_for(
 def sample_transition(config: Config) -> Transition:
     """A start of a made-up high alarm, for ``ixon-agent send-test``."""
     agent_id = config.agent.agent_id
-    rule = AlarmRule(
-        name="Test message from ixon-agent",
-        public_id=short_id(agent_id, "alarm", "send-test"),
+    rule = AlarmRule.synthetic(
+        "Test message from ixon-agent", short_id(agent_id, "alarm", "send-test"), "high",
+        "This is a test of the alarm chain; no action is needed.", "test",
         inputs=(Input("agent.test", "Test"),),
-        severity="high",
-        on_delay=0.0,
-        off_delay=0.0,
-        instructions="This is a test of the alarm chain; no action is needed.",
-        condition_text="test",
-        triggers=bool,
-        holds=bool,
-    )
+    )  # fmt: skip
     now = datetime.now(UTC)
     return Transition(rule, "start", new_id(), (True,), now, now)

@@ -64,18 +64,11 @@ class _Nothing:
 
 def _removed_rule(alarm_id: str, saved: dict[str, Any]) -> AlarmRule:
     """Stands in for an alarm that was active when it was removed from the config."""
-    return AlarmRule(
-        name=saved.get("name") or alarm_id,
-        public_id=alarm_id,
-        inputs=(),
-        severity=saved.get("severity") or "high",
-        on_delay=0.0,
-        off_delay=0.0,
-        instructions="This alarm was removed from the agent's configuration while active.",
-        condition_text="removed from the configuration",
-        triggers=bool,
-        holds=bool,
-    )
+    return AlarmRule.synthetic(
+        saved.get("name") or alarm_id, alarm_id, saved.get("severity") or "high",
+        "This alarm was removed from the agent's configuration while active.",
+        "removed from the configuration",
+    )  # fmt: skip
 
 
 class Agent:

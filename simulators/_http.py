@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 
@@ -48,6 +49,16 @@ async def serve_forever(server: HttpServer, host: str, port: int, banner: str) -
         await asyncio.Event().wait()
     finally:
         await server.stop()
+
+
+def parser(prog: str, doc: str | None, port: int) -> argparse.ArgumentParser:
+    """The command line every simulator shares: ``--host`` and ``--port``."""
+    p = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=port)
+    return p
 
 
 def run(server: HttpServer, host: str, port: int, banner: str) -> None:

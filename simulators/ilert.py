@@ -13,7 +13,6 @@ IXON alert source with key ``il1ixon0demo`` and an Events API source with key ``
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import uuid
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulators._http import HttpServer, run
+from simulators._http import HttpServer, parser, run
 
 IXON_KEY = "il1ixon0demo"
 EVENTS_KEY = "il1api0demo"
@@ -227,14 +226,7 @@ def _ixon_details(long_content: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m simulators.ilert",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8025)
-    args = parser.parse_args(argv)
+    args = parser("python -m simulators.ilert", __doc__, 8025).parse_args(argv)
     run(IlertSimulator(), args.host, args.port, "ilert stand-in")
 
 

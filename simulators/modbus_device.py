@@ -31,6 +31,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from agent.config import Variable
 from agent.decode import Value, encode
+from simulators._http import parser
 
 FUNCTION_CODE = {"coil": 1, "discrete_input": 2, "holding": 3, "input": 4}
 REGISTER_SPACE = 1000  # addresses 0..999 of each kind exist; beyond answers "illegal address"
@@ -228,18 +229,12 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m simulators.modbus_device",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5020)
-    parser.add_argument("--unit-id", type=int, default=1)
-    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="packaging")
-    parser.add_argument("--period", type=float, default=30.0, help="scenario length in seconds")
+    options = parser("python -m simulators.modbus_device", __doc__, 5020)
+    options.add_argument("--unit-id", type=int, default=1)
+    options.add_argument("--scenario", choices=sorted(SCENARIOS), default="packaging")
+    options.add_argument("--period", type=float, default=30.0, help="scenario length in seconds")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(parser.parse_args(argv)))
+        asyncio.run(_main(options.parse_args(argv)))
 
 
 if __name__ == "__main__":
