@@ -149,6 +149,7 @@ class Deliverer:
         self._next_expiry_check = 0.0
 
     def start(self) -> None:
+        self.store.release_dead_leases()
         self._task = asyncio.create_task(self._run(), name="deliverer")
 
     def wake(self) -> None:

@@ -16,6 +16,7 @@ added when sending.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -52,7 +53,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts      INTEGER NOT NULL DEFAULT 0,
     next_attempt  REAL NOT NULL,
     last_error    TEXT,
-    lease_until   REAL
+    lease_until   REAL,
+    lease_pid     INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (webhook, occurrence_id, id);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt);
@@ -117,6 +119,7 @@ class Entry:
         data["body"] = json.loads(data["body"])
         data.setdefault("next_attempt", 0.0)
         data.pop("lease_until", None)
+        data.pop("lease_pid", None)
         data.pop("response", None)
         return cls(**data)
 
@@ -214,11 +217,26 @@ class Store:
         """Take a message for sending, unless another process holds it."""
         now = self.clock()
         cursor = self.db.execute(
-            "UPDATE outbox SET lease_until = ? WHERE id = ?"
+            "UPDATE outbox SET lease_until = ?, lease_pid = ? WHERE id = ?"
             " AND (lease_until IS NULL OR lease_until < ?)",
-            (until, entry_id, now),
+            (until, os.getpid(), entry_id, now),
         )
         return cursor.rowcount == 1
+
+    def release_dead_leases(self) -> int:
+        """Free messages claimed by processes that died mid-send (SIGKILL, power cut), so a
+        restart resends them now instead of after the lease. Our own pid's leases are stale
+        too: we only just started (a container's agent is pid 1 every time)."""
+        stale = []
+        for (pid,) in self.db.execute(
+            "SELECT DISTINCT lease_pid FROM outbox WHERE lease_pid IS NOT NULL"
+        ):
+            if pid == os.getpid() or not _alive(pid):
+                stale.append((pid,))
+        self.db.executemany(
+            "UPDATE outbox SET lease_until = NULL, lease_pid = NULL WHERE lease_pid = ?", stale
+        )
+        return len(stale)
 
     def delivered(self, entry_id: int) -> None:
         self.db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
@@ -228,7 +246,7 @@ class Store:
     ) -> None:
         self.db.execute(
             "UPDATE outbox SET attempts = attempts + ?, next_attempt = ?, last_error = ?,"
-            " lease_until = NULL WHERE id = ?",
+            " lease_until = NULL, lease_pid = NULL WHERE id = ?",
             (1 if count else 0, next_attempt, error, entry_id),
         )
 
@@ -326,6 +344,16 @@ class Store:
             )
             self.db.execute("DELETE FROM dead_letter")
         return cursor.rowcount
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 class _Transaction:

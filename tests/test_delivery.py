@@ -314,3 +314,20 @@ def test_backoff_and_retry_after() -> None:
     assert backoff(0, retry_after=12.0) == 12.0
     assert parse_retry_after("7") == 7.0 and parse_retry_after(None) is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+
+
+async def test_a_send_cut_short_by_sigkill_is_retried_at_once_after_restart(store: Store) -> None:
+    import asyncio
+
+    [entry_id] = store.record([], [message("A", "start", 1)])
+    dead = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await dead.wait()  # a process that held the message and is gone now
+    store.db.execute(
+        "UPDATE outbox SET lease_until = ?, lease_pid = ? WHERE id = ?",
+        (time.time() + 40, dead.pid, entry_id),
+    )
+    assert store.due(time.time(), 10) == []  # leased: not due
+    assert store.release_dead_leases() == 1
+    assert [e.id for e in store.due(time.time(), 10)] == [entry_id]
+    assert store.claim(entry_id, time.time() + 40)
+    assert store.release_dead_leases() == 1  # our own pid: we only just started

@@ -76,6 +76,14 @@ async def test_restart_sends_exactly_what_changed_while_down(
     agent = AgentProcess(write_config(tmp_path, text, port=machine.port, ilert=ilert.url))
     oil = "Oil temperature high"
     expected_code = 0 if stop_signal == signal.SIGTERM else -signal.SIGKILL
+    outbox = Store(tmp_path / "state" / "agent.db")
+
+    async def stop() -> None:
+        # stop once what was sent is also recorded as sent: this test is about alarm state;
+        # a kill between the receiver's answer and that record is the next test's business
+        await wait_for(lambda: outbox.pending_count() == 0, what="an empty outbox")
+        assert await agent.stop(stop_signal) == expected_code
+
     try:
         await machine.hold(oil_temp=90.0, pressure=4.5)
         await agent.start()
@@ -83,29 +91,33 @@ async def test_restart_sends_exactly_what_changed_while_down(
         [(_, first)] = alarms(ilert, oil)
 
         # 1. still active across a restart: not sent again
-        assert await agent.stop(stop_signal) == expected_code
+        await stop()
         await agent.start()
         await machine.hold(pressure=1.0)  # the probe proves the agent evaluated fresh values
         await wait_for(lambda: alarms(ilert, "Probe"), timeout=30, what="the probe's start")
         assert alarms(ilert, oil) == [("active", first)]
 
         # 2. ended while the agent was down: sent as ended, same occurrence
-        assert await agent.stop(stop_signal) == expected_code
+        await stop()
         await machine.hold(oil_temp=70.0)
         await agent.start()
         await wait_for(lambda: len(alarms(ilert, oil)) == 2, timeout=30, what="the oil end")
         assert alarms(ilert, oil) == [("active", first), ("ended", first)]
 
         # 3. started while the agent was down: sent as started, a new occurrence
-        assert await agent.stop(stop_signal) == expected_code
+        await stop()
         await machine.hold(oil_temp=95.0)
         await agent.start()
         await wait_for(lambda: len(alarms(ilert, oil)) == 3, timeout=30, what="the new start")
         state, second = alarms(ilert, oil)[2]
         assert state == "active" and second != first
         assert alarms(ilert, "Probe") == [("active", alarms(ilert, "Probe")[0][1])]  # once
+    except BaseException:
+        print(agent.log.read_text())  # shown by pytest with the failure
+        raise
     finally:
         await agent.kill()
+        outbox.close()
     assert "il1ixon0demo" not in agent.log.read_text()
 
 
