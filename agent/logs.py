@@ -50,5 +50,6 @@ def setup_logging(verbose: bool = False, secrets: Iterable[str] = ()) -> RedactS
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("pymodbus").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
-    logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.WARNING)
+    # APScheduler warns of every skipped run; the agent counts them and warns now and then
+    logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.ERROR)
     return redact

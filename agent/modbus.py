@@ -72,6 +72,7 @@ class SourceStats:
     requests: int = 0
     replies: int = 0
     splits: int = 0
+    skipped: int = 0  # scheduled cycles skipped because the previous one was still running
     errors: Counter[str] = field(default_factory=Counter)
     last_answer: float | None = None  # monotonic
 

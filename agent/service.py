@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.alarms import AlarmEngine, AlarmRule, Transition
@@ -127,12 +128,27 @@ class Agent:
                 id="heartbeat", name="heartbeat", max_instances=1, coalesce=True,
                 misfire_grace_time=None, next_run_time=datetime.now(UTC),
             )  # fmt: skip
+        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self.scheduler.start()
         log.info(
             "agent %r running: %d source(s), %d alarm(s), %d webhook(s); outbox: %d pending",
             self.config.agent.name, len(self.pollers), len(self.engine.states),
             len(self.config.webhooks), self.store.pending_count(),
         )  # fmt: skip
+
+    def _skipped(self, event: JobEvent) -> None:
+        """A cycle did not start on time because the last one still ran: count it, and say
+        so now and then (APScheduler's own warning would come every interval)."""
+        poller = self.pollers.get(event.job_id.removeprefix("poll:"))
+        if poller is None:
+            return
+        poller.stats.skipped += 1
+        if poller.stats.skipped in (1, 10) or poller.stats.skipped % 100 == 0:
+            log.warning(
+                "source %s: a poll cycle took longer than poll_interval (slow or silent device,"
+                " or a busy shared bus); %d cycle(s) skipped so far",
+                poller.source.name, poller.stats.skipped,
+            )  # fmt: skip
 
     async def stop(self, grace: float = 3.0) -> None:
         """Stop polling; in-flight sends get ``grace`` seconds; the outbox keeps the rest."""

@@ -111,9 +111,8 @@ async def test_units_on_one_port_share_a_link_and_a_dead_unit_is_isolated(
         dead = agent.pollers["unit3"].stats
         await wait_for(lambda: dead.errors["no reply"] >= 2, what="unit 3 timing out twice")
         healthy = agent.pollers["unit1"].stats
-        cycles, replies = healthy.cycles, healthy.replies
+        replies = healthy.replies
         await wait_for(lambda: healthy.replies >= replies + 5, what="unit 1 still answering")
-        assert healthy.cycles >= cycles + 5
         assert "unit3.speed" not in agent.values
     finally:
         await agent.stop(grace=0)
