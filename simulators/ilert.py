@@ -1,45 +1,189 @@
-"""An ilert stand-in: the IXON Cloud alert source, the Events API and an alert list.
+"""An ilert stand-in: alert sources, escalation policies, alert actions, heartbeats, a web page.
 
-Run ``python -m simulators.ilert [--host 127.0.0.1] [--port 8025]``. With no config it has an
-IXON alert source with key ``il1ixon0demo`` and an Events API source with key ``il1api0demo``.
+Run ``python -m simulators.ilert [--host 127.0.0.1] [--port 8025] [--config ilert.toml]
+[--forward URL]``. With no config it has an IXON alert source (key ``il1ixon0demo``), an
+Events API source (key ``il1api0demo``), a heartbeat (key ``il1hbt0demo``), one escalation
+policy with two levels, and three users. ``--forward URL`` adds an alert action that sends
+every lifecycle event to URL, with ``X-Sumo-Category: webhook/ilert``.
 
+Inbound (what the agent calls):
 - ``POST /api/v1/events/ixon/{key}``: an IXON Cloud Notify message. The start of an alarm
-  occurrence opens an alert (summary from ``shortContent``, details from ``longContent``);
-  the end message of the same occurrence resolves it.
-- ``POST /api/events`` and ``POST /api/v1/events/{type}/{key}``: ilert events (ALERT,
-  ACCEPT, RESOLVE) grouped by ``alertKey``, case-insensitive; 202 with ``correlation-id``.
-- ``GET /api/alerts[?status=PENDING]`` and ``GET /api/alerts/{id}``.
+  occurrence opens an alert (summary from ``shortContent``: alarm and agent name; details
+  from ``longContent``: instructions and values); its end message resolves the alert. The
+  source may route by ``user`` (``user.publicId``), ``system_label`` (``systemLabel``) or
+  ``company`` (``company.publicId``) to the policy with that routing key, else its own.
+- ``POST /api/events`` and ``POST /api/v1/events/{type}/{key}``: ilert events. ALERT appends
+  to the open alert with the same ``alertKey`` (case-insensitive) or opens one; ACCEPT and
+  RESOLVE act on it or answer 400 ``NO_OPEN_ALERT_WITH_KEY``; 202 with ``correlation-id``;
+  400 for a missing field or bad enum; 404 for an unknown key; 429 past 50 a minute per key.
+- ``GET|POST|HEAD /api/heartbeats/{key}`` (also ``/api/v1/heartbeats/{key}``,
+  ``/api/pings/{key}``): a heartbeat ping. Silent for longer than its interval: an alert;
+  pinged again: resolved.
+
+Alerts (what an operator does): ``GET /api/alerts[?status=]``, ``GET /api/alerts/{id}``, and
+``PUT`` or ``POST /api/alerts/{id}/<action>``: ``accept``, ``resolve``, ``raise`` (priority to
+HIGH), ``escalate`` (next policy level), ``assign`` (``{"user"}`` or
+``{"escalationPolicy"}``), ``comments`` (``{"content"}``), ``responders`` (``{"user"}``),
+``channels`` (``{"name"}``); ``DELETE .../responders/{user}`` and ``.../channels/{name}``.
+
+Alert actions POST every lifecycle event (``alert-created``, ``alert-accepted``,
+``alert-assigned``, ``alert-escalated``, ``alert-raised``, ``alert-resolved``,
+``alert-comment-added``, ``alert-responder-added``, ``alert-responder-removed``,
+``alert-channel-attached``, ``alert-channel-detached``) as ilert's default JSON payload, in
+order, filtered by event type and source, with custom headers.
+
+Fault switches for the agent's tests (inbound endpoints only): ``--fault 5xx|429|delay|drop``
+(with ``--fault-count``, ``--fault-delay``) or ``POST /admin/faults`` with
+``{"mode", "count", "status", "delay", "retry_after"}``. ``GET /`` is a read-only page of
+the alerts that refreshes itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import html
 import itertools
+import time
+import tomllib
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
+import httpx
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from simulators._http import HttpServer, parser, run
 
 IXON_KEY = "il1ixon0demo"
 EVENTS_KEY = "il1api0demo"
+HEARTBEAT_KEY = "il1hbt0demo"
 STATUSES = ("PENDING", "ACCEPTED", "RESOLVED")
 OPEN = ("PENDING", "ACCEPTED")
+EVENT_TYPES = (
+    "alert-created", "alert-accepted", "alert-assigned", "alert-escalated", "alert-raised",
+    "alert-resolved", "alert-comment-added", "alert-responder-added", "alert-responder-removed",
+    "alert-channel-attached", "alert-channel-detached",
+)  # fmt: skip
+RATE_LIMIT, RATE_WINDOW = 50, 60.0
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# -- configuration ------------------------------------------------------------------------
+
+
+class _Conf(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserConf(_Conf):
+    username: str
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+
+
+class PolicyConf(_Conf):
+    name: str
+    routing_key: str | None = None
+    levels: list[list[str]] = Field(default_factory=lambda: [["oncall"], ["lead"]])
+
+
+class SourceConf(_Conf):
+    name: str
+    key: str
+    integration: Literal["ixon", "api"] = "api"
+    escalation_policy: str = "Default policy"
+    routing_field: Literal["user", "system_label", "company"] | None = None
+
+
+class HeartbeatConf(_Conf):
+    name: str
+    key: str
+    interval: float = Field(default=120.0, gt=0)
+    escalation_policy: str = "Default policy"
+
+
+class ActionConf(_Conf):
+    name: str
+    url: str
+    event_types: list[str] = Field(default_factory=list)  # empty: every event type
+    sources: list[str] = Field(default_factory=list)  # empty: every source
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class FaultConf(_Conf):
+    mode: Literal["none", "5xx", "429", "delay", "drop"] = "none"
+    count: int | None = None  # requests affected; None: all until switched off
+    status: int = 503
+    delay: float = 0.0
+    retry_after: int = 1
+
+
+class IlertConf(_Conf):
+    users: list[UserConf] = Field(
+        default_factory=lambda: [
+            UserConf(username=u, first_name=first, last_name=u.title(), email=f"{u}@example.com")
+            for u, first in (("oncall", "Olivia"), ("lead", "Liam"), ("maint", "Mia"))
+        ]
+    )
+    escalation_policies: list[PolicyConf] = Field(
+        default_factory=lambda: [PolicyConf(name="Default policy")]
+    )
+    sources: list[SourceConf] = Field(
+        default_factory=lambda: [
+            SourceConf(name="IXON Cloud", key=IXON_KEY, integration="ixon"),
+            SourceConf(name="Edge agent events", key=EVENTS_KEY),
+        ]
+    )
+    heartbeats: list[HeartbeatConf] = Field(
+        default_factory=lambda: [HeartbeatConf(name="Edge agent heartbeat", key=HEARTBEAT_KEY)]
+    )
+    alert_actions: list[ActionConf] = Field(default_factory=list)
+    faults: FaultConf = Field(default_factory=FaultConf)
+    no_open_alert_code: str = "NO_OPEN_ALERT_WITH_KEY"
+
+
+def load(path: Path | None) -> IlertConf:
+    return (
+        IlertConf() if path is None else IlertConf.model_validate(tomllib.loads(path.read_text()))
+    )
+
+
+# -- the model ----------------------------------------------------------------------------
+
+
 @dataclass
 class AlertSource:
     id: int
-    name: str
-    key: str
-    integration_type: str  # "IXON" or "API"
-    escalation_policy: str = "Default policy"
+    conf: SourceConf | HeartbeatConf
+
+    @property
+    def name(self) -> str:
+        return self.conf.name
+
+    @property
+    def integration_type(self) -> str:
+        if isinstance(self.conf, HeartbeatConf):
+            return "HEARTBEAT"
+        return "IXON" if self.conf.integration == "ixon" else "API"
+
+
+@dataclass
+class Policy:
+    id: int
+    conf: PolicyConf
+
+    @property
+    def name(self) -> str:
+        return self.conf.name
 
 
 @dataclass
@@ -50,13 +194,14 @@ class Alert:
     details: str
     priority: str
     alert_key: str
+    policy: Policy
     status: str = "PENDING"
     report_time: str = field(default_factory=_now)
     resolved_on: str | None = None
+    level: int = 0
+    responders: list[dict[str, Any]] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
-
-    def log(self, event: str, text: str) -> None:
-        self.timeline.append({"eventType": event, "timestamp": _now(), "text": text})
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,14 +213,14 @@ class Alert:
             "alertKey": self.alert_key,
             "reportTime": self.report_time,
             "resolvedOn": self.resolved_on,
-            "alertSource": {
-                "id": self.source.id,
-                "name": self.source.name,
-                "integrationType": self.source.integration_type,
-            },
-            "escalationPolicy": {"name": self.source.escalation_policy},
+            "alertSource": {"id": self.source.id, "name": self.source.name,
+                            "integrationType": self.source.integration_type},
+            "escalationPolicy": {"id": self.policy.id, "name": self.policy.name},
+            "escalationLevel": self.level + 1,
+            "responders": self.responders,
+            "channels": self.channels,
             "timeline": self.timeline,
-        }
+        }  # fmt: skip
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -83,27 +228,130 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 class IlertSimulator(HttpServer):
-    """In-process ilert: tests read ``alerts`` and ``received`` directly."""
+    """In-process ilert: tests read ``alerts``, ``received`` and ``deliveries`` directly."""
 
-    def __init__(self) -> None:
-        self.sources = {
-            IXON_KEY: AlertSource(1, "IXON Cloud", IXON_KEY, "IXON"),
-            EVENTS_KEY: AlertSource(2, "Edge agent events", EVENTS_KEY, "API"),
-        }
+    def __init__(self, conf: IlertConf | None = None, forward: str | None = None) -> None:
+        self.conf = conf or IlertConf()
+        if forward:
+            self.conf.alert_actions.append(
+                ActionConf(
+                    name="forward", url=forward, headers={"X-Sumo-Category": "webhook/ilert"}
+                )
+            )
+        self.users = {u.username: u for u in self.conf.users}
+        self.policies = [Policy(i, p) for i, p in enumerate(self.conf.escalation_policies, 1)]
+        ids = itertools.count(1)
+        self.sources = {s.key: AlertSource(next(ids), s) for s in self.conf.sources}
+        self.heartbeats = {h.key: AlertSource(next(ids), h) for h in self.conf.heartbeats}
+        self.last_ping: dict[str, float] = {}
+        self.faults = self.conf.faults.model_copy()
         self.alerts: list[Alert] = []
-        self.received: list[dict[str, Any]] = []  # every accepted request body, in order
-        self._ids = itertools.count(1)
-        app = web.Application()
+        self.received: list[dict[str, Any]] = []  # every accepted inbound body, in order
+        self.deliveries: list[dict[str, Any]] = []  # every alert-action POST and its outcome
+        self._alert_ids = itertools.count(1)
+        self._sent: dict[str, deque[float]] = {}
+        self._outgoing: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._unsent = 0  # queued alert-action events not yet attempted to the end
+        self._tasks: list[asyncio.Task[None]] = []
+        self._http: httpx.AsyncClient | None = None
+        app = web.Application(middlewares=[self._fault_middleware])
         app.add_routes(
             [
+                web.get("/", self.page),
                 web.post("/api/v1/events/ixon/{key}", self.ixon_event),
                 web.post("/api/events", self.api_event),
                 web.post("/api/v1/events/{type}/{key}", self.api_event),
                 web.get("/api/alerts", self.list_alerts),
                 web.get("/api/alerts/{id}", self.get_alert),
+                web.put("/api/alerts/{id}/{action}", self.alert_action),
+                web.post("/api/alerts/{id}/{action}", self.alert_action),
+                web.delete("/api/alerts/{id}/{action}/{name}", self.alert_removal),
+                web.get("/admin/faults", self.get_faults),
+                web.post("/admin/faults", self.set_faults),
             ]
         )
+        for prefix in ("/api/heartbeats", "/api/v1/heartbeats", "/api/pings"):
+            app.router.add_route("*", prefix + "/{key}", self.heartbeat)
         super().__init__(app)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        url = await super().start(host, port)
+        self._http = httpx.AsyncClient(timeout=10.0, headers={"User-Agent": "ilert-standin"})
+        for action in self.conf.alert_actions:
+            self._outgoing[action.name] = asyncio.Queue()
+            self._tasks.append(
+                asyncio.create_task(self._deliver(action), name=f"action:{action.name}")
+            )
+        if self.heartbeats:
+            self._tasks.append(asyncio.create_task(self._watch_heartbeats(), name="heartbeats"))
+        return url
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        await super().stop()
+
+    async def settle(self, within: float = 5.0) -> None:
+        """Wait until every queued alert-action delivery has been attempted."""
+        deadline = time.monotonic() + within
+        while self._unsent and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    # -- faults -----------------------------------------------------------------------------
+
+    @web.middleware
+    async def _fault_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        f = self.faults
+        inbound = request.path.startswith(
+            ("/api/events", "/api/v1/", "/api/heartbeats", "/api/pings")
+        )
+        if not inbound or f.mode == "none" or f.count == 0:
+            return await handler(request)
+        if f.count is not None:
+            f.count -= 1
+        if f.mode == "delay":
+            await asyncio.sleep(f.delay)
+            return await handler(request)
+        if f.mode == "drop":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)  # never reaches the client
+        if f.mode == "429":
+            return web.json_response(
+                {"status": 429, "code": "TOO_MANY_REQUESTS", "message": "fault switch"},
+                status=429, headers={"Retry-After": str(f.retry_after)},
+            )  # fmt: skip
+        return _error(f.status, "FAULT_SWITCH", "injected by the fault switch")
+
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self.faults.model_dump())
+
+    async def set_faults(self, request: web.Request) -> web.Response:
+        try:
+            self.faults = FaultConf.model_validate(await request.json())
+        except ValueError as exc:
+            return _error(400, "INVALID_INPUT", str(exc))
+        return web.json_response(self.faults.model_dump())
+
+    # -- inbound events ---------------------------------------------------------------------
+
+    def _limited(self, key: str) -> bool:
+        """ilert's 50 events a minute per integration key."""
+        sent = self._sent.setdefault(key, deque())
+        now = time.monotonic()
+        while sent and now - sent[0] >= RATE_WINDOW:
+            sent.popleft()
+        if len(sent) >= RATE_LIMIT:
+            return True
+        sent.append(now)
+        return False
 
     def open_alert(self, source: AlertSource, key: str) -> Alert | None:
         """The last open alert of ``source`` with ``key`` (case-insensitive), as ilert does."""
@@ -111,6 +359,17 @@ class IlertSimulator(HttpServer):
             if alert.source is source and alert.alert_key.lower() == key.lower():
                 return alert if alert.status in OPEN else None
         return None
+
+    def policy(self, name: str) -> Policy:
+        return next((p for p in self.policies if p.name == name), self.policies[0])
+
+    def route(self, source: AlertSource, value: Any) -> Policy:
+        """The policy whose routing key matches, else the source's own."""
+        if value:
+            for policy in self.policies:
+                if policy.conf.routing_key and policy.conf.routing_key == str(value):
+                    return policy
+        return self.policy(source.conf.escalation_policy)
 
     async def ixon_event(self, request: web.Request) -> web.Response:
         source = self.sources.get(request.match_info["key"])
@@ -122,19 +381,30 @@ class IlertSimulator(HttpServer):
             code = short.get("code") or long_.get("code")
         except (ValueError, KeyError, TypeError, AttributeError):
             return _error(400, "INVALID_INPUT", "not an IXON message")
+        if self._limited(source.conf.key):
+            return _error(429, "TOO_MANY_REQUESTS", "more than 50 events a minute for this key")
         self.received.append(body)
         alarm = body.get("alarm") or {}
         key = alarm.get("occurrenceId") or body.get("publicId") or uuid.uuid4().hex
         existing = self.open_alert(source, key)
         if code == "alarm-ended":
             if existing is not None:
-                self._resolve(existing, "resolved by the IXON end message")
+                self.resolve(existing, "resolved by the IXON end message")
             return web.json_response({"alertKey": key}, status=202)
         if existing is not None:
-            existing.log("alert-event-appended", "IXON message appended")
-            return web.json_response({"alertKey": key}, status=202)
+            existing.timeline.append({"eventType": "alert-event-appended", "timestamp": _now()})
+            return web.json_response({"alertKey": key, "alertId": existing.id}, status=202)
+        assert isinstance(source.conf, SourceConf)
+        routing = {
+            "user": (body.get("user") or {}).get("publicId"),
+            "system_label": body.get("systemLabel"),
+            "company": (body.get("company") or {}).get("publicId"),
+        }.get(source.conf.routing_field or "")
         summary = f"{short.get('alarmName') or short.get('name')} ({short.get('agentName')})"
-        alert = self._create(source, key, summary, _ixon_details(long_), body.get("systemLabel"))
+        priority = "HIGH" if body.get("systemLabel") in ("alarm-high", None) else "LOW"
+        alert = self.create(
+            source, key, summary, _ixon_details(long_), priority, self.route(source, routing)
+        )
         return web.json_response({"alertKey": key, "alertId": alert.id}, status=202)
 
     async def api_event(self, request: web.Request) -> web.Response:
@@ -150,69 +420,256 @@ class IlertSimulator(HttpServer):
         if source is None or source.integration_type == "IXON":
             return _error(404, "ALERT_SOURCE_NOT_FOUND", "no alert source with this key")
         event_type = body.get("eventType")
+        if not event_type:
+            return _error(400, "MISSING_FIELD", "eventType is required")
         if event_type not in ("ALERT", "ACCEPT", "RESOLVE", "COMMENT"):
-            return _error(400, "INVALID_EVENT_TYPE", "eventType must be ALERT, ACCEPT or RESOLVE")
+            return _error(
+                400, "INVALID_EVENT_TYPE", "eventType must be ALERT, ACCEPT, RESOLVE or COMMENT"
+            )
         if body.get("priority") not in (None, "HIGH", "LOW"):
             return _error(400, "INVALID_PRIORITY", "priority must be HIGH or LOW")
         if not body.get("summary") and event_type == "ALERT":
             return _error(400, "MISSING_FIELD", "summary is required")
+        if self._limited(key):
+            return _error(429, "TOO_MANY_REQUESTS", "more than 50 events a minute for this key")
         self.received.append(body)
         alert_key = str(body.get("alertKey") or uuid.uuid4().hex)
         existing = self.open_alert(source, alert_key)
-        headers = {"correlation-id": str(uuid.uuid4())}
         if event_type == "ALERT":
             if existing is not None:
-                existing.log("alert-event-appended", body["summary"])
+                existing.timeline.append({"eventType": "alert-event-appended", "timestamp": _now()})
             else:
-                existing = self._create(
-                    source,
-                    alert_key,
-                    body["summary"],
-                    body.get("details") or "",
-                    priority=body.get("priority") or "HIGH",
-                )
+                policy = self.route(source, body.get("routingKey"))
+                existing = self.create(
+                    source, alert_key, body["summary"], body.get("details") or "",
+                    body.get("priority") or "HIGH", policy,
+                )  # fmt: skip
         elif existing is None:
-            return _error(400, "NO_OPEN_ALERT_WITH_KEY", f"no open alert with key {alert_key}")
+            code = self.conf.no_open_alert_code
+            return _error(400, code, f"no open alert with key {alert_key}")
         elif event_type == "ACCEPT":
-            existing.status = "ACCEPTED"
-            existing.log("alert-accepted", "accepted by event")
+            self.accept(existing)
         elif event_type == "RESOLVE":
-            self._resolve(existing, "resolved by event")
+            self.resolve(existing, "resolved by event")
+        elif event_type == "COMMENT":
+            for comment in body.get("comments") or []:
+                self.emit(existing, "alert-comment-added", comment=str(comment.get("content", "")))
+        headers = {"correlation-id": str(uuid.uuid4())}
         payload = {"alertKey": alert_key, "alertUrl": f"{self.url}/api/alerts/{existing.id}"}
         return web.json_response(payload, status=202, headers=headers)
 
-    async def list_alerts(self, request: web.Request) -> web.Response:
-        status = request.query.get("status")
-        if status and status not in STATUSES:
-            return _error(400, "INVALID_STATUS", f"status must be one of {', '.join(STATUSES)}")
-        alerts = [a.to_json() for a in self.alerts if not status or a.status == status]
-        return web.json_response(alerts)
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        if request.method not in ("GET", "POST", "HEAD"):
+            return _error(405, "METHOD_NOT_ALLOWED", "ping with GET, HEAD or POST")
+        beat = self.heartbeats.get(request.match_info["key"])
+        if beat is None:
+            return _error(404, "HEARTBEAT_NOT_FOUND", "no heartbeat with this key")
+        self.last_ping[beat.conf.key] = time.monotonic()
+        missed = self.open_alert(beat, beat.conf.key)
+        if missed is not None:
+            self.resolve(missed, "heartbeat received again")
+        return web.Response(status=202)
 
-    async def get_alert(self, request: web.Request) -> web.Response:
-        for alert in self.alerts:
-            if str(alert.id) == request.match_info["id"]:
-                return web.json_response(alert.to_json())
-        return _error(404, "ALERT_NOT_FOUND", "no such alert")
+    async def _watch_heartbeats(self) -> None:
+        """A heartbeat silent for longer than its interval opens an alert (timer starts at
+        the first ping, as ilert's does)."""
+        while True:
+            now = time.monotonic()
+            for key, last in list(self.last_ping.items()):
+                beat = self.heartbeats[key]
+                assert isinstance(beat.conf, HeartbeatConf)
+                if now - last > beat.conf.interval and self.open_alert(beat, key) is None:
+                    silent = f"no ping for {beat.conf.interval:g} s"
+                    self.create(beat, key, f"Heartbeat {beat.name} missed", silent, "HIGH",
+                                self.policy(beat.conf.escalation_policy))  # fmt: skip
+            shortest = min((h.conf.interval for h in self.heartbeats.values()), default=1.0)
+            await asyncio.sleep(min(1.0, shortest / 4))  # type: ignore[operator]
 
-    def _create(
+    # -- alerts and their lifecycle --------------------------------------------------------
+
+    def create(
         self,
         source: AlertSource,
         key: str,
         summary: str,
         details: str,
-        system_label: str | None = None,
-        priority: str | None = None,
+        priority: str,
+        policy: Policy,
     ) -> Alert:
-        if priority is None:
-            priority = "HIGH" if system_label in ("alarm-high", None) else "LOW"
-        alert = Alert(next(self._ids), source, summary, details, priority, key)
-        alert.log("alert-created", f"created from {source.name}")
+        alert = Alert(next(self._alert_ids), source, summary, details, priority, key, policy)
+        alert.responders = [self._responder(u) for u in self._level_users(alert)]
         self.alerts.append(alert)
+        self.emit(alert, "alert-created")
         return alert
 
-    def _resolve(self, alert: Alert, text: str) -> None:
+    def _level_users(self, alert: Alert) -> list[str]:
+        levels = alert.policy.conf.levels
+        return levels[min(alert.level, len(levels) - 1)] if levels else []
+
+    def _responder(self, username: str, status: str = "PENDING") -> dict[str, Any]:
+        user = self.users.get(username) or UserConf(username=username)
+        return {
+            "user": {"id": abs(hash(username)) % 100_000, "username": user.username,
+                     "firstName": user.first_name, "lastName": user.last_name, "email": user.email},
+            "status": status,
+        }  # fmt: skip
+
+    def accept(self, alert: Alert, username: str | None = None) -> None:
+        alert.status = "ACCEPTED"
+        for responder in alert.responders:
+            if username is None or responder["user"]["username"] == username:
+                responder["status"] = "ACCEPTED"
+                responder["acceptedAt"] = _now()
+                break
+        self.emit(alert, "alert-accepted")
+
+    def resolve(self, alert: Alert, text: str) -> None:
         alert.status, alert.resolved_on = "RESOLVED", _now()
-        alert.log("alert-resolved", text)
+        self.emit(alert, "alert-resolved", text=text)
+
+    def emit(self, alert: Alert, event_type: str, **extra: Any) -> None:
+        """Record a lifecycle event and queue it for every alert action that wants it."""
+        event = {"eventType": event_type, "timestamp": _now(), **extra}
+        alert.timeline.append(event)
+        payload = alert.to_json()
+        for name in ("timeline", "channels", "escalationLevel"):
+            payload.pop(name)
+        payload["alertSource"].pop("integrationType")
+        payload |= {"id": str(alert.id), "eventType": event_type, "timestamp": event["timestamp"],
+                    "eventId": str(uuid.uuid4())} | extra  # fmt: skip
+        for action in self.conf.alert_actions:
+            if action.event_types and event_type not in action.event_types:
+                continue
+            if action.sources and alert.source.name not in action.sources:
+                continue
+            if action.name in self._outgoing:
+                self._unsent += 1
+                self._outgoing[action.name].put_nowait(payload)
+
+    async def _deliver(self, action: ActionConf) -> None:
+        """POST one action's events in order, each tried a few times."""
+        queue = self._outgoing[action.name]
+        while True:
+            payload = await queue.get()
+            try:
+                for attempt in range(1, 4):
+                    outcome: dict[str, Any] = {
+                        "action": action.name, "eventType": payload["eventType"],
+                        "alertId": payload["id"], "attempt": attempt,
+                    }  # fmt: skip
+                    try:
+                        assert self._http is not None
+                        response = await self._http.post(
+                            action.url, json=payload, headers=action.headers
+                        )
+                        outcome["status"] = response.status_code
+                        ok = response.status_code < 300
+                    except httpx.HTTPError as exc:
+                        outcome["error"], ok = type(exc).__name__, False
+                    self.deliveries.append(outcome)
+                    if ok:
+                        break
+                    await asyncio.sleep(0.5 * attempt)
+            finally:
+                self._unsent -= 1
+
+    # -- the alert API ----------------------------------------------------------------------
+
+    def _find(self, request: web.Request) -> Alert | None:
+        return next((a for a in self.alerts if str(a.id) == request.match_info["id"]), None)
+
+    async def list_alerts(self, request: web.Request) -> web.Response:
+        status = request.query.get("status")
+        if status and status not in STATUSES:
+            return _error(400, "INVALID_STATUS", f"status must be one of {', '.join(STATUSES)}")
+        return web.json_response(
+            [a.to_json() for a in self.alerts if not status or a.status == status]
+        )
+
+    async def get_alert(self, request: web.Request) -> web.Response:
+        alert = self._find(request)
+        return (
+            web.json_response(alert.to_json())
+            if alert
+            else _error(404, "ALERT_NOT_FOUND", "no such alert")
+        )
+
+    async def alert_action(self, request: web.Request) -> web.Response:
+        alert = self._find(request)
+        if alert is None:
+            return _error(404, "ALERT_NOT_FOUND", "no such alert")
+        body: dict[str, Any] = {}
+        if request.can_read_body:
+            with contextlib.suppress(ValueError):
+                body = await request.json() or {}
+        action = request.match_info["action"]
+        if alert.status == "RESOLVED" and action not in ("comments",):
+            return _error(400, "ALERT_RESOLVED", "the alert is resolved")
+        match action:
+            case "accept":
+                self.accept(alert, body.get("user"))
+            case "resolve":
+                self.resolve(alert, "resolved by an operator")
+            case "raise":
+                if alert.priority == "HIGH":
+                    return _error(400, "ALREADY_HIGH", "the alert's priority is already HIGH")
+                alert.priority = "HIGH"
+                self.emit(alert, "alert-raised")
+            case "escalate":
+                alert.level += 1
+                alert.responders = [self._responder(u) for u in self._level_users(alert)]
+                self.emit(alert, "alert-escalated", escalationLevel=alert.level + 1)
+            case "assign":
+                if body.get("escalationPolicy"):
+                    alert.policy, alert.level = self.policy(body["escalationPolicy"]), 0
+                    alert.responders = [self._responder(u) for u in self._level_users(alert)]
+                elif body.get("user"):
+                    alert.responders = [self._responder(body["user"])]
+                else:
+                    return _error(400, "MISSING_FIELD", "assign needs user or escalationPolicy")
+                self.emit(alert, "alert-assigned")
+            case "comments":
+                if not body.get("content"):
+                    return _error(400, "MISSING_FIELD", "content is required")
+                self.emit(alert, "alert-comment-added", comment=str(body["content"]))
+            case "responders":
+                if not body.get("user"):
+                    return _error(400, "MISSING_FIELD", "user is required")
+                alert.responders.append(self._responder(body["user"]))
+                self.emit(alert, "alert-responder-added", responder=body["user"])
+            case "channels":
+                if not body.get("name"):
+                    return _error(400, "MISSING_FIELD", "name is required")
+                alert.channels.append(body["name"])
+                self.emit(alert, "alert-channel-attached", channel=body["name"])
+            case _:
+                return _error(404, "UNKNOWN_ACTION", f"no action {action!r}")
+        return web.json_response(alert.to_json())
+
+    async def alert_removal(self, request: web.Request) -> web.Response:
+        alert = self._find(request)
+        if alert is None:
+            return _error(404, "ALERT_NOT_FOUND", "no such alert")
+        action, name = request.match_info["action"], request.match_info["name"]
+        if action == "responders":
+            kept = [r for r in alert.responders if r["user"]["username"] != name]
+            if len(kept) == len(alert.responders):
+                return _error(404, "RESPONDER_NOT_FOUND", f"{name} is not a responder")
+            alert.responders = kept
+            self.emit(alert, "alert-responder-removed", responder=name)
+        elif action == "channels":
+            if name not in alert.channels:
+                return _error(404, "CHANNEL_NOT_FOUND", f"{name} is not attached")
+            alert.channels.remove(name)
+            self.emit(alert, "alert-channel-detached", channel=name)
+        else:
+            return _error(404, "UNKNOWN_ACTION", f"no action {action!r}")
+        return web.json_response(alert.to_json())
+
+    # -- the page ---------------------------------------------------------------------------
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(text=render_page(self.alerts), content_type="text/html")
 
 
 def _ixon_details(long_content: dict[str, Any]) -> str:
@@ -220,14 +677,68 @@ def _ixon_details(long_content: dict[str, Any]) -> str:
     if long_content.get("instructions"):
         lines.append(str(long_content["instructions"]))
     for item in long_content.get("extraInformation") or []:
-        if isinstance(item, dict):
+        if isinstance(item, dict) and item.get("type") != "unit":
             lines.append(f"{item.get('key')}: {item.get('value')}")
     return "\n".join(lines)
 
 
+def render_page(alerts: list[Alert]) -> str:
+    """Server-rendered, read-only, refreshing itself every 2 seconds."""
+    e = html.escape
+    rows = []
+    for a in reversed(alerts):
+        responders = ", ".join(r["user"]["username"] for r in a.responders)
+        timeline = "".join(
+            f"<li><time>{e(t['timestamp'])}</time> {e(t['eventType'])}"
+            + (
+                f": {e(str(t.get('comment') or t.get('text') or ''))}"
+                if t.get("comment") or t.get("text")
+                else ""
+            )
+            + "</li>"
+            for t in a.timeline
+        )
+        rows.append(
+            f'<tr class="alert {e(a.status.lower())}" data-id="{a.id}"><td>#{a.id}</td>'
+            f'<td class="status">{e(a.status)}</td><td class="priority">{e(a.priority)}</td>'
+            f"<td>{e(a.summary)}<details><summary>timeline ({len(a.timeline)})</summary>"
+            f"<ul>{timeline}</ul></details></td><td>{e(a.source.name)}</td>"
+            f'<td class="policy">{e(a.policy.name)} (level {a.level + 1})</td>'
+            f"<td>{e(responders)}</td><td>{e(a.report_time)}</td></tr>"
+        )
+    body = "".join(rows) or '<tr><td colspan="8">No alerts yet.</td></tr>'
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ilert stand-in: alerts</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1rem; }}
+table {{ border-collapse: collapse; width: 100%; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: .4rem; text-align: left; vertical-align: top; }}
+.pending .status {{ color: #b00; font-weight: bold; }} .accepted .status {{ color: #b60; }}
+.resolved .status {{ color: #070; }} .priority {{ font-weight: bold; }}
+</style></head><body>
+<h1>ilert stand-in: {len(alerts)} alert(s), {sum(a.status != "RESOLVED" for a in alerts)} open</h1>
+<table><thead><tr><th>Id</th><th>Status</th><th>Priority</th><th>Summary</th><th>Source</th>
+<th>Escalation policy</th><th>Responders</th><th>Reported</th></tr></thead>
+<tbody>{body}</tbody></table></body></html>
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parser("python -m simulators.ilert", __doc__, 8025).parse_args(argv)
-    run(IlertSimulator(), args.host, args.port, "ilert stand-in")
+    options = parser("python -m simulators.ilert", __doc__, 8025)
+    options.add_argument("--config", type=Path, help="TOML: sources, policies, users, actions")
+    options.add_argument("--forward", metavar="URL", help="send every lifecycle event to URL")
+    options.add_argument("--fault", choices=["none", "5xx", "429", "delay", "drop"], default="none")
+    options.add_argument("--fault-count", type=int, help="requests affected (default: all)")
+    options.add_argument(
+        "--fault-delay", type=float, default=5.0, help="seconds, for --fault delay"
+    )
+    args = options.parse_args(argv)
+    conf = load(args.config)
+    if args.fault != "none":
+        conf.faults = FaultConf(mode=args.fault, count=args.fault_count, delay=args.fault_delay)
+    run(IlertSimulator(conf, forward=args.forward), args.host, args.port, "ilert stand-in")
 
 
 if __name__ == "__main__":
