@@ -1,0 +1,395 @@
+"""The ilert and Sumo Logic stand-ins, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import shutil
+import subprocess
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from simulators.ilert import (
+    EVENT_TYPES,
+    ActionConf,
+    HeartbeatConf,
+    IlertConf,
+    IlertSimulator,
+    PolicyConf,
+    SourceConf,
+)
+from simulators.sumo import SumoSimulator
+from tests.conftest import wait_for
+
+
+@pytest.fixture
+async def sumo(tmp_path: Path) -> AsyncIterator[SumoSimulator]:
+    sim = SumoSimulator(store=tmp_path / "sumo.ndjson")
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        yield client
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    return {
+        "integrationKey": "il1api0demo",
+        "eventType": "ALERT",
+        "summary": "Pump failed",
+    } | fields
+
+
+# -- Events API ---------------------------------------------------------------------------
+
+
+async def test_alert_opens_and_appends_by_alert_key_case_insensitive(
+    ilert: IlertSimulator, http: httpx.AsyncClient
+) -> None:
+    first = await http.post(
+        f"{ilert.url}/api/events", json=event(alertKey="Pump-1", priority="LOW", details=None)
+    )
+    assert first.status_code == 202 and first.headers["correlation-id"]
+    assert first.json()["alertKey"] == "Pump-1" and first.json()["alertUrl"].endswith(
+        "/api/alerts/1"
+    )
+    again = await http.post(f"{ilert.url}/api/events", json=event(alertKey="PUMP-1"))
+    assert again.status_code == 202
+    [alert] = ilert.alerts
+    assert (alert.summary, alert.priority, alert.status) == ("Pump failed", "LOW", "PENDING")
+    assert [t["eventType"] for t in alert.timeline] == ["alert-created", "alert-event-appended"]
+
+
+async def test_accept_and_resolve_act_on_the_open_alert(
+    ilert: IlertSimulator, http: httpx.AsyncClient
+) -> None:
+    await http.post(f"{ilert.url}/api/events", json=event(alertKey="k1"))
+    accepted = await http.post(
+        f"{ilert.url}/api/events", json=event(eventType="ACCEPT", alertKey="K1", summary=None)
+    )
+    assert accepted.status_code == 202 and ilert.alerts[0].status == "ACCEPTED"
+    resolved = await http.post(
+        f"{ilert.url}/api/events",
+        json={"apiKey": "il1api0demo", "eventType": "RESOLVE", "alertKey": "k1"},
+    )
+    assert resolved.status_code == 202 and ilert.alerts[0].status == "RESOLVED"
+    again = await http.post(
+        f"{ilert.url}/api/events", json=event(eventType="RESOLVE", alertKey="k1")
+    )
+    assert again.status_code == 400 and again.json()["code"] == "NO_OPEN_ALERT_WITH_KEY"
+    reopened = await http.post(f"{ilert.url}/api/events", json=event(alertKey="k1"))
+    assert reopened.status_code == 202 and len(ilert.alerts) == 2  # a resolved alert is not reused
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"eventType": "ALERT", "summary": "x"}, 400, "MISSING_FIELD"),
+        (event(eventType=None), 400, "MISSING_FIELD"),
+        (event(summary=None), 400, "MISSING_FIELD"),
+        (event(eventType="EXPLODE"), 400, "INVALID_EVENT_TYPE"),
+        (event(priority="URGENT"), 400, "INVALID_PRIORITY"),
+        (event(eventType="ACCEPT", alertKey="nothing"), 400, "NO_OPEN_ALERT_WITH_KEY"),
+        (event(integrationKey="il1nosuchkey"), 404, "ALERT_SOURCE_NOT_FOUND"),
+        (event(integrationKey="il1ixon0demo"), 404, "ALERT_SOURCE_NOT_FOUND"),
+    ],
+)
+async def test_events_api_errors(
+    ilert: IlertSimulator, http: httpx.AsyncClient, body: dict[str, Any], status: int, code: str
+) -> None:
+    response = await http.post(f"{ilert.url}/api/events", json=body)
+    assert response.status_code == status and response.json()["code"] == code
+    assert ilert.alerts == []
+
+
+async def test_v1_path_and_rate_limit_of_50_a_minute_per_key(
+    ilert: IlertSimulator, http: httpx.AsyncClient
+) -> None:
+    url = f"{ilert.url}/api/v1/events/api/il1api0demo"
+    statuses = [
+        (
+            await http.post(
+                url, json={"eventType": "ALERT", "summary": f"e{i}", "alertKey": f"k{i}"}
+            )
+        ).status_code
+        for i in range(51)
+    ]
+    assert statuses == [202] * 50 + [429]
+    assert len(ilert.alerts) == 50
+
+
+async def test_ixon_source_groups_start_and_end_of_an_occurrence(
+    ilert: IlertSimulator, http: httpx.AsyncClient
+) -> None:
+    url = f"{ilert.url}/api/v1/events/ixon/il1ixon0demo"
+    start = ixon("active", "Occ000000001")
+    assert (await http.post(url, json=start)).status_code == 202
+    assert (await http.post(url, json=start)).status_code == 202  # a resend: same alert
+    assert (await http.post(url, json=ixon("ended", "Occ000000001"))).status_code == 202
+    [alert] = ilert.alerts
+    assert alert.summary == "Oil temperature high (Packaging line 3)"
+    assert alert.details.startswith("Check cooling pump P1.\nOil temperature: 84.2")
+    assert alert.status == "RESOLVED" and alert.priority == "HIGH"
+    assert (
+        await http.post(f"{ilert.url}/api/v1/events/ixon/il1wrong", json=start)
+    ).status_code == 404
+
+
+def ixon(
+    state: str,
+    occurrence: str,
+    user: str = "UsrWebhook01",
+    label: str = "alarm-high",
+    company: str = "1111-2222-3333-4444-5555",
+) -> dict[str, Any]:
+    code = "alarm-active" if state == "active" else "alarm-ended"
+    return {
+        "systemLabel": label,
+        "shortContent": {"code": code, "alarmName": "Oil temperature high", "agentName": "Packaging line 3"},
+        "longContent": {"code": code, "instructions": "Check cooling pump P1.",
+                        "extraInformation": [{"type": "value", "key": "Oil temperature", "value": 84.2}]},
+        "user": {"publicId": user}, "company": {"publicId": company},
+        "alarm": {"occurrenceId": occurrence, "state": state},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "routed", "fallback"),
+    [
+        (
+            "user",
+            ixon("active", "o1", user="UsrMaint0001"),
+            ixon("active", "o2", user="UsrOther0001"),
+        ),
+        (
+            "system_label",
+            ixon("active", "o1", label="alarm-low"),
+            ixon("active", "o2", label="alarm-high"),
+        ),
+        (
+            "company",
+            ixon("active", "o1", company="2222-0000-0000-0000-0001"),
+            ixon("active", "o2", company="9999-0000-0000-0000-0000"),
+        ),
+    ],
+)
+async def test_dynamic_routing_by_each_field_with_fallback(
+    field: str, routed: dict[str, Any], fallback: dict[str, Any], http: httpx.AsyncClient
+) -> None:
+    key = {
+        "user": "UsrMaint0001",
+        "system_label": "alarm-low",
+        "company": "2222-0000-0000-0000-0001",
+    }[field]
+    conf = IlertConf(
+        escalation_policies=[
+            PolicyConf(name="Default policy"),
+            PolicyConf(name="Maintenance", routing_key=key, levels=[["maint"]]),
+        ],
+        sources=[
+            SourceConf(
+                name="IXON Cloud", key="il1ixon0demo", integration="ixon", routing_field=field
+            )
+        ],  # type: ignore[arg-type]
+    )
+    sim = IlertSimulator(conf)
+    await sim.start()
+    try:
+        for body in (routed, fallback):
+            assert (
+                await http.post(f"{sim.url}/api/v1/events/ixon/il1ixon0demo", json=body)
+            ).status_code == 202
+    finally:
+        await sim.stop()
+    assert [a.policy.name for a in sim.alerts] == ["Maintenance", "Default policy"]
+    assert sim.alerts[0].responders[0]["user"]["username"] == "maint"
+
+
+async def test_heartbeat_missed_opens_an_alert_and_a_ping_resolves_it(
+    http: httpx.AsyncClient,
+) -> None:
+    sim = IlertSimulator(
+        IlertConf(heartbeats=[HeartbeatConf(name="Line 3 agent", key="il1hbt0test", interval=0.3)])
+    )
+    await sim.start()
+    try:
+        assert (await http.get(f"{sim.url}/api/heartbeats/il1hbt0test")).status_code == 202
+        assert (await http.post(f"{sim.url}/api/pings/il1hbt0test")).status_code == 202
+        assert (await http.get(f"{sim.url}/api/heartbeats/il1unknown")).status_code == 404
+        await wait_for(lambda: sim.alerts, what="the missed-heartbeat alert")
+        assert sim.alerts[0].summary == "Heartbeat Line 3 agent missed"
+        assert (await http.head(f"{sim.url}/api/v1/heartbeats/il1hbt0test")).status_code == 202
+        assert sim.alerts[0].status == "RESOLVED"
+    finally:
+        await sim.stop()
+
+
+async def test_fault_switches(ilert: IlertSimulator, http: httpx.AsyncClient) -> None:
+    url = f"{ilert.url}/api/events"
+    assert (
+        await http.post(f"{ilert.url}/admin/faults", json={"mode": "5xx", "count": 2})
+    ).status_code == 200
+    assert [(await http.post(url, json=event(alertKey="f"))).status_code for _ in range(3)] == [
+        503,
+        503,
+        202,
+    ]
+    await http.post(f"{ilert.url}/admin/faults", json={"mode": "429", "count": 1, "retry_after": 7})
+    limited = await http.post(url, json=event(alertKey="f"))
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
+    await http.post(f"{ilert.url}/admin/faults", json={"mode": "drop", "count": 1})
+    with pytest.raises(httpx.HTTPError):
+        await http.post(url, json=event(alertKey="f"))
+    await http.post(f"{ilert.url}/admin/faults", json={"mode": "delay", "delay": 2.0, "count": 1})
+    with pytest.raises(httpx.TimeoutException):
+        await http.post(url, json=event(alertKey="f"), timeout=0.3)
+    assert (await http.get(f"{ilert.url}/api/alerts")).status_code == 200  # not an inbound path
+    assert len(ilert.received) == 1  # the one that got through; the delayed one is still held
+
+
+# -- lifecycle webhooks to the Sumo stand-in ---------------------------------------------
+
+
+async def test_every_lifecycle_event_reaches_sumo_with_ilerts_fields(
+    sumo: SumoSimulator, http: httpx.AsyncClient
+) -> None:
+    url = f"{sumo.url}/receiver/v1/http/demo"
+    conf = IlertConf(alert_actions=[
+        ActionConf(name="sumo", url=url, headers={"X-Sumo-Category": "webhook/ilert", "X-Sumo-Name": "ilert"}),
+        ActionConf(name="created-only", url=url, event_types=["alert-created"], headers={"X-Sumo-Category": "only/created"}),
+    ])  # fmt: skip
+    sim = IlertSimulator(conf)
+    await sim.start()
+    try:
+        await http.post(
+            f"{sim.url}/api/events",
+            json=event(alertKey="life", priority="LOW", details="Motor M2 tripped"),
+        )
+        base = f"{sim.url}/api/alerts/1"
+        for method, path, body in [
+            ("PUT", "accept", None), ("POST", "comments", {"content": "On my way"}),
+            ("PUT", "raise", None), ("PUT", "escalate", None), ("PUT", "assign", {"user": "maint"}),
+            ("POST", "responders", {"user": "lead"}), ("DELETE", "responders/lead", None),
+            ("POST", "channels", {"name": "#line3"}), ("DELETE", "channels/%23line3", None),
+            ("PUT", "resolve", None),
+        ]:  # fmt: skip
+            response = await http.request(method, f"{base}/{path}", json=body)
+            assert response.status_code == 200, (path, response.text)
+        await sim.settle()
+    finally:
+        await sim.stop()
+    events = [json.loads(m["message"]) for m in sumo.by_category("webhook/ilert")]
+    assert [e["eventType"] for e in events] == [
+        "alert-created", "alert-accepted", "alert-comment-added", "alert-raised", "alert-escalated",
+        "alert-assigned", "alert-responder-added", "alert-responder-removed",
+        "alert-channel-attached", "alert-channel-detached", "alert-resolved",
+    ]  # fmt: skip
+    assert set(EVENT_TYPES) == {e["eventType"] for e in events}
+    for e in events:
+        assert (
+            e["id"] == "1" and e["summary"] == "Pump failed" and e["details"] == "Motor M2 tripped"
+        )
+        assert e["alertKey"] == "life" and e["reportTime"].endswith("Z") and len(e["eventId"]) == 36
+        assert e["alertSource"] == {"id": 2, "name": "Edge agent events"}
+        assert e["escalationPolicy"] == {"id": 1, "name": "Default policy"}
+        assert isinstance(e["responders"], list)
+    by_type = {e["eventType"]: e for e in events}
+    assert (
+        by_type["alert-created"]["status"] == "PENDING"
+        and by_type["alert-created"]["priority"] == "LOW"
+    )
+    assert by_type["alert-accepted"]["status"] == "ACCEPTED"
+    assert by_type["alert-raised"]["priority"] == "HIGH"
+    assert by_type["alert-comment-added"]["comment"] == "On my way"
+    assert by_type["alert-escalated"]["responders"][0]["user"]["username"] == "lead"
+    assert by_type["alert-assigned"]["responders"][0]["user"]["username"] == "maint"
+    assert (
+        by_type["alert-resolved"]["status"] == "RESOLVED"
+        and by_type["alert-resolved"]["resolvedOn"]
+    )
+    assert {m["name"] for m in sumo.by_category("webhook/ilert")} == {"ilert"}
+    assert [json.loads(m["message"])["eventType"] for m in sumo.by_category("only/created")] == [
+        "alert-created"
+    ]
+
+
+# -- the Sumo stand-in itself ---------------------------------------------------------------
+
+
+async def test_sumo_lines_encodings_codes_faults_and_queries(
+    sumo: SumoSimulator, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    url = f"{sumo.url}/receiver/v1/http/demo"
+    headers = {"X-Sumo-Category": "plant/line3", "X-Sumo-Host": "edge-01"}
+    assert (await http.post(url, content=b"first\nsecond\n\n", headers=headers)).status_code == 200
+    zipped = {**headers, "Content-Encoding": "gzip"}
+    assert (
+        await http.post(url, content=gzip.compress(b"third"), headers=zipped)
+    ).status_code == 200
+    deflated = {"X-Sumo-Category": "other", "Content-Encoding": "deflate"}
+    assert (
+        await http.post(url, content=zlib.compress(b"fourth"), headers=deflated)
+    ).status_code == 200
+    assert (await http.post(f"{sumo.url}/receiver/v1/http/wrong", content=b"x")).status_code == 401
+    token = await http.post(
+        f"{sumo.url}/receiver/v1/http", content=b"fifth", headers={"X-Sumo-Token": "demo"}
+    )
+    assert token.status_code == 200
+    await http.post(f"{sumo.url}/admin/faults", json={"mode": "429", "count": 1})
+    dropped = await http.post(url, content=b"lost", headers=headers)
+    assert dropped.status_code == 429 and "quota" in dropped.text
+    listed = (await http.get(f"{sumo.url}/api/messages", params={"category": "plant/line3"})).json()
+    assert [m["message"] for m in listed] == ["first", "second", "third"]
+    assert {(m["host"], m["name"]) for m in listed} == {("edge-01", None)} and listed[0][
+        "receivedAt"
+    ]
+    assert len((await http.get(f"{sumo.url}/api/messages")).json()) == 5
+
+    again = SumoSimulator(store=tmp_path / "sumo.ndjson")  # a new process, the same file
+    assert [m["message"] for m in again.by_category("plant/line3")] == ["first", "second", "third"]
+
+
+# -- the page in a real browser -------------------------------------------------------------
+
+CHROMIUM = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian package: chromium)")
+async def test_alert_page_renders_in_headless_chromium(
+    ilert: IlertSimulator, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    await http.post(
+        f"{ilert.url}/api/events", json=event(alertKey="a", summary="Pump <b>failed</b>")
+    )
+    await http.post(
+        f"{ilert.url}/api/events", json=event(alertKey="b", summary="Guard open", priority="LOW")
+    )
+    await http.post(f"{ilert.url}/api/alerts/1/accept")
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", f"{ilert.url}/",
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    dom = out.decode()
+    assert "ilert stand-in: 2 alert(s), 2 open" in dom
+    assert (
+        '<tr class="alert accepted" data-id="1">' in dom
+        and '<tr class="alert pending" data-id="2">' in dom
+    )
+    assert "Pump &lt;b&gt;failed&lt;/b&gt;" in dom  # escaped, not markup
+    assert "Default policy (level 1)" in dom and "alert-accepted" in dom
+    assert 'http-equiv="refresh"' in dom
