@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 from pydantic import SecretStr
 
 from agent.alarms import Transition
@@ -32,9 +34,11 @@ from agent.modbus import PollResult
 from agent.service import Agent
 from simulators.ilert import IlertSimulator
 from simulators.modbus_device import ModbusDeviceSimulator
+from simulators.sumo import SumoSimulator
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "agent.toml"
+SUMO_LOG = Path("var") / "demo-sumo.ndjson"  # the demo's Sumo log outlives the demo
 
 
 def demo_config(base: Config, modbus_port: int, ilert_url: str, state_dir: Path) -> Config:
@@ -68,9 +72,14 @@ class _Style:
 class LiveView:
     """Prints what the chain does as it happens, for a person watching a terminal."""
 
-    def __init__(self, config: Config, ilert: IlertSimulator, out: Any = sys.stdout) -> None:
+    def __init__(
+        self, config: Config, ilert: IlertSimulator, out: Any = sys.stdout,
+        sumo: SumoSimulator | None = None,
+    ) -> None:  # fmt: skip
         self.config = config
         self.ilert = ilert
+        self.sumo = sumo
+        self.sumo_before = len(sumo.messages) if sumo else 0
         self.out = out
         self.style = _Style(out.isatty() and not os.environ.get("NO_COLOR"))
         self.started = time.monotonic()
@@ -129,6 +138,13 @@ class LiveView:
             text += f"; ilert alert #{alert.id} {alert.status} {alert.priority}: {alert.summary}"
         self.say(self.style(text, "36"))
 
+    def forwarded(self, delivery: dict[str, Any]) -> None:
+        """ilert's alert action posted a lifecycle event to the Sumo stand-in."""
+        self.counts["lifecycle events"] += 1
+        result = f"HTTP {delivery['status']}" if "status" in delivery else delivery.get("error")
+        event, alert = delivery["eventType"], delivery["alertId"]
+        self.say(self.style(f"    ilert -> Sumo: {event} of alert #{alert} ({result})", "2"))
+
     def summary(self, elapsed: float) -> str:
         alerts = self.ilert.alerts
         resolved = sum(1 for a in alerts if a.status == "RESOLVED")
@@ -142,23 +158,70 @@ class LiveView:
             f"  ilert alerts: {len(alerts)} ({resolved} resolved, {len(alerts) - resolved} open)",
         ]
         lines += [f"    #{a.id} {a.status:<8} {a.priority:<4} {a.summary}" for a in alerts]
+        if self.sumo is not None:
+            events = Counter(
+                json.loads(m["message"]).get("eventType", "?")
+                for m in self.sumo.messages[self.sumo_before :]
+                if m["category"] == "webhook/ilert"
+            )
+            lines.append(
+                f"  Sumo Logic stand-in, category webhook/ilert: {sum(events.values())} lifecycle"
+                f" events (kept in {SUMO_LOG})"
+            )
+            lines += [f"    {kind:<24} {count}" for kind, count in sorted(events.items())]
         return "\n".join(lines)
+
+
+#: what the scripted operator does to the n-th alert (more alerts: nothing), so that every
+#: lifecycle event type appears; an action on an alert that has meanwhile resolved is skipped
+OPERATOR_SCRIPT: list[list[tuple[str, str, dict[str, str] | None]]] = [
+    [("PUT", "accept", None), ("POST", "comments", {"content": "On my way to line 3."}),
+     ("PUT", "escalate", None), ("POST", "responders", {"user": "maint"}),
+     ("DELETE", "responders/maint", None)],
+    [("PUT", "raise", None), ("PUT", "assign", {"user": "maint"}),
+     ("POST", "channels", {"name": "line3-ops"}), ("DELETE", "channels/line3-ops", None)],
+]  # fmt: skip
+
+
+async def operator(ilert: IlertSimulator, view: LiveView, pause: float = 0.4) -> None:
+    """A person at ilert's web UI: works through OPERATOR_SCRIPT as alerts come in."""
+    handled = 0
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        while True:
+            if handled < len(OPERATOR_SCRIPT) and len(ilert.alerts) > handled:
+                alert = ilert.alerts[handled]
+                for method, action, body in OPERATOR_SCRIPT[handled]:
+                    await asyncio.sleep(pause)
+                    response = await http.request(
+                        method, f"{ilert.url}/api/alerts/{alert.id}/{action}", json=body
+                    )
+                    if response.status_code == 200:
+                        what = " ".join([action.replace("/", " "), *(body or {}).values()])
+                        view.say(
+                            view.style(f"  operator: {method} {what} on alert #{alert.id}", "35")
+                        )
+                handled += 1
+            await asyncio.sleep(0.1)
 
 
 async def demo(
     duration: float | None, period: float, config_file: Path, out: Any = sys.stdout
 ) -> LiveView:
     machine = ModbusDeviceSimulator(scenario="packaging", period=period)
-    ilert = IlertSimulator()
+    SUMO_LOG.parent.mkdir(parents=True, exist_ok=True)
+    sumo = SumoSimulator(store=SUMO_LOG)
+    sumo_url = await sumo.start()
+    ilert = IlertSimulator(forward=f"{sumo_url}/receiver/v1/http/demo")
     modbus_port = await machine.start()
     ilert_url = await ilert.start()
     with tempfile.TemporaryDirectory(prefix="ixon-agent-demo-") as state:
         config = demo_config(load_config(config_file), modbus_port, ilert_url, Path(state))
-        view = LiveView(config, ilert, out)
+        view = LiveView(config, ilert, out, sumo)
+        ilert.on_delivery = view.forwarded
         agent = Agent(config, observer=view)
         print(
-            f"ixon-agent demo: machine simulator on 127.0.0.1:{modbus_port}, "
-            f"ilert stand-in on {ilert_url} (alerts: {ilert_url}/api/alerts)\n"
+            f"ixon-agent demo: machine on 127.0.0.1:{modbus_port} -> agent -> ilert stand-in on"
+            f" {ilert_url} (open it in a browser) -> Sumo stand-in on {sumo_url}\n"
             f"config {config_file}: {len(config.alarms)} alarm(s) on "
             f"{', '.join(view.watched)}; scenario repeats every {period:g}s"
             + (f"; stopping after {duration:g}s" if duration else "; Ctrl-C stops"),
@@ -171,14 +234,19 @@ async def demo(
             loop.add_signal_handler(sig, stop.set)
         started = time.monotonic()
         await agent.start()
+        person = asyncio.create_task(operator(ilert, view), name="operator")
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=duration)
         finally:
+            person.cancel()
+            await asyncio.gather(person, return_exceptions=True)
             await agent.deliverer.drain(5.0)  # let the last ends arrive before the summary
             await agent.stop(grace=5.0)
+            await ilert.settle()
             await machine.stop()
             await ilert.stop()
+            await sumo.stop()
         print(view.summary(time.monotonic() - started), file=out, flush=True)
     return view
 

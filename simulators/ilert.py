@@ -48,6 +48,7 @@ import time
 import tomllib
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -254,6 +255,7 @@ class IlertSimulator(HttpServer):
         self._unsent = 0  # queued alert-action events not yet attempted to the end
         self._tasks: list[asyncio.Task[None]] = []
         self._http: httpx.AsyncClient | None = None
+        self.on_delivery: Callable[[dict[str, Any]], None] | None = None  # for a live display
         app = web.Application(middlewares=[self._fault_middleware])
         app.add_routes(
             [
@@ -567,6 +569,8 @@ class IlertSimulator(HttpServer):
                     except httpx.HTTPError as exc:
                         outcome["error"], ok = type(exc).__name__, False
                     self.deliveries.append(outcome)
+                    if self.on_delivery is not None:
+                        self.on_delivery(outcome)
                     if ok:
                         break
                     await asyncio.sleep(0.5 * attempt)
