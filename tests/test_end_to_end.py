@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from agent.config import load_config
 from agent.service import Agent
@@ -156,3 +157,52 @@ async def test_run_stops_cleanly_on_sigterm_and_never_logs_the_key(
     assert "webhook ilert: delivered start of 'Oil temperature high'" in log
     assert "agent stopped" in log and "Traceback" not in log
     assert "il1ixon0demo" not in log
+
+
+async def test_alarm_reaches_sumo_as_ilert_lifecycle_events(
+    tmp_path: Path, machine: ModbusDeviceSimulator
+) -> None:
+    from simulators.sumo import SumoSimulator
+
+    sumo = SumoSimulator()
+    sumo_url = await sumo.start()
+    ilert = IlertSimulator(forward=f"{sumo_url}/receiver/v1/http/demo")
+    await ilert.start()
+    agent = Agent(
+        load_config(write_config(tmp_path, port=machine.port, ilert=ilert.url), environ={})
+    )
+    await agent.start()
+    try:
+        await machine.hold(oil_temp=92.0)
+        await wait_for(lambda: ilert.alerts, what="an ilert alert")
+        await machine.hold(oil_temp=60.0)
+        await wait_for(
+            lambda: len(sumo.by_category("webhook/ilert")) == 2, what="two lifecycle events"
+        )
+    finally:
+        await agent.stop()
+        await ilert.stop()
+        await sumo.stop()
+    created, resolved = (json.loads(m["message"]) for m in sumo.by_category("webhook/ilert"))
+    assert (created["eventType"], resolved["eventType"]) == ("alert-created", "alert-resolved")
+    assert (
+        created["summary"] == "Oil temperature high (Test line)" and created["priority"] == "HIGH"
+    )
+    assert created["alertKey"] == resolved["alertKey"] == ilert.received[0]["alarm"]["occurrenceId"]
+    assert resolved["status"] == "RESOLVED" and created["alertSource"]["name"] == "IXON Cloud"
+
+
+async def test_demo_runs_the_whole_chain(tmp_path: Path, monkeypatch: Any) -> None:
+    import io
+
+    from agent.demo import demo
+    from tests.conftest import REPO
+
+    monkeypatch.chdir(tmp_path)  # the demo keeps its Sumo log in ./var
+    out = io.StringIO()
+    view = await demo(duration=9.0, period=8.0, config_file=REPO / "agent.toml", out=out)
+    text = out.getvalue()
+    assert view.counts["alarm starts"] >= 2 and view.counts["messages delivered"] >= 3
+    assert "ALARM START [medium] Lubrication fault" in text and "operator: PUT accept" in text
+    assert "Sumo Logic stand-in, category webhook/ilert:" in text
+    assert (tmp_path / "var" / "demo-sumo.ndjson").exists()
