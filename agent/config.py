@@ -276,6 +276,14 @@ class HeartbeatSection(_Model):
     method: Literal["GET", "POST", "HEAD"] = "GET"
 
 
+class StatusSection(_Model):
+    """One local HTTP listener: the status page, Prometheus metrics, health checks."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
 class Config(BaseSettings):
     """The whole agent.toml. Load it with :func:`load_config`, which reports every problem."""
 
@@ -287,6 +295,7 @@ class Config(BaseSettings):
     webhooks: list[Webhook] = Field(default_factory=list)
     outbox: OutboxSection = Field(default_factory=OutboxSection)
     heartbeat: HeartbeatSection | None = None
+    status: StatusSection = Field(default_factory=StatusSection)
 
     @classmethod
     def settings_customise_sources(

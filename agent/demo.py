@@ -58,7 +58,10 @@ def demo_config(base: Config, modbus_port: int, ilert_url: str, state_dir: Path)
             w = w.model_copy(update={"url": SecretStr(moved)})
         webhooks.append(w)
     agent = base.agent.model_copy(update={"state_dir": state_dir})
-    return base.model_copy(update={"sources": sources, "webhooks": webhooks, "agent": agent})
+    status = base.status.model_copy(update={"port": 0})  # never clash with a running agent
+    return base.model_copy(
+        update={"sources": sources, "webhooks": webhooks, "agent": agent, "status": status}
+    )
 
 
 class _Style:
@@ -234,6 +237,8 @@ async def demo(
             loop.add_signal_handler(sig, stop.set)
         started = time.monotonic()
         await agent.start()
+        if agent.status is not None and agent.status.port:
+            print(f"agent status page: http://127.0.0.1:{agent.status.port}/", file=out, flush=True)
         person = asyncio.create_task(operator(ilert, view), name="operator")
         try:
             with contextlib.suppress(TimeoutError):

@@ -69,12 +69,15 @@ class SourceStats:
     """Counters per source, for logs, metrics and the status page."""
 
     cycles: int = 0
+    failed: int = 0  # cycles that did not read every block
+    values: int = 0  # values decoded
     requests: int = 0
     replies: int = 0
     splits: int = 0
     skipped: int = 0  # scheduled cycles skipped because the previous one was still running
     errors: Counter[str] = field(default_factory=Counter)
     last_answer: float | None = None  # monotonic
+    last_read: float | None = None  # wall-clock time of the last complete read
 
 
 class Link:
@@ -179,24 +182,33 @@ class SourcePoller:
         """One cycle. Never raises for anything the device or the network does."""
         result = PollResult(self.source.name)
         self.stats.cycles += 1
+        await self._poll(result)
+        stats = self.stats
+        if result.answered:
+            self.failures = 0
+            stats.last_answer = time.monotonic()
+        stats.values += len(result.values)
+        if result.ok:
+            stats.last_read = time.time()
+        else:
+            stats.failed += 1
+        return result
+
+    async def _poll(self, result: PollResult) -> None:
         if time.monotonic() < self.retry_at:
             result.errors.append("no answer recently; waiting to retry")
-            return result
+            return
         async with self.link.lock:
             if not await self.link.ensure_connected():
                 result.errors.append("not connected")
                 self.stats.errors["not connected"] += 1
-                return result
+                return
             index = 0
             while index < len(self.plan):
                 outcome = await self._read(index, result)
                 if outcome == "gone":
                     break
                 index += 1 if outcome == "next" else 0  # "again": the block was split
-        if result.answered:
-            self.failures = 0
-            self.stats.last_answer = time.monotonic()
-        return result
 
     async def _read(self, index: int, result: PollResult) -> str:
         """Read and decode one block: "next", "again" (split, re-read), or "gone"."""

@@ -24,6 +24,7 @@ from agent.config import Config
 from agent.delivery import Deliverer, Result, make_http_client
 from agent.messages import describe_values, messages_for
 from agent.modbus import PollResult, SourcePoller, make_links
+from agent.status import Metrics, StatusServer
 from agent.store import Message, Store
 
 log = logging.getLogger("agent")
@@ -96,8 +97,12 @@ class Agent:
         self.pollers = {s.name: SourcePoller(s, links[s.name]) for s in config.sources}
         self.deliverer = Deliverer(
             self.store, config.webhooks, self.http, max_age=config.outbox.max_age,
-            secrets=config.secrets(), on_result=self.observer.delivered,
+            secrets=config.secrets(), on_result=self._delivered,
         )  # fmt: skip
+        self.metrics = Metrics(self)
+        self.status = StatusServer(self) if config.status.enabled else None
+        self.answered: dict[str, bool] = {}  # per source: did its last cycle get an answer
+        self.started = time.monotonic()
         self.scheduler: AsyncIOScheduler | None = None
         self.values: dict[str, object] = {}
         self.heartbeat_failures = 0
@@ -106,6 +111,9 @@ class Agent:
 
     async def start(self) -> None:
         """Start delivery and the polling schedule; must run inside the event loop."""
+        self.started = time.monotonic()
+        if self.status is not None:
+            await self.status.start(self.config.status.host, self.config.status.port)
         self.deliverer.start()
         self._end_removed_alarms()
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
@@ -162,6 +170,8 @@ class Agent:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
         await self.deliverer.stop(grace)
+        if self.status is not None:
+            await self.status.stop()
         for poller in self.pollers.values():
             poller.close()
         self.store.close()
@@ -189,7 +199,10 @@ class Agent:
         """
         try:
             poller = self.pollers[name]
+            began = time.monotonic()
             result = await poller.poll()
+            self.metrics.poll_seconds.labels(name).observe(time.monotonic() - began)
+            self.answered[name] = result.answered
             if result.errors:
                 log.debug("source %s: %s", name, "; ".join(result.errors))
             self.values.update(result.values)
@@ -215,8 +228,41 @@ class Agent:
                 t.occurrence_id,
             )
             self.observer.transition(t)
+            self.metrics.transition(t)
             messages += self.messages(t)
         self.save([s.snapshot() for s in self.engine.take_dirty()], messages)
+
+    def _delivered(self, result: Result) -> None:
+        self.metrics.delivered(result)
+        self.observer.delivered(result)
+
+    def online(self, source: str) -> bool:
+        return self.answered.get(source, False)
+
+    def readiness(self) -> list[str]:
+        """Why the agent is not ready, if it is not: empty means ready."""
+        problems = []
+        if self.scheduler is None or not self.scheduler.running:
+            problems.append("the scheduler is not running")
+        now = time.monotonic()
+        for name, poller in self.pollers.items():
+            limit = poller.source.offline_after
+            last = poller.stats.last_answer or self.started
+            if limit and now - last > limit:
+                problems.append(f"source {name} has not answered for {now - last:.0f} s")
+        pending = self.store.pending_count()
+        if pending > self.config.outbox.max_pending:
+            problems.append(f"outbox holds {pending} messages, over max_pending")
+        return problems
+
+    def outbox_summary(self, first: int = 10) -> dict[str, Any]:
+        oldest = self.store.oldest_pending()
+        return {
+            "pending": self.store.pending_count(),
+            "dead": self.store.dead_count(),
+            "oldest_age": max(0.0, time.time() - oldest) if oldest else 0.0,
+            "first": self.store.pending(limit=first),
+        }
 
     def messages(self, t: Transition, webhooks: Sequence[str] | None = None) -> list[Message]:
         return messages_for(self.config, t, self.clock.now(), webhooks)

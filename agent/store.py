@@ -303,10 +303,9 @@ class Store:
         rows = self.db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE created < ?", (oldest,))
         return [Entry.from_row(r) for r in rows.fetchall() if r["id"] not in busy]
 
-    def pending(self) -> list[Entry]:
-        return [
-            Entry.from_row(r) for r in self.db.execute(f"SELECT {_COLUMNS} FROM outbox ORDER BY id")
-        ]
+    def pending(self, limit: int = -1) -> list[Entry]:
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM outbox ORDER BY id LIMIT ?", (limit,))
+        return [Entry.from_row(r) for r in rows]
 
     def dead(self) -> list[Entry]:
         rows = self.db.execute("SELECT * FROM dead_letter ORDER BY id").fetchall()

@@ -77,6 +77,7 @@ def config(port: int, tags: int, alarms: int) -> Any:
                 for i in range(alarms)
             ],
             "webhooks": [{"name": "sink", "url": "http://127.0.0.1:9/never"}],
+            "status": {"enabled": False},
         }
     )
 

@@ -48,6 +48,8 @@ max_notifications = 100000  # the bench flaps on purpose
 [[webhooks]]
 name = "sink"
 url = "{url}/hook"
+[status]
+enabled = false
 """
 
 

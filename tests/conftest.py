@@ -68,6 +68,9 @@ name = "ilert"
 url = "{ilert}/api/v1/events/ixon/il1ixon0demo"
 user_id = "UsrWebhook01"
 notify_ended = true
+
+[status]
+port = 0
 """
 
 

@@ -1,0 +1,267 @@
+"""Seeing that it works: Prometheus metrics, health checks and a status page, one listener.
+
+    /          status page: sources, live values, active alarms, the outbox (works on a phone)
+    /metrics   Prometheus text format
+    /healthz   200 while the process runs
+    /readyz    200 when config is loaded, the scheduler runs, no source has been offline longer
+               than its offline_after and the outbox is within its bound; else 503 and why
+
+Counters that the agent keeps anyway (per-source stats, alarm states, the outbox) are read
+when scraped, so the poll loop pays nothing for them; only latencies are observed as they
+happen. Webhook URLs never appear: webhooks are labelled by name.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from agent import __version__
+from agent.alarms import State, Transition
+from agent.delivery import Result
+from agent.messages import show
+
+if TYPE_CHECKING:
+    from agent.service import Agent
+
+log = logging.getLogger("agent.status")
+
+PREFIX = "ixon_agent"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics(Collector):
+    """The agent's registry: state read at scrape time, plus latency histograms."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.poll_seconds = Histogram(
+            f"{PREFIX}_poll_duration_seconds", "Time of one poll cycle of a source",
+            ["source"], registry=self.registry, buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.delivery_seconds = Histogram(
+            f"{PREFIX}_delivery_duration_seconds", "Time of one delivery attempt to a webhook",
+            ["webhook"], registry=self.registry, buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.transitions: Counter[tuple[str, str]] = Counter()
+        self.attempts: Counter[tuple[str, str]] = Counter()
+        self.registry.register(self)
+
+    def transition(self, t: Transition) -> None:
+        self.transitions[(t.rule.name, t.kind)] += 1
+
+    def delivered(self, result: Result) -> None:
+        self.attempts[(result.entry.webhook, result.outcome)] += 1
+        self.delivery_seconds.labels(result.entry.webhook).observe(result.latency)
+
+    def collect(self) -> Iterator[Any]:
+        agent = self.agent
+        polls = _counter("polls", "Poll cycles", "source", "result")
+        requests = _counter("requests", "Modbus requests sent", "source")
+        errors = _counter("errors", "Failures by kind", "source", "kind")
+        skipped = _counter("cycles_skipped", "Cycles skipped: the last still ran", "source")
+        values = _counter("values_decoded", "Values decoded", "source")
+        up = _gauge("source_up", "1 if the source answered its last cycle", "source")
+        last = _gauge("source_last_read_timestamp_seconds", "Last complete read", "source")
+        for name, poller in agent.pollers.items():
+            stats = poller.stats
+            polls.add_metric([name, "ok"], stats.cycles - stats.failed)
+            polls.add_metric([name, "failed"], stats.failed)
+            requests.add_metric([name], stats.requests)
+            for kind, count in stats.errors.items():
+                errors.add_metric([name, kind], count)
+            skipped.add_metric([name], stats.skipped)
+            values.add_metric([name], stats.values)
+            up.add_metric([name], 1.0 if agent.online(name) else 0.0)
+            if stats.last_read is not None:
+                last.add_metric([name], stats.last_read)
+        yield from (polls, requests, errors, skipped, values, up, last)
+
+        state = _gauge("alarm_state", "1 for the state each alarm is in", "alarm", "state")
+        held = _counter("alarm_suppressed", "Held back by flapping control", "alarm")
+        for alarm in agent.engine.all_states():
+            for each in State:
+                state.add_metric([alarm.rule.name, each.value], float(alarm.state is each))
+            held.add_metric([alarm.rule.name], alarm.suppressed)
+        transitions = _counter(
+            "alarm_transitions", "Alarm starts and ends notified", "alarm", "kind"
+        )
+        for labels, count in self.transitions.items():
+            transitions.add_metric(list(labels), count)
+        yield from (state, held, transitions)
+
+        outbox = agent.outbox_summary(first=0)
+        yield _gauge("outbox_pending", "Messages waiting to be delivered", value=outbox["pending"])
+        yield _gauge("outbox_dead", "Messages in the dead-letter table", value=outbox["dead"])
+        yield _gauge(
+            "outbox_oldest_age_seconds", "Oldest waiting message", value=outbox["oldest_age"]
+        )
+        attempts = _counter("delivery_attempts", "Delivery attempts", "webhook", "outcome")
+        for labels, count in self.attempts.items():
+            attempts.add_metric(list(labels), count)
+        yield attempts
+        yield _gauge(
+            "heartbeat_failures", "Heartbeat pings failed in a row", value=agent.heartbeat_failures
+        )
+        info = _gauge("info", "The agent", "version", "agent")
+        info.add_metric([__version__, agent.config.agent.name], 1.0)
+        yield info
+
+
+def _counter(name: str, text: str, *labels: str) -> CounterMetricFamily:
+    return CounterMetricFamily(f"{PREFIX}_{name}", text, labels=list(labels))
+
+
+def _gauge(name: str, text: str, *labels: str, value: float | None = None) -> GaugeMetricFamily:
+    if value is not None:
+        return GaugeMetricFamily(f"{PREFIX}_{name}", text, value=value)
+    return GaugeMetricFamily(f"{PREFIX}_{name}", text, labels=list(labels))
+
+
+class StatusServer:
+    """The listener; failing to bind is logged, never fatal: alarms matter more."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.started = time.time()
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        app = web.Application()
+        app.add_routes(
+            [
+                web.get("/", self.page),
+                web.get("/metrics", self.metrics),
+                web.get("/healthz", self.healthz),
+                web.get("/readyz", self.readyz),
+            ]
+        )
+        self.app = app
+
+    async def start(self, host: str, port: int) -> None:
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            log.error(
+                "status page: cannot listen on %s:%d (%s); running without it", host, port, exc
+            )
+            await runner.cleanup()
+            return
+        self._runner = runner
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("status page, metrics and health on http://%s:%d/", host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.agent.metrics.registry)
+        return web.Response(
+            body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "version": __version__})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        problems = self.agent.readiness()
+        status = 503 if problems else 200
+        return web.json_response({"ready": not problems, "problems": problems}, status=status)
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(text=render(self.agent, self.started), content_type="text/html")
+
+
+def _ago(moment: float | None, now: float) -> str:
+    if moment is None:
+        return "never"
+    seconds = max(0.0, now - moment)
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    return f"{seconds / 60:.0f} min ago" if seconds < 7200 else f"{seconds / 3600:.1f} h ago"
+
+
+def render(agent: Agent, started: float) -> str:
+    """Plain server-rendered HTML, refreshing itself; readable on a phone."""
+    e = html.escape
+    now = time.time()
+    sources = []
+    for name, poller in agent.pollers.items():
+        stats = poller.stats
+        state = "online" if agent.online(name) else ("offline" if stats.cycles else "starting")
+        errors = ", ".join(f"{k} {v}" for k, v in stats.errors.most_common(3)) or "none"
+        sources.append(
+            f'<tr class="{state}"><td>{e(name)}</td><td>{e(poller.source.address)}</td>'
+            f'<td class="state">{state}</td><td>{_ago(stats.last_read, now)}</td>'
+            f"<td>{stats.requests}</td><td>{e(errors)}</td></tr>"
+        )
+    units = {key: variable.unit for key, _, variable in agent.config.variables()}
+    values = "".join(
+        f'<tr><td>{e(key)}</td><td class="num">{e(show(value, units.get(key)))}</td></tr>'
+        for key, _, _ in agent.config.variables()
+        if (value := agent.values.get(key)) is not None
+    )
+    active = [s for s in agent.engine.all_states() if s.active]
+    rows = []
+    for alarm in active:
+        when = alarm.occurred_on
+        since = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if when else "?"
+        rows.append(
+            f'<tr class="sev-{e(alarm.rule.severity)}"><td>{e(alarm.rule.name)}</td>'
+            f"<td>{e(alarm.rule.severity)}</td><td>{since}</td>"
+            f"<td>{'yes' if alarm.notified else 'held back (flapping)'}</td></tr>"
+        )
+    alarms = "".join(rows) or '<tr><td colspan="4">No active alarms.</td></tr>'
+    outbox = agent.outbox_summary()
+    waiting = "".join(
+        f"<li>{e(m.webhook)}: {e(m.label)}, {m.attempts} attempt(s)"
+        + (f", last error {e(m.last_error)}" if m.last_error else "") + "</li>"
+        for m in outbox["first"]
+    )  # fmt: skip
+    problems = agent.readiness()
+    ready = "ready" if not problems else "not ready: " + "; ".join(problems)
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(agent.config.agent.name)}: ixon-agent</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: .8rem; max-width: 60rem; }}
+table {{ border-collapse: collapse; width: 100%; margin-bottom: 1rem; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: .35rem; text-align: left; }}
+.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+.online .state {{ color: #070; }} .offline .state {{ color: #b00; font-weight: bold; }}
+.sev-high td:first-child {{ color: #b00; font-weight: bold; }}
+.scroll {{ overflow-x: auto; }}
+</style></head><body>
+<h1>{e(agent.config.agent.name)}</h1>
+<p id="summary">ixon-agent {__version__}, up {_ago(started, now).removesuffix(" ago")},
+{e(ready)}. Updated {stamp} UTC.</p>
+<h2>Sources</h2><div class="scroll"><table id="sources"><thead><tr><th>Source</th><th>Address</th>
+<th>State</th><th>Last read</th><th>Requests</th><th>Errors</th></tr></thead>
+<tbody>{"".join(sources)}</tbody></table></div>
+<h2>Active alarms ({len(active)})</h2>
+<div class="scroll"><table id="alarms"><thead><tr><th>Alarm</th>
+<th>Severity</th><th>Since</th><th>Notified</th></tr></thead><tbody>{alarms}</tbody></table></div>
+<h2>Outbox</h2><p id="outbox">{outbox["pending"]} waiting, {outbox["dead"]} dead-lettered,
+oldest waiting {outbox["oldest_age"]:.0f} s.</p><ul>{waiting}</ul>
+<h2>Values</h2><div class="scroll"><table id="values"><tbody>{values}</tbody></table></div>
+</body></html>
+"""
