@@ -94,7 +94,9 @@ offline_after = 0
         for n in (1, 2, 3)
     )
     path = tmp_path / "agent.toml"
-    path.write_text(f'[agent]\nname = "RTU line"\nstate_dir = "state"\n[status]\nenabled = false\n{sources}')
+    path.write_text(
+        f'[agent]\nname = "RTU line"\nstate_dir = "state"\n[status]\nenabled = false\n{sources}'
+    )
     return path
 
 

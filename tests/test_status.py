@@ -1,0 +1,141 @@
+"""Metrics, health, readiness and the status page, against a running agent."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agent.config import load_config
+from agent.service import Agent
+from simulators.ilert import IlertSimulator
+from simulators.modbus_device import ModbusDeviceSimulator
+from tests.conftest import CONFIG, wait_for, write_config
+from tests.test_simulators import CHROMIUM
+
+
+@pytest.fixture
+async def running(
+    tmp_path: Path, machine: ModbusDeviceSimulator, ilert: IlertSimulator
+) -> AsyncIterator[Agent]:
+    text = CONFIG.replace('timeout = "1s"', 'timeout = "1s"\noffline_after = "500ms"')
+    agent = Agent(
+        load_config(write_config(tmp_path, text, port=machine.port, ilert=ilert.url), environ={})
+    )
+    await agent.start()
+    yield agent
+    await agent.stop()
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "") + r" (\S+)"
+    match = re.search("^" + pattern + "$", text, re.MULTILINE)
+    assert match, f"no sample {name}{{{wanted}}}"
+    return float(match.group(1))
+
+
+async def test_metrics_after_a_known_sequence(
+    running: Agent, machine: ModbusDeviceSimulator, ilert: IlertSimulator
+) -> None:
+    assert running.status is not None
+    url = f"http://127.0.0.1:{running.status.port}"
+    await machine.hold(oil_temp=90.0)
+    await wait_for(lambda: len(ilert.received) == 1, what="the start")
+    await machine.hold(oil_temp=70.0)
+    await wait_for(lambda: len(ilert.received) == 2, what="the end")
+    await wait_for(lambda: running.store.pending_count() == 0, what="an empty outbox")
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{url}/metrics")).text
+    oil = "Oil temperature high"
+    assert sample(text, "ixon_agent_alarm_transitions_total", alarm=oil, kind="start") == 1
+    assert sample(text, "ixon_agent_alarm_transitions_total", alarm=oil, kind="end") == 1
+    assert sample(text, "ixon_agent_alarm_state", alarm=oil, state="normal") == 1
+    assert sample(text, "ixon_agent_alarm_state", alarm=oil, state="active") == 0
+    assert (
+        sample(text, "ixon_agent_delivery_attempts_total", webhook="ilert", outcome="delivered")
+        == 2
+    )
+    assert sample(text, "ixon_agent_delivery_duration_seconds_count", webhook="ilert") == 2
+    assert (
+        sample(text, "ixon_agent_outbox_pending") == 0
+        and sample(text, "ixon_agent_outbox_dead") == 0
+    )
+    assert sample(text, "ixon_agent_source_up", source="plc") == 1
+    ok = sample(text, "ixon_agent_polls_total", source="plc", result="ok")
+    assert ok >= 2 and sample(text, "ixon_agent_polls_total", source="plc", result="failed") == 0
+    assert sample(text, "ixon_agent_requests_total", source="plc") == pytest.approx(
+        2 * ok, abs=2
+    )  # 2 blocks a cycle
+    assert sample(text, "ixon_agent_values_decoded_total", source="plc") == pytest.approx(
+        3 * ok, abs=6
+    )
+    assert sample(text, "ixon_agent_poll_duration_seconds_count", source="plc") >= ok
+    assert "il1ixon0demo" not in text
+
+
+async def test_health_and_readiness(running: Agent, machine: ModbusDeviceSimulator) -> None:
+    assert running.status is not None
+    url = f"http://127.0.0.1:{running.status.port}"
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{url}/healthz")).json()["status"] == "ok"
+        await wait_for(lambda: running.online("plc"), what="a first read")
+        ready = await http.get(f"{url}/readyz")
+        assert ready.status_code == 200 and ready.json() == {"ready": True, "problems": []}
+        await machine.stop()
+        await wait_for(lambda: running.readiness(), what="not ready")
+        not_ready = await http.get(f"{url}/readyz")
+        assert not_ready.status_code == 503
+        assert not_ready.json()["problems"][0].startswith("source plc has not answered for")
+        assert (await http.get(f"{url}/healthz")).status_code == 200  # alive all the same
+
+
+async def test_a_busy_status_port_does_not_stop_the_agent(
+    tmp_path: Path,
+    machine: ModbusDeviceSimulator,
+    ilert: IlertSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = CONFIG.replace("port = 0\n", f"port = {ilert.port}\n")  # taken by the ilert stand-in
+    agent = Agent(
+        load_config(write_config(tmp_path, text, port=machine.port, ilert=ilert.url), environ={})
+    )
+    await agent.start()
+    try:
+        await wait_for(lambda: "plc.oil_temp" in agent.values, what="polling anyway")
+    finally:
+        await agent.stop()
+    assert f"status page: cannot listen on 127.0.0.1:{ilert.port}" in caplog.text
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian package: chromium)")
+async def test_status_page_in_headless_chromium(
+    running: Agent, machine: ModbusDeviceSimulator, ilert: IlertSimulator, tmp_path: Path
+) -> None:
+    assert running.status is not None and CHROMIUM is not None
+    await machine.hold(oil_temp=91.5)
+    await wait_for(
+        lambda: ilert.received and running.store.pending_count() == 0,
+        what="an active, notified alarm",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--window-size=390,844", f"--user-data-dir={tmp_path / 'profile'}",
+        "--dump-dom", f"http://127.0.0.1:{running.status.port}/",
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    dom = out.decode()
+    assert "<h1>Test line</h1>" in dom and "ready." in dom
+    assert '<tr class="online"><td>plc</td>' in dom
+    assert '<td>plc.oil_temp</td><td class="num">91.5 degC</td>' in dom
+    assert '<tr class="sev-high"><td>Oil temperature high</td><td>high</td>' in dom
+    assert "0 waiting, 0 dead-lettered" in dom
+    assert 'name="viewport"' in dom and "il1ixon0demo" not in dom
