@@ -481,6 +481,7 @@ class AlarmEngine:
                 "alarm %r is flapping: %s not notified (%d suppressed so far; at most %d starts"
                 " per %g s)", state.rule.name, transition.kind, state.suppressed,
                 state.rule.max_notifications, state.rule.flap_window,
+                extra={"alarm": state.rule.name},
             )  # fmt: skip
 
     def _owed(self, state: AlarmState, now: float, out: list[Transition]) -> None:
@@ -504,3 +505,12 @@ class AlarmEngine:
 
     def active(self) -> Iterable[AlarmState]:
         return (s for s in self.all_states() if s.active)
+
+    def adopt(self, previous: AlarmEngine, ids: set[str]) -> AlarmEngine:
+        """A new engine where the alarms in ``ids`` are ``previous``'s own state objects."""
+        old = {s.rule.public_id: s for s in previous.all_states() if s.rule.public_id in ids}
+        states = [old.get(s.rule.public_id, s) for s in self.states]
+        offline = [old.get(s.rule.public_id, s) for s in self.offline.values()]
+        engine = AlarmEngine(states, offline)
+        engine.last_cycle = dict(previous.last_cycle)
+        return engine

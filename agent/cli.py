@@ -7,10 +7,12 @@ import asyncio
 import json
 import logging
 import signal
+import stat
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from agent import __version__
@@ -93,22 +95,43 @@ def cmd_read(args: argparse.Namespace) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
+def warn_if_exposed(path: Path, config: Config) -> None:
+    """Webhook URLs and keys are secrets: a config file every user can read gets a warning."""
+    if config.secrets() and path.stat().st_mode & stat.S_IROTH:
+        log.warning(
+            "%s holds webhook keys and every user on this machine can read it: chmod 600 %s",
+            path, path,
+        )  # fmt: skip
+
+
 def _show(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.service import Agent, run_until
+    from agent.service import Runner
 
-    config = _load(args.config)
-    setup_logging(args.verbose, config.secrets())
+    path = config_path(args.config)
+    config = load_config(path)
+    redact = setup_logging(args.verbose, config.secrets(), args.log_format)
+    warn_if_exposed(path, config)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_until(Agent(config), stop)
+        runner = Runner(path, config, redact)
+        reloads: set[asyncio.Task[bool]] = set()
+
+        def reload() -> None:
+            log.info("SIGHUP: reloading %s", path)
+            task = asyncio.create_task(runner.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        await runner.run(stop)
         log.info("agent stopped")
 
     asyncio.run(main())
@@ -128,7 +151,7 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     from agent.store import Store
 
     config = _load(args.config)
-    setup_logging(args.verbose, config.secrets())
+    setup_logging(args.verbose, config.secrets(), args.log_format)
     names = [args.webhook] if args.webhook else [w.name for w in config.webhooks]
     unknown = [n for n in names if n not in {w.name for w in config.webhooks}]
     if unknown or not names:
@@ -223,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("--config", metavar="PATH", help="default: $AGENT_CONFIG, else ./agent.toml")
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        p.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines")
         return p
 
     command("run", "poll, evaluate and deliver until SIGTERM/SIGINT").set_defaults(func=cmd_run)

@@ -63,6 +63,11 @@ class Result:
     latency: float
 
 
+def _about(entry: Entry) -> dict[str, str]:
+    """What a log line is about, as fields of a JSON log line."""
+    return {"webhook": entry.webhook, "occurrence": entry.occurrence_id}
+
+
 def make_http_client() -> httpx.AsyncClient:
     """The process's one HTTP client: TLS verified, no redirects followed, named agent."""
     return httpx.AsyncClient(
@@ -276,14 +281,14 @@ class Deliverer:
             self.store.delivered(entry.id)
             log.info(
                 "webhook %s: delivered %s (HTTP %s, attempt %d, %.0f ms)",
-                entry.webhook, entry.label, status, attempts, latency * 1000,
+                entry.webhook, entry.label, status, attempts, latency * 1000, extra=_about(entry),
             )  # fmt: skip
         elif outcome == "rejected":
             text = redact(response.text[:500], self.secrets)
             self.store.bury([entry.id], "rejected", status, text, error, attempted=True)
             log.error(
                 "webhook %s: %s rejected with HTTP %s: %s; dead-lettered",
-                entry.webhook, entry.label, status, text[:200],
+                entry.webhook, entry.label, status, text[:200], extra=_about(entry),
             )  # fmt: skip
         elif now - entry.created >= self.max_age:
             outcome = "expired"
@@ -291,13 +296,14 @@ class Deliverer:
                 [entry.id], "expired: undelivered for max_age", status, None, error, attempted=True
             )
             log.error(
-                "webhook %s: %s expired (%s); dead-lettered", entry.webhook, entry.label, error
-            )
+                "webhook %s: %s expired (%s); dead-lettered", entry.webhook, entry.label, error,
+                extra=_about(entry),
+            )  # fmt: skip
         else:
             delay = backoff(entry.attempts, retry_after)
             self.store.retry_later(entry.id, now + delay, error or "unknown error")
             log.warning(
                 "webhook %s: %s failed (attempt %d: %s); retrying in %.1fs",
-                entry.webhook, entry.label, attempts, error, delay,
+                entry.webhook, entry.label, attempts, error, delay, extra=_about(entry),
             )  # fmt: skip
         return Result(entry, outcome, status, error, attempts, latency)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 REDACTED = "***"
 
@@ -35,10 +37,37 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def setup_logging(verbose: bool = False, secrets: Iterable[str] = ()) -> RedactSecrets:
-    """Human-readable lines on stderr; libraries kept quiet unless ``verbose``."""
+#: what a log line can be about; JSON lines carry them as fields (``extra=`` in the call)
+SUBJECTS = ("source", "variable", "alarm", "occurrence", "webhook")
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line, for journald, Loki or any log shipper."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update({k: getattr(record, k) for k in SUBJECTS if hasattr(record, k)})
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            data["exception"] = record.exc_text
+        return json.dumps(data, default=str)
+
+
+def setup_logging(
+    verbose: bool = False, secrets: Iterable[str] = (), fmt: str = "text"
+) -> RedactSecrets:
+    """Human-readable lines (or JSON lines) on stderr; libraries quiet unless ``verbose``."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    if fmt == "json":
+        handler.setFormatter(JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     redact = RedactSecrets(secrets)
     handler.addFilter(redact)
     root = logging.getLogger()

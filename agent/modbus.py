@@ -87,6 +87,7 @@ class Link:
         self.client = client
         self.label = label
         self.lock = asyncio.Lock()
+        self.sources = ""  # the names of the sources using this link, for log fields
         self.failures = 0
         self.retry_at = 0.0
 
@@ -110,18 +111,19 @@ class Link:
         delay = jittered_backoff(self.failures)
         self.failures += 1
         self.retry_at = time.monotonic() + delay
-        _log_failure(self.label, reason, self.failures, delay)
+        _log_failure(self.label, reason, self.failures, delay, {"source": self.sources})
 
     def close(self) -> None:
         self.client.close()
 
 
-def _log_failure(label: str, reason: str, failures: int, delay: float) -> None:
+def _log_failure(
+    label: str, reason: str, failures: int, delay: float, about: dict[str, str]
+) -> None:
     # the 1st, 5th and every 50th failure in a row: visible, but no flood from a dead device
     level = logging.WARNING if failures in (1, 5) or failures % 50 == 0 else logging.DEBUG
-    log.log(
-        level, "%s: %s (failure %d in a row); next try in %.1fs", label, reason, failures, delay
-    )
+    text = "%s: %s (failure %d in a row); next try in %.1fs"
+    log.log(level, text, label, reason, failures, delay, extra=about)
 
 
 def make_link(source: Source) -> Link:
@@ -154,7 +156,8 @@ def make_links(sources: Iterable[Source]) -> dict[str, Link]:
     for source in sources:
         if source.bus not in by_bus:
             by_bus[source.bus] = make_link(source)
-        links[source.name] = by_bus[source.bus]
+        link = links[source.name] = by_bus[source.bus]
+        link.sources = ",".join(filter(None, [link.sources, source.name]))
     return links
 
 
@@ -163,7 +166,10 @@ class SourcePoller:
 
     def __init__(self, source: Source, link: Link | None = None) -> None:
         self.source = source
-        self.link = link or make_link(source)
+        if link is None:
+            link = make_link(source)
+            link.sources = source.name
+        self.link = link
         self.stats = SourceStats()
         self.failures = 0  # cycles in a row with no answer from the device
         self.retry_at = 0.0
@@ -234,6 +240,7 @@ class SourcePoller:
                     "source %s: device refused %s (illegal data address); split into %s",
                     self.source.name, where,
                     ", ".join(f"{b.address}+{b.count}" for b, _ in self.plan[index : index + 2]),
+                    extra={"source": self.source.name},
                 )  # fmt: skip
                 return "again"
             name = EXCEPTION_NAMES.get(code, f"exception {code}")
@@ -259,9 +266,8 @@ class SourcePoller:
         delay = jittered_backoff(self.failures)
         self.failures += 1
         self.retry_at = time.monotonic() + delay
-        _log_failure(
-            f"source {self.source.name} (unit {self.source.unit_id})", reason, self.failures, delay
-        )
+        label = f"source {self.source.name} (unit {self.source.unit_id})"
+        _log_failure(label, reason, self.failures, delay, {"source": self.source.name})
 
     def _reader(self, block: Block) -> Callable[..., Awaitable[Any]]:
         client = self.link.client

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -20,8 +21,9 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEve
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.alarms import AlarmEngine, AlarmRule, Transition
-from agent.config import Config
+from agent.config import Config, ConfigError, load_config, short_id
 from agent.delivery import Deliverer, Result, make_http_client
+from agent.logs import RedactSecrets
 from agent.messages import describe_values, messages_for
 from agent.modbus import PollResult, SourcePoller, make_links
 from agent.status import Metrics, StatusServer
@@ -83,7 +85,9 @@ class Agent:
         clock: Clock | None = None,
         http: httpx.AsyncClient | None = None,
         observer: Observer | None = None,
+        carry: tuple[AlarmEngine, set[str]] | None = None,
     ) -> None:
+        """``carry``: a previous engine and the ids of its alarms to take over as they are."""
         self.config = config
         self.clock = clock or Clock()
         self.observer: Observer = observer or _Nothing()
@@ -93,6 +97,8 @@ class Agent:
         self.engine = AlarmEngine.from_config(config)
         saved = self.store.alarm_states()
         self._removed = {a: saved[a] for a in self.engine.restore(saved)}
+        if carry is not None:
+            self.engine = self.engine.adopt(*carry)
         links = make_links(config.sources)
         self.pollers = {s.name: SourcePoller(s, links[s.name]) for s in config.sources}
         self.deliverer = Deliverer(
@@ -155,7 +161,7 @@ class Agent:
             log.warning(
                 "source %s: a poll cycle took longer than poll_interval (slow or silent device,"
                 " or a busy shared bus); %d cycle(s) skipped so far",
-                poller.source.name, poller.stats.skipped,
+                poller.source.name, poller.stats.skipped, extra={"source": poller.source.name},
             )  # fmt: skip
 
     async def stop(self, grace: float = 3.0) -> None:
@@ -213,20 +219,21 @@ class Agent:
             transitions += self.engine.evaluate(name, result.values, now, wall)
             self.handle(transitions)
         except Exception:
-            log.exception("source %s: poll cycle failed", name)
+            log.exception("source %s: poll cycle failed", name, extra={"source": name})
 
     def handle(self, transitions: list[Transition]) -> None:
         """Alarm transitions -> messages, saved with the alarm states in one transaction."""
         messages: list[Message] = []
         for t in transitions:
             verb = "started" if t.kind == "start" else "ended"
+            about = {"alarm": t.rule.name, "source": t.rule.source, "occurrence": t.occurrence_id}
+            if t.rule.kind == "variable":
+                about["variable"] = t.rule.variable
+            values = describe_values(t)
             log.info(
-                "alarm %r %s (%s, occurrence %s)",
-                t.rule.name,
-                verb,
-                describe_values(t),
-                t.occurrence_id,
-            )
+                "alarm %r %s (%s, occurrence %s)", t.rule.name, verb, values, t.occurrence_id,
+                extra=about,
+            )  # fmt: skip
             self.observer.transition(t)
             self.metrics.transition(t)
             messages += self.messages(t)
@@ -340,6 +347,69 @@ class Agent:
             log.warning(
                 "heartbeat: ping failed (%s), %d in a row", problem, self.heartbeat_failures
             )
+
+
+def definitions(config: Config) -> dict[str, Any]:
+    """What each alarm (by public id) depends on in the config: equal means unchanged."""
+    agent_id = config.agent.agent_id
+    found: dict[str, Any] = {}
+    for alarm in config.alarms:
+        rule = AlarmRule.compile(alarm, config)
+        found[rule.public_id] = (alarm, tuple(config.variable(i.key)[1] for i in rule.inputs))
+    for source in config.sources:
+        found[short_id(agent_id, "offline", source.name)] = (
+            source.offline_after,
+            source.offline_severity,
+            source.address,
+            source.unit_id,
+        )
+    return found
+
+
+class Runner:
+    """``ixon-agent run``: one Agent at a time. ``reload`` validates the config file again and,
+    if it is sound, replaces the agent; alarms whose definition did not change keep their
+    whole state (delays running, occurrence, flapping window). An invalid file changes
+    nothing but a logged error."""
+
+    def __init__(self, path: Path, config: Config, redact: RedactSecrets | None = None) -> None:
+        self.path = path
+        self.agent = Agent(config)
+        self.redact = redact
+        self._lock = asyncio.Lock()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.agent.start()
+        try:
+            await stop.wait()
+        finally:
+            async with self._lock:
+                await self.agent.stop()
+
+    async def reload(self) -> bool:
+        async with self._lock:
+            try:
+                config = load_config(self.path)
+            except ConfigError as exc:
+                log.error("reload: %s; the running config stays", "; ".join(exc.problems))
+                return False
+            if self.redact is not None:
+                self.redact.secrets = sorted(
+                    {*self.redact.secrets, *config.secrets()}, key=len, reverse=True
+                )
+            old = self.agent
+            await old.stop()
+            unchanged = {
+                alarm_id
+                for alarm_id, definition in definitions(config).items()
+                if definitions(old.config).get(alarm_id) == definition
+            }
+            self.agent = Agent(config, carry=(old.engine, unchanged))
+            await self.agent.start()
+            log.info(
+                "reload: new config running; %d alarm(s) carried over unchanged", len(unchanged)
+            )
+            return True
 
 
 async def run_until(
