@@ -234,6 +234,30 @@ def _outbox_report(store: Any) -> str:
     return "\n".join(lines)
 
 
+def cmd_import_ixon(args: argparse.Namespace) -> int:
+    from agent.ixon_import import import_ixon
+
+    for path in filter(None, [args.variables, args.alarms]):
+        if not path.is_file():
+            print(f"{path}: file not found", file=sys.stderr)
+            return EXIT_CONFIG
+    result = import_ixon(
+        args.variables, args.alarms, source=args.source, host=args.host, port=args.port,
+        unit_id=args.unit_id,
+    )  # fmt: skip
+    if args.output:
+        args.output.write_text(result.toml)
+    else:
+        print(result.toml, end="")
+    for problem in result.problems:
+        print(f"not imported: {problem}", file=sys.stderr)
+    print(
+        f"{result.variables} variable(s) and {result.alarms} alarm(s) imported,"
+        f" {len(result.problems)} row(s) left out", file=sys.stderr,
+    )  # fmt: skip
+    return EXIT_FAILED if result.problems else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ixon-agent",
@@ -258,6 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--webhook", metavar="NAME", help="only this webhook (default: all)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for delivery")
     p.set_defaults(func=cmd_send_test)
+    p = sub.add_parser(
+        "import-ixon", help="turn IXON variable/alarm CSV exports into agent.toml sections",
+        description="Print [[sources]] and [[alarms]] sections for agent.toml; rows that cannot"
+        " be translated are listed on stderr (exit 1 if there are any).",
+    )  # fmt: skip
+    p.add_argument("--variables", type=Path, required=True, metavar="CSV")
+    p.add_argument("--alarms", type=Path, metavar="CSV")
+    p.add_argument("--source", default="plc", help="name of the source (default plc)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=502)
+    p.add_argument("--unit-id", type=int, default=1)
+    p.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(func=cmd_import_ixon)
     p = command("outbox", "list pending and dead-lettered messages")
     p.add_argument("--retry-dead", action="store_true", help="re-queue every dead letter")
     p.set_defaults(func=cmd_outbox)

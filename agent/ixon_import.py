@@ -1,0 +1,256 @@
+"""``ixon-agent import-ixon``: IXON's variable and alarm CSV exports to ``agent.toml`` sections.
+
+Variables: ``Identifier, Name, Address, Type, Width, Signed, Max string length, Factor, Unit``
+with a Modbus address written ``<function code>.<address>`` (``3.100`` = holding register
+100). Alarms: ``Type, Name, Severity, Address, Condition, Threshold, On delay, Operator
+instructions`` (older exports spell it ``Treshold``; ``Access Category`` is ignored). Comma or
+semicolon separated, as Excel writes them. A row that cannot be translated is reported with
+its line and reason and left out; everything else is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TABLES = {"1": "coil", "2": "discrete_input", "3": "holding", "4": "input"}
+TYPES = {
+    "bool": "bool", "boolean": "bool", "int": "int", "integer": "int", "float": "float",
+    "real": "float", "str": "str", "string": "str",
+}  # fmt: skip
+CONDITIONS = {
+    "==": "==", "=": "==", "eq": "==", "equal": "==", "equal to": "==", "equals": "==",
+    "!=": "!=", "<>": "!=", "ne": "!=", "not equal": "!=", "not equal to": "!=",
+    ">": ">", "gt": ">", "greater": ">", "greater than": ">",
+    ">=": ">=", "ge": ">=", "greater than or equal": ">=", "greater than or equal to": ">=",
+    "<": "<", "lt": "<", "less": "<", "less than": "<", "smaller than": "<",
+    "<=": "<=", "le": "<=", "less than or equal": "<=", "less than or equal to": "<=",
+}  # fmt: skip
+UNITS = {"ms": "ms", "millisecond": "ms", "s": "s", "sec": "s", "second": "s", "m": "m",
+         "min": "m", "minute": "m", "h": "h", "hour": "h"}  # fmt: skip
+
+
+@dataclass
+class Imported:
+    """What the CSVs came to: TOML text, and every row that was left out, with why."""
+
+    toml: str
+    problems: list[str] = field(default_factory=list)
+    variables: int = 0
+    alarms: int = 0
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) with header names lower-cased and trimmed; ``,`` or ``;``."""
+    text = path.read_text(encoding="utf-8-sig")
+    first = text.splitlines()[0] if text.strip() else ""
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    for line, row in enumerate(reader, start=2):
+        cleaned = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+        if any(cleaned.values()):
+            yield line, cleaned
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]", "_", text.strip().lower())).strip("_")
+
+
+def _boolean(text: str) -> bool | None:
+    return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(
+        text.strip().lower()
+    )
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", ".")) if text else None
+    except ValueError:
+        return None
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:.1f}"
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
+
+
+class _Variables:
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.by_address: dict[str, dict[str, Any]] = {}
+        self.by_identifier: dict[str, dict[str, Any]] = {}
+
+    def add(self, row: dict[str, str]) -> str | None:
+        """Translate one row; returns why not, or None."""
+        name = _slug(row.get("identifier") or row.get("name", ""))
+        if not name:
+            return "no identifier or name"
+        if any(v["name"] == name for v in self.entries):
+            return f"identifier {name!r} appears twice"
+        match = re.fullmatch(r"([1-4])\.(\d+)", row.get("address", ""))
+        if not match:
+            return f"address {row.get('address')!r} is not <function code 1-4>.<address>"
+        code, address = match.groups()
+        kind = TYPES.get(row.get("type", "").lower())
+        if kind is None:
+            return f"type {row.get('type')!r} is not bool, int, float or str"
+        table = TABLES[code]
+        if table in ("coil", "discrete_input") and kind != "bool":
+            return f"function code {code} holds bits; type {kind} cannot be read there"
+        entry: dict[str, Any] = {
+            "name": name,
+            "register": table,
+            "address": int(address),
+            "type": kind,
+        }
+        if row.get("name") and _slug(row["name"]) != name:
+            entry["label"] = row["name"]
+        width = row.get("width", "")
+        if kind in ("int", "float") and width:
+            if not width.isdigit() or int(width) not in (
+                (8, 16, 32, 64) if kind == "int" else (32, 64)
+            ):
+                return f"width {width!r} does not fit type {kind}"
+            entry["width"] = int(width)
+        signed = _boolean(row.get("signed", ""))
+        if kind == "int" and signed is False:
+            entry["signed"] = False
+        if kind == "str":
+            length = row.get("max string length", "")
+            if not length.isdigit() or not 1 <= int(length) <= 250:
+                return f"a string needs a max string length of 1..250, got {length!r}"
+            entry["length"] = int(length)
+        factor = _number(row.get("factor", ""))
+        if factor is None and row.get("factor"):
+            return f"factor {row['factor']!r} is not a number"
+        if factor not in (None, 1.0):
+            if kind not in ("int", "float"):
+                return f"a factor applies to numbers, not to {kind}"
+            entry["factor"] = factor
+        if row.get("unit"):
+            entry["unit"] = row["unit"]
+        self.entries.append(entry)
+        self.by_address.setdefault(row["address"], entry)
+        if row.get("identifier"):
+            self.by_identifier[row["identifier"].strip().lower()] = entry
+        return None
+
+
+def _delay(text: str) -> str | float | None:
+    if not text:
+        return 0.0
+    match = re.fullmatch(r"(\d+(?:[.,]\d+)?)\s*([a-zA-Z]*)", text.strip())
+    if not match:
+        return None
+    number, word = match.groups()
+    word = word.lower() or "s"
+    if word not in UNITS and word.endswith("s"):  # "Minutes", "seconds"
+        word = word[:-1]
+    unit = UNITS.get(word)
+    if unit is None:
+        return None
+    seconds = float(number.replace(",", "."))
+    return seconds if unit == "s" else f"{seconds:g}{unit}"
+
+
+def _alarm(row: dict[str, str], variables: _Variables) -> dict[str, Any] | str:
+    name = row.get("name", "")
+    if not name:
+        return "no name"
+    if row.get("type", "").lower() == "unary":
+        return "an SMTP (unary) alarm has no Modbus variable"
+    target = variables.by_address.get(row.get("address", "")) or variables.by_identifier.get(
+        row.get("address", "").lower()
+    )
+    if target is None:
+        return f"address {row.get('address')!r} matches no imported variable"
+    condition = CONDITIONS.get(re.sub(r"\s+", " ", row.get("condition", "").lower()))
+    if condition is None:
+        return f"condition {row.get('condition')!r} is not one this agent knows"
+    raw = row.get("threshold", row.get("treshold", ""))
+    threshold: Any
+    if target["type"] == "bool":
+        threshold = _boolean(raw)
+        if threshold is None:
+            return f"threshold {raw!r} is not true or false"
+        if condition not in ("==", "!="):
+            return f"condition {condition} does not apply to a bool"
+    elif target["type"] == "str":
+        threshold = raw
+        if condition not in ("==", "!="):
+            return f"condition {condition} does not apply to a string"
+    else:
+        threshold = _number(raw)
+        if threshold is None:
+            return f"threshold {raw!r} is not a number"
+    severity = (row.get("severity", "").lower().split() or ["medium"])[0]
+    if severity not in ("low", "medium", "high"):
+        return f"severity {row.get('severity')!r} is not low, medium or high"
+    on_delay = _delay(row.get("on delay", ""))
+    if on_delay is None:
+        return f"on delay {row.get('on delay')!r} is not a duration"
+    alarm: dict[str, Any] = {
+        "name": name, "variable": f"{{source}}.{target['name']}", "condition": condition,
+        "threshold": threshold, "severity": severity,
+    }  # fmt: skip
+    if on_delay:
+        alarm["on_delay"] = on_delay
+    if row.get("operator instructions"):
+        alarm["instructions"] = row["operator instructions"]
+    return alarm
+
+
+def import_ixon(
+    variables_csv: Path, alarms_csv: Path | None = None, *, source: str = "plc",
+    host: str = "127.0.0.1", port: int = 502, unit_id: int = 1,
+) -> Imported:  # fmt: skip
+    """Translate the exports; rows that cannot be translated are reported, not guessed."""
+    problems: list[str] = []
+    variables = _Variables()
+    for line, row in _rows(variables_csv):
+        why = variables.add(row)
+        if why:
+            problems.append(f"{variables_csv.name} line {line} ({row.get('name') or '?'}): {why}")
+    alarms: list[dict[str, Any]] = []
+    if alarms_csv is not None:
+        names: set[str] = set()
+        for line, row in _rows(alarms_csv):
+            result = _alarm(row, variables)
+            if isinstance(result, dict) and result["name"] in names:
+                result = f"alarm name {result['name']!r} appears twice"
+            if isinstance(result, str):
+                problems.append(
+                    f"{alarms_csv.name} line {line} ({row.get('name') or '?'}): {result}"
+                )
+                continue
+            names.add(result["name"])
+            alarms.append(result)
+
+    out = [
+        f"# Imported from {variables_csv.name}" + (f" and {alarms_csv.name}" if alarms_csv else ""),
+        "# by ixon-agent import-ixon. Check host, port, unit_id and byte_order: IXON keeps them",
+        "# on the data source, not in these exports.",
+        "",
+        "[[sources]]",
+        f"name = {_toml(source)}",
+        'protocol = "modbus-tcp"',
+        f"host = {_toml(host)}",
+        f"port = {port}",
+        f"unit_id = {unit_id}",
+        'byte_order = "ABCD"',
+    ]
+    for entry in variables.entries:
+        out += ["", "  [[sources.variables]]"] + [f"  {k} = {_toml(v)}" for k, v in entry.items()]
+    for alarm in alarms:
+        alarm["variable"] = alarm["variable"].replace("{source}", source)
+        out += ["", "[[alarms]]"] + [f"{k} = {_toml(v)}" for k, v in alarm.items()]
+    return Imported("\n".join(out) + "\n", problems, len(variables.entries), len(alarms))

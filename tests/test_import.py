@@ -1,0 +1,111 @@
+"""IXON CSV exports to agent.toml, from sample files in IXON's format."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.config import load_config
+from agent.ixon_import import import_ixon
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_import_writes_a_config_that_loads(tmp_path: Path) -> None:
+    result = import_ixon(
+        DATA / "ixon_variables.csv", DATA / "ixon_alarms.csv", host="10.0.0.5", port=502
+    )
+    path = tmp_path / "agent.toml"
+    path.write_text('[agent]\nname = "Imported line"\n\n' + result.toml)
+    config = load_config(path, environ={})
+    [source] = config.sources
+    assert (source.host, source.port, source.unit_id) == ("10.0.0.5", 502, 1)
+    variables = {v.name: v for v in source.variables}
+    assert list(variables) == [
+        "oil_temp",
+        "pressure",
+        "cycle_count",
+        "recipe",
+        "motor_running",
+        "guard_closed",
+        "motor_current",
+    ]
+    oil, pressure, count, recipe = (
+        variables[n] for n in ("oil_temp", "pressure", "cycle_count", "recipe")
+    )
+    assert (oil.table, oil.address, oil.type, oil.width, oil.unit, oil.label) == (
+        "holding",
+        100,
+        "float",
+        32,
+        "°C",
+        "Oil temperature",
+    )
+    assert (pressure.factor, pressure.signed) == (0.01, True)
+    assert (count.width, count.signed) == (32, False)
+    assert (recipe.type, recipe.length) == ("str", 10)
+    assert (variables["motor_running"].table, variables["guard_closed"].table) == (
+        "coil",
+        "discrete_input",
+    )
+    assert variables["motor_current"].table == "input" and variables["motor_current"].factor == 0.1
+
+    alarms = {a.name: a for a in config.alarms}
+    assert list(alarms) == [
+        "Oil temperature high",
+        "Hydraulic pressure low",
+        "Motor stopped",
+        "Wrong recipe",
+    ]
+    oil_alarm = alarms["Oil temperature high"]
+    assert (oil_alarm.variable, oil_alarm.condition, oil_alarm.threshold, oil_alarm.severity) == (
+        "plc.oil_temp",
+        ">",
+        80.0,
+        "high",
+    )
+    assert oil_alarm.on_delay == 5.0 and oil_alarm.instructions == "Check cooling pump P1."
+    assert alarms["Hydraulic pressure low"].threshold == 2.0  # "2,0" written the European way
+    assert alarms["Hydraulic pressure low"].on_delay == 60.0  # "1 Minutes"
+    assert (alarms["Motor stopped"].condition, alarms["Motor stopped"].threshold) == ("!=", True)
+    assert alarms["Wrong recipe"].threshold == "PACK-A"
+
+
+def test_rows_that_cannot_be_translated_are_reported() -> None:
+    result = import_ixon(DATA / "ixon_variables.csv", DATA / "ixon_alarms.csv")
+    assert result.problems == [
+        "ixon_variables.csv line 9 (PLC clock): address '5.1' is not <function code 1-4>.<address>",
+        "ixon_variables.csv line 10 (Torque): type 'dint' is not bool, int, float or str",
+        "ixon_alarms.csv line 6 (Mail alarm): an SMTP (unary) alarm has no Modbus variable",
+        "ixon_alarms.csv line 7 (Guard open): severity 'Urgent' is not low, medium or high",
+        "ixon_alarms.csv line 8 (Counter odd): condition 'Modulo' is not one this agent knows",
+    ]
+    assert (result.variables, result.alarms) == (7, 4)
+
+
+def test_import_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    variables = tmp_path / "vars.csv"
+    shutil.copy(DATA / "ixon_variables.csv", variables)
+    variables.write_text("\n".join(variables.read_text().splitlines()[:8]) + "\n")  # the good rows
+    out = tmp_path / "imported.toml"
+    assert (
+        main(
+            [
+                "import-ixon",
+                "--variables",
+                str(variables),
+                "--source",
+                "press",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert '[[sources]]\nname = "press"' in out.read_text()
+    assert "7 variable(s) and 0 alarm(s) imported, 0 row(s) left out" in capsys.readouterr().err
+    assert main(["import-ixon", "--variables", str(DATA / "ixon_variables.csv")]) == 1
+    assert main(["import-ixon", "--variables", str(tmp_path / "missing.csv")]) == 2
