@@ -1,0 +1,37 @@
+"""The deployment files agree with the agent they deploy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from agent.cli import build_parser
+from agent.config import load_config
+from tests.conftest import REPO
+
+
+def environment(text: str, pattern: str) -> dict[str, str]:
+    return dict(re.findall(pattern, text, re.MULTILINE))
+
+
+def test_systemd_unit() -> None:
+    unit = (REPO / "deploy" / "ixon-agent.service").read_text()
+    assert "Restart=on-failure" in unit and "StateDirectory=ixon-agent" in unit
+    assert "User=ixon-agent" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    start = re.search(r"^ExecStart=(\S+) (.*)$", unit, re.MULTILINE)
+    assert start and start.group(1).endswith("/.venv/bin/ixon-agent")
+    args = build_parser().parse_args(start.group(2).split())
+    assert args.command == "run" and args.config == "/etc/ixon-agent/agent.toml"
+    env = environment(unit, r"^Environment=(AGENT_\w+)=(\S+)$")
+    config = load_config(REPO / "agent.toml", environ=env)
+    assert config.agent.state_dir == Path("/var/lib/ixon-agent")
+
+
+def test_dockerfile() -> None:
+    docker = (REPO / "Dockerfile").read_text()
+    env = environment(docker, r"(AGENT_\w+)=(\S+)")
+    config = load_config(REPO / "agent.toml", environ=env)
+    assert config.agent.state_dir == Path("/var/lib/ixon-agent")
+    assert config.status.host == "0.0.0.0" and f"EXPOSE {config.status.port}" in docker
+    assert 'ENTRYPOINT ["ixon-agent"]' in docker and "USER ixon-agent" in docker
+    assert "/healthz" in docker
