@@ -114,7 +114,7 @@ async def run_agent(port: int, tags: int, alarms: int, cycles: int) -> dict[str,
     used, elapsed = cpu() - start, time.perf_counter() - wall
     per_cycle = (poller.stats.requests - requests) / cycles
     assert len(agent.values) == tags and not poller.stats.errors, poller.stats.errors
-    queued = agent.deliverer.pending
+    queued = agent.store.pending_count()
     await agent.stop(grace=0)
     return {
         "cpu_s": used, "wall_s": elapsed, "requests": per_cycle, "rss_mb": peak_rss_mb(),
