@@ -393,3 +393,41 @@ async def test_alert_page_renders_in_headless_chromium(
     assert "Pump &lt;b&gt;failed&lt;/b&gt;" in dom  # escaped, not markup
     assert "Default policy (level 1)" in dom and "alert-accepted" in dom
     assert 'http-equiv="refresh"' in dom
+
+
+async def test_ilert_standin_reads_its_toml_config(tmp_path: Path, http: httpx.AsyncClient) -> None:
+    from simulators.ilert import load
+
+    path = tmp_path / "ilert.toml"
+    path.write_text(
+        """
+[[users]]
+username = "ada"
+first_name = "Ada"
+
+[[escalation_policies]]
+name = "Night shift"
+levels = [["ada"]]
+
+[[sources]]
+name = "Line 3 events"
+key = "il1line3key"
+escalation_policy = "Night shift"
+
+[faults]
+mode = "5xx"
+count = 1
+"""
+    )
+    sim = IlertSimulator(load(path))
+    await sim.start()
+    try:
+        body = {"integrationKey": "il1line3key", "eventType": "ALERT", "summary": "Jam"}
+        assert (await http.post(f"{sim.url}/api/events", json=body)).status_code == 503  # the fault
+        assert (await http.post(f"{sim.url}/api/events", json=body)).status_code == 202
+        missing = {**body, "integrationKey": "il1api0demo"}  # the defaults are replaced
+        assert (await http.post(f"{sim.url}/api/events", json=missing)).status_code == 404
+    finally:
+        await sim.stop()
+    [alert] = sim.alerts
+    assert alert.policy.name == "Night shift" and alert.responders[0]["user"]["firstName"] == "Ada"
