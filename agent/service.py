@@ -1,7 +1,9 @@
-"""The running agent: the scheduler drives poll -> decode -> evaluate -> deliver per source.
+"""The running agent: the scheduler drives poll -> decode -> evaluate -> outbox per source.
 
 APScheduler owns timing: one interval job per source, never overlapping itself
 (``max_instances=1``) and coalescing missed runs, so a slow device delays only its own job.
+``Agent`` wires the stages for one config; ``Runner`` swaps agents when the config is
+reloaded (SIGHUP), carrying the state of alarms that did not change.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -410,15 +412,3 @@ class Runner:
                 "reload: new config running; %d alarm(s) carried over unchanged", len(unchanged)
             )
             return True
-
-
-async def run_until(
-    agent: Agent, stop: asyncio.Event, on_started: Callable[[], None] | None = None
-) -> None:
-    await agent.start()
-    if on_started:
-        on_started()
-    try:
-        await stop.wait()
-    finally:
-        await agent.stop()
