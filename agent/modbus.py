@@ -30,6 +30,12 @@ log = logging.getLogger("agent.modbus")
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 ILLEGAL_ADDRESS = 2
+_READERS = {
+    "coil": "read_coils",
+    "discrete_input": "read_discrete_inputs",
+    "holding": "read_holding_registers",
+    "input": "read_input_registers",
+}
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -271,12 +277,7 @@ class SourcePoller:
 
     def _reader(self, block: Block) -> Callable[..., Awaitable[Any]]:
         client = self.link.client
-        return {
-            "coil": client.read_coils,
-            "discrete_input": client.read_discrete_inputs,
-            "holding": client.read_holding_registers,
-            "input": client.read_input_registers,
-        }[block.table]
+        return getattr(client, _READERS[block.table])  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.link.close()
