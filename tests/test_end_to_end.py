@@ -200,9 +200,10 @@ async def test_demo_runs_the_whole_chain(tmp_path: Path, monkeypatch: Any) -> No
 
     monkeypatch.chdir(tmp_path)  # the demo keeps its Sumo log in ./var
     out = io.StringIO()
-    view = await demo(duration=9.0, period=8.0, config_file=REPO / "agent.toml", out=out)
+    view = await demo(duration=13.0, period=12.0, config_file=REPO / "agent.toml", out=out)
     text = out.getvalue()
-    assert view.counts["alarm starts"] >= 1 and view.counts["messages delivered"] >= 1
+    print(text)  # shown with a failure
+    assert view.counts["alarm starts"] >= 2 and view.counts["messages delivered"] >= 2
     assert "ALARM START [medium] Lubrication fault" in text and "operator: PUT accept" in text
     assert "Sumo Logic stand-in, category webhook/ilert:" in text
     assert (tmp_path / "var" / "demo-sumo.ndjson").exists()
