@@ -10,9 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from simulators.ilert import IlertSimulator
 from simulators.modbus_device import ModbusDeviceSimulator
+
+# a slow or busy CI machine must not turn a property into a timing test
+settings.register_profile("ci", deadline=None)
+settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parent.parent
 
