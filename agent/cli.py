@@ -19,6 +19,7 @@ from agent import __version__
 from agent.alarms import describe_condition
 from agent.config import Config, ConfigError, config_path, load_config
 from agent.logs import setup_logging
+from agent.store import StoreError
 
 log = logging.getLogger("agent")
 
@@ -310,6 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:

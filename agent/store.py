@@ -82,6 +82,10 @@ _COLUMNS = (
 )
 
 
+class StoreError(Exception):
+    """The state directory or its database cannot be used (permissions, disk, corruption)."""
+
+
 @dataclass(frozen=True)
 class Message:
     """A message to enqueue: its body and what ordering and listing need to know."""
@@ -128,17 +132,23 @@ class Store:
     """The SQLite file; every method is one short transaction."""
 
     def __init__(self, path: Path, clock: Any = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.clock = clock
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+            self._open()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"agent.state_dir: cannot use {path}: {exc}") from None
+
+    def _open(self) -> None:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=10000")
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{path} was written by a newer ixon-agent (schema {version})")
+            raise sqlite3.DatabaseError(f"written by a newer ixon-agent (schema {version})")
         if version < SCHEMA_VERSION:
             with self.transaction():
                 for statement in _SCHEMA.split(";"):

@@ -84,3 +84,17 @@ def test_send_test_names_unknown_webhooks(
 ) -> None:
     assert main(["send-test", "--config", str(write_config(tmp_path)), "--webhook", "pager"]) == 2
     assert "no webhook 'pager' (known: ilert)" in capsys.readouterr().err
+
+
+def test_an_unusable_state_dir_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    path = write_config(tmp_path)
+    assert main(["outbox", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"agent.state_dir: cannot use {blocker / 'agent.db'}:")
+        and "Traceback" not in err
+    )
