@@ -213,15 +213,17 @@ class Store:
         return [Entry.from_row(r) for r in rows if r["id"] not in busy][:limit]
 
     def next_due(self, busy: Iterable[int] = ()) -> float | None:
-        """When the earliest waiting message becomes due (heads of queues, not in flight)."""
+        """When the earliest waiting message becomes due (heads of queues, not in flight here;
+        one another process is sending is due when its lease ends)."""
         busy = list(busy)
         rows = self.db.execute(
-            "SELECT id, next_attempt FROM outbox AS o WHERE id = (SELECT MIN(id) FROM outbox"
-            " AS q WHERE q.webhook = o.webhook AND q.occurrence_id = o.occurrence_id)"
-            " ORDER BY next_attempt LIMIT ?",
+            "SELECT id, MAX(next_attempt, COALESCE(lease_until, 0)) AS due FROM outbox AS o"
+            " WHERE id = (SELECT MIN(id) FROM outbox AS q"
+            "             WHERE q.webhook = o.webhook AND q.occurrence_id = o.occurrence_id)"
+            " ORDER BY due LIMIT ?",
             (len(busy) + 1,),
         ).fetchall()
-        return next((r["next_attempt"] for r in rows if r["id"] not in busy), None)
+        return next((r["due"] for r in rows if r["id"] not in busy), None)
 
     def claim(self, entry_id: int, until: float) -> bool:
         """Take a message for sending, unless another process holds it."""

@@ -331,3 +331,13 @@ async def test_a_send_cut_short_by_sigkill_is_retried_at_once_after_restart(stor
     assert [e.id for e in store.due(time.time(), 10)] == [entry_id]
     assert store.claim(entry_id, time.time() + 40)
     assert store.release_dead_leases() == 1  # our own pid: we only just started
+
+
+def test_a_message_another_process_is_sending_is_due_when_its_lease_ends(store: Store) -> None:
+    [entry_id] = store.record([], [message("A", "start", 1)])
+    now = time.time()
+    store.db.execute(
+        "UPDATE outbox SET lease_until = ?, lease_pid = 1 WHERE id = ?", (now + 30, entry_id)
+    )
+    assert store.due(now, 10) == []
+    assert store.next_due() == pytest.approx(now + 30)  # not "now": no busy loop meanwhile
