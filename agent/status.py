@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("agent.status")
 
 PREFIX = "ixon_agent"
+MAX_VALUES = 200  # variables listed on the status page
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -212,12 +213,19 @@ def render(agent: Agent, started: float) -> str:
             f'<td class="state">{state}</td><td>{_ago(stats.last_read, now)}</td>'
             f"<td>{stats.requests}</td><td>{e(errors)}</td></tr>"
         )
-    units = {key: variable.unit for key, _, variable in agent.config.variables()}
+    shown = [
+        (key, variable.unit, agent.values[key])
+        for key, _, variable in agent.config.variables()
+        if key in agent.values
+    ]
     values = "".join(
-        f'<tr><td>{e(key)}</td><td class="num">{e(show(value, units.get(key)))}</td></tr>'
-        for key, _, _ in agent.config.variables()
-        if (value := agent.values.get(key)) is not None
+        f'<tr><td>{e(key)}</td><td class="num">{e(show(value, unit))}</td></tr>'
+        for key, unit, value in shown[:MAX_VALUES]
     )
+    if len(shown) > MAX_VALUES:  # a page for a phone, not a data dump
+        more = len(shown) - MAX_VALUES
+        values += f'<tr><td colspan="2">and {more} more: see /metrics or ixon-agent read</td></tr>'
+
     active = [s for s in agent.engine.all_states() if s.active]
     rows = []
     for alarm in active:
