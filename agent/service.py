@@ -115,6 +115,8 @@ class Agent:
         self.values: dict[str, object] = {}
         self.heartbeat_failures = 0
         self._cycles: set[asyncio.Task[None]] = set()  # poll cycles in flight
+        self._last_start: dict[str, float] = {}  # monotonic start of each source's last cycle
+        self._watchdog: asyncio.Task[None] | None = None
         self._unsaved: tuple[list[dict[str, Any]], list[Message]] = ([], [])
 
     async def start(self) -> None:
@@ -146,6 +148,7 @@ class Agent:
             )  # fmt: skip
         self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self.scheduler.start()
+        self._watchdog = asyncio.create_task(self._watch(), name="watchdog")
         log.info(
             "agent %r running: %d source(s), %d alarm(s), %d webhook(s); outbox: %d pending",
             self.config.agent.name, len(self.pollers), len(self.engine.states),
@@ -168,6 +171,9 @@ class Agent:
 
     async def stop(self, grace: float = 3.0) -> None:
         """Stop polling; in-flight sends get ``grace`` seconds; the outbox keeps the rest."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
         if self.scheduler is not None:
             self.scheduler.pause()  # no new cycles; running ones get a moment, then are cut
             if self._cycles:
@@ -186,8 +192,29 @@ class Agent:
         if self._own_http:
             await self.http.aclose()
 
+    async def _watch(self) -> None:
+        """APScheduler times jobs by the wall clock: set back (NTP, a Pi without a battery
+        clock), it would not poll again until the clock caught up. A cycle overdue by the
+        monotonic clock is started now."""
+        period = min(1.0, *(s.poll_interval for s in self.config.sources))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for name, poller in self.pollers.items():
+                source = poller.source
+                allowed = 3 * source.poll_interval + source.timeout * (len(poller.plan) + 1) + 1
+                last = self._last_start.get(name, self.started)
+                if now - last > allowed and self.scheduler is not None:
+                    log.warning(
+                        "source %s: no poll cycle for %.0f s (was the clock set back?);"
+                        " polling again now", name, now - last, extra={"source": name},
+                    )  # fmt: skip
+                    self._last_start[name] = now
+                    self.scheduler.modify_job(f"poll:{name}", next_run_time=datetime.now(UTC))
+
     async def poll_source(self, name: str) -> None:
         """The scheduler's job: one cycle, in a task of its own that stop() may cancel."""
+        self._last_start[name] = time.monotonic()
         cycle = asyncio.create_task(self._cycle(name), name=f"cycle:{name}")
         self._cycles.add(cycle)
         try:

@@ -207,3 +207,25 @@ async def test_demo_runs_the_whole_chain(tmp_path: Path, monkeypatch: Any) -> No
     assert "ALARM START [medium] Lubrication fault" in text and "operator: PUT accept" in text
     assert "Sumo Logic stand-in, category webhook/ilert:" in text
     assert (tmp_path / "var" / "demo-sumo.ndjson").exists()
+
+
+async def test_polling_resumes_when_the_wall_clock_is_set_back(
+    tmp_path: Path, machine: ModbusDeviceSimulator, ilert: IlertSimulator, caplog: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    agent = Agent(
+        load_config(write_config(tmp_path, port=machine.port, ilert=ilert.url), environ={})
+    )
+    await agent.start()
+    try:
+        stats = agent.pollers["plc"].stats
+        await wait_for(lambda: stats.cycles >= 2, what="polling")
+        assert agent.scheduler is not None
+        # what APScheduler does after the clock goes back an hour: next run an hour away
+        agent.scheduler.modify_job("poll:plc", next_run_time=datetime.now(UTC) + timedelta(hours=1))
+        cycles = stats.cycles
+        await wait_for(lambda: stats.cycles > cycles + 2, timeout=15, what="polling again")
+    finally:
+        await agent.stop()
+    assert "source plc: no poll cycle for" in caplog.text
