@@ -492,6 +492,8 @@ class AlarmEngine:
             out.append(state.start)
 
     def take_dirty(self) -> list[AlarmState]:
+        if not self.dirty:  # the usual cycle: nothing changed, nothing to allocate
+            return []
         dirty, self.dirty = list(self.dirty), set()
         return dirty
 

@@ -19,6 +19,7 @@ from agent import __version__
 from agent.alarms import describe_condition
 from agent.config import Config, ConfigError, config_path, load_config
 from agent.logs import setup_logging
+from agent.messages import show
 from agent.store import StoreError
 
 log = logging.getLogger("agent")
@@ -88,7 +89,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         width = max(len(key) for key in keys) if keys else 8
         print(f"{'variable':<{width}}  {'value':>14}  {'unit':<6}  label")
         for key, _, variable in config.variables():
-            shown = _show(values[key]) if key in values else "(not read)"
+            shown = show(values[key]) if key in values else "(not read)"
             unit = variable.unit or ""
             print(f"{key:<{width}}  {shown:>14}  {unit:<6}  {variable.display_name}")
     for problem in problems:
@@ -103,10 +104,6 @@ def warn_if_exposed(path: Path, config: Config) -> None:
             "%s holds webhook keys and every user on this machine can read it: chmod 600 %s",
             path, path,
         )  # fmt: skip
-
-
-def _show(value: object) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -323,12 +323,6 @@ class Config(BaseSettings):
                         return source, variable
         raise KeyError(key)
 
-    def webhook(self, name: str) -> Webhook:
-        for webhook in self.webhooks:
-            if webhook.name == name:
-                return webhook
-        raise KeyError(name)
-
     def secrets(self) -> list[str]:
         """Strings that must never reach a log line, an error or a metric."""
         found: list[str] = []

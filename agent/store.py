@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarm_state (
