@@ -1,40 +1,55 @@
 """Modbus IO: one connection per source (one per serial port), polled block by block.
 
-Nothing here raises out of a poll: an exception reply, a timeout, a short reply or a dead
+Nothing here raises out of a poll: an exception reply, a timeout, a malformed reply or a dead
 device becomes a ``PollResult`` with errors and a count in ``SourceStats``. Connecting is
 retried with capped exponential backoff and jitter, the first connect too (pymodbus never
 retries a failed first connect itself). A device that stops answering is backed off the
 same way, so a dead unit on a shared serial bus does not hold the bus every cycle.
+
+A device is untrusted input. pymodbus 3.16 checks a reply's unit id (unless unit 0 was
+asked) and transaction id (unless the reply says 0), and nothing else: it decodes a reply
+of another function code, a byte count that disagrees with its frame, more registers than
+asked and any exception code. So every frame is parsed here without trusting it (``Reply``)
+and judged against its request (``judge``): transaction id, unit id, function code, byte
+count, frame length and exception code must all match, or it is a protocol error, counted
+per source, never a value and never an answer. Only a valid reply resets the failure count,
+so a device that accepts connections and then talks nonsense backs off like a dead one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import struct
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import DecodePDU, ModbusPDU
+from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
+from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from agent.config import Source
 from agent.decode import BlockDecoder, Value
 from agent.plan import Block, plan_reads, split
+from agent.retry import Throttle, backoff
 
 log = logging.getLogger("agent.modbus")
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 ILLEGAL_ADDRESS = 2
-_READERS = {
-    "coil": "read_coils",
-    "discrete_input": "read_discrete_inputs",
-    "holding": "read_holding_registers",
-    "input": "read_input_registers",
+#: seconds between log lines about a source that keeps failing (besides the 1st, 10th, ...)
+FAILURE_LOG_INTERVAL = 600.0
+_REQUESTS: dict[str, type[ModbusPDU]] = {
+    "coil": ReadCoilsRequest,
+    "discrete_input": ReadDiscreteInputsRequest,
+    "holding": ReadHoldingRegistersRequest,
+    "input": ReadInputRegistersRequest,
 }
 
 EXCEPTION_NAMES = {
@@ -44,6 +59,7 @@ EXCEPTION_NAMES = {
     4: "device failure",
     5: "acknowledge",
     6: "device busy",
+    8: "memory parity error",
     10: "gateway path unavailable",
     11: "gateway target failed to respond",
 }
@@ -51,8 +67,75 @@ EXCEPTION_NAMES = {
 
 def jittered_backoff(failures: int) -> float:
     """Seconds to wait after the n-th consecutive failure: capped exponential, jittered."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(failures, 16))
-    return random.uniform(ceiling / 2, ceiling)
+    return backoff(failures, BACKOFF_BASE, BACKOFF_CAP)
+
+
+class Reply(ModbusPDU):
+    """A frame as the device sent it: split into function code and payload, not believed.
+
+    pymodbus calls ``StrictDecoder.decode`` for every frame it receives; returning this
+    instead of its own PDU classes means no frame can fail to decode inside pymodbus (which
+    would end the connection with an asyncio traceback in the log) and no frame becomes
+    values before ``judge`` has compared it with its request.
+    """
+
+    def __init__(self, frame: bytes) -> None:
+        super().__init__()
+        self.function_code = frame[0] if frame else 0
+        self.payload = bytes(frame[1:])
+        if self.function_code > 0x80 and self.payload:
+            self.exception_code = self.payload[0]
+
+    def __str__(self) -> str:
+        return f"Reply(function_code={self.function_code}, payload={self.payload.hex()})"
+
+
+class StrictDecoder(DecodePDU):
+    """pymodbus's client decoder (it still sizes RTU frames), with every frame a ``Reply``."""
+
+    def __init__(self) -> None:
+        super().__init__(is_server=False)
+
+    def decode(self, frame: bytes) -> ModbusPDU | None:
+        return Reply(frame)
+
+
+def judge(reply: Any, request: ModbusPDU, unit_id: int, tcp: bool) -> str | None:
+    """Why ``reply`` is not a valid answer to ``request``, or None if it is (an exception
+    reply with a real exception code is valid: the device answered)."""
+    if not isinstance(reply, Reply):
+        return f"unexpected reply {type(reply).__name__}"
+    if reply.dev_id != unit_id:
+        return f"reply from unit {reply.dev_id}, asked unit {unit_id}"
+    if tcp and reply.transaction_id != request.transaction_id:
+        return f"transaction id {reply.transaction_id}, asked {request.transaction_id}"
+    asked = request.function_code
+    payload = reply.payload
+    if reply.function_code == asked | 0x80:
+        if len(payload) != 1:
+            return f"exception reply of {len(payload)} bytes (expected 1)"
+        if payload[0] not in EXCEPTION_NAMES:
+            return f"exception code {payload[0]} (no such Modbus exception)"
+        return None
+    if reply.function_code != asked:
+        return f"function code {reply.function_code} in reply to {asked}"
+    expected = (request.count + 7) // 8 if asked in (1, 2) else 2 * request.count
+    if not payload:
+        return "empty reply"
+    if payload[0] != len(payload) - 1:
+        return f"byte count {payload[0]} disagrees with the frame ({len(payload) - 1} bytes)"
+    if payload[0] != expected:
+        what = "bits" if asked in (1, 2) else "registers"
+        return f"{payload[0]} bytes for {request.count} {what} (expected {expected})"
+    return None
+
+
+def reply_data(reply: Reply, request: ModbusPDU) -> list[int] | list[bool]:
+    """The registers or bits of a reply ``judge`` accepted, exactly as many as asked."""
+    data = reply.payload[1:]
+    if request.function_code in (1, 2):
+        return [bool(data[i >> 3] >> (i & 7) & 1) for i in range(request.count)]
+    return list(struct.unpack(f">{request.count}H", data))
 
 
 @dataclass
@@ -63,7 +146,7 @@ class PollResult:
     values: dict[str, Value] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     requests: int = 0
-    answered: bool = False  # the device replied at all (an exception reply counts)
+    answered: bool = False  # the device sent a valid reply (a valid exception reply counts)
 
     @property
     def ok(self) -> bool:
@@ -78,24 +161,31 @@ class SourceStats:
     failed: int = 0  # cycles that did not read every block
     values: int = 0  # values decoded
     requests: int = 0
-    replies: int = 0
+    replies: int = 0  # valid replies
     splits: int = 0
     skipped: int = 0  # scheduled cycles skipped because the previous one was still running
     errors: Counter[str] = field(default_factory=Counter)
     last_answer: float | None = None  # monotonic
-    last_read: float | None = None  # wall-clock time of the last complete read
+    last_read: float | None = None  # wall-clock time of the last complete read (a timestamp)
+    last_read_mono: float | None = None  # the same, monotonic, for ages
 
 
 class Link:
-    """A client plus the lock that serialises its requests; a serial bus is one link."""
+    """A client plus the lock that serialises its requests; a serial bus is one link.
+
+    ``failures`` counts failures since the last valid reply, across reconnects: a device
+    that accepts every connection and then sends garbage backs off as a dead one does.
+    """
 
     def __init__(self, client: AsyncModbusTcpClient | AsyncModbusSerialClient, label: str) -> None:
         self.client = client
+        self.client.ctx.framer.decoder = StrictDecoder()
         self.label = label
         self.lock = asyncio.Lock()
         self.sources = ""  # the names of the sources using this link, for log fields
         self.failures = 0
         self.retry_at = 0.0
+        self.throttle = Throttle(FAILURE_LOG_INTERVAL)
 
     async def ensure_connected(self) -> bool:
         """Connect if needed, unless the backoff after a failure has not yet passed."""
@@ -104,12 +194,19 @@ class Link:
         if time.monotonic() < self.retry_at:
             return False
         if await self.client.connect():
-            if self.failures:
-                log.info("%s: connected after %d failed attempt(s)", self.label, self.failures)
-            self.failures = 0
             return True
         self.broken("cannot connect")
         return False
+
+    def answered(self) -> None:
+        """A valid reply: the link is sound again."""
+        if self.failures:
+            log.info(
+                "%s: answering again after %d failure(s)", self.label, self.failures,
+                extra={"source": self.sources},
+            )  # fmt: skip
+            self.failures = 0
+            self.throttle.clear()
 
     def broken(self, reason: str) -> None:
         """Drop the connection and wait a growing, jittered while before the next try."""
@@ -117,19 +214,19 @@ class Link:
         delay = jittered_backoff(self.failures)
         self.failures += 1
         self.retry_at = time.monotonic() + delay
-        _log_failure(self.label, reason, self.failures, delay, {"source": self.sources})
+        _log_failure(self.throttle, self.label, reason, self.failures, delay, self.sources)
 
     def close(self) -> None:
         self.client.close()
 
 
 def _log_failure(
-    label: str, reason: str, failures: int, delay: float, about: dict[str, str]
+    throttle: Throttle, label: str, reason: str, failures: int, delay: float, source: str
 ) -> None:
-    # the 1st, 5th and every 50th failure in a row: visible, but no flood from a dead device
-    level = logging.WARNING if failures in (1, 5) or failures % 50 == 0 else logging.DEBUG
+    """Visible when it starts and now and then after, never a flood from a broken device."""
+    level = logging.WARNING if throttle.hit() else logging.DEBUG
     text = "%s: %s (failure %d in a row); next try in %.1fs"
-    log.log(level, text, label, reason, failures, delay, extra=about)
+    log.log(level, text, label, reason, failures, delay, extra={"source": source})
 
 
 def make_link(source: Source) -> Link:
@@ -176,9 +273,11 @@ class SourcePoller:
             link = make_link(source)
             link.sources = source.name
         self.link = link
+        self.tcp = source.protocol == "modbus-tcp"
         self.stats = SourceStats()
-        self.failures = 0  # cycles in a row with no answer from the device
+        self.failures = 0  # failures since this unit's last valid reply (serial: per unit)
         self.retry_at = 0.0
+        self.throttle = Throttle(FAILURE_LOG_INTERVAL)
         self.plan: list[tuple[Block, BlockDecoder]] = [
             (block, self._decoder(block)) for block in plan_reads(source.variables, source.max_gap)
         ]
@@ -198,17 +297,19 @@ class SourcePoller:
         stats = self.stats
         if result.answered:
             self.failures = 0
+            self.throttle.clear()
             stats.last_answer = time.monotonic()
         stats.values += len(result.values)
         if result.ok:
             stats.last_read = time.time()
+            stats.last_read_mono = time.monotonic()
         else:
             stats.failed += 1
         return result
 
     async def _poll(self, result: PollResult) -> None:
         if time.monotonic() < self.retry_at:
-            result.errors.append("no answer recently; waiting to retry")
+            result.errors.append("no valid answer recently; waiting to retry")
             return
         async with self.link.lock:
             if not await self.link.ensure_connected():
@@ -228,17 +329,23 @@ class SourcePoller:
         where = f"{block.table} {block.address}+{block.count}"
         result.requests += 1
         self.stats.requests += 1
+        request = _REQUESTS[block.table](
+            address=block.address, count=block.count, dev_id=self.source.unit_id
+        )
         try:
-            reply = await self._reader(block)(
-                block.address, count=block.count, device_id=self.source.unit_id
-            )
+            reply = await self.link.client.execute(False, request)
         except (TimeoutError, ModbusException, OSError) as exc:
-            self._no_answer(f"{where}: no reply ({type(exc).__name__})", result)
+            self._failed("no reply", f"{where}: no reply ({type(exc).__name__})", result)
             return "gone"
+        problem = judge(reply, request, self.source.unit_id, self.tcp)
+        if problem is not None:
+            self._failed("protocol error", f"{where}: protocol error: {problem}", result)
+            return "gone"  # the stream may be out of step: nothing more from it this cycle
         self.stats.replies += 1
         result.answered = True
+        self.link.answered()
         if reply.isError():
-            code = getattr(reply, "exception_code", 0) or 0
+            code = reply.exception_code
             if code == ILLEGAL_ADDRESS and len(block.variables) > 1:
                 self.plan[index : index + 1] = [(b, self._decoder(b)) for b in split(block)]
                 self.stats.splits += 1
@@ -249,35 +356,27 @@ class SourcePoller:
                     extra={"source": self.source.name},
                 )  # fmt: skip
                 return "again"
-            name = EXCEPTION_NAMES.get(code, f"exception {code}")
+            name = EXCEPTION_NAMES[code]
             self.stats.errors[name] += 1
             names = ", ".join(v.name for v in block.variables)
             result.errors.append(f"{where} ({names}): device answered {name}")
             return "next"
-        try:
-            data = reply.bits if decoder.bits else reply.registers
-            decoder.decode_into(data, result.values)
-        except Exception as exc:  # a short or malformed reply must not end the cycle
-            self.stats.errors["bad reply"] += 1
-            result.errors.append(f"{where}: {exc}")
+        decoder.decode_into(reply_data(reply, request), result.values)
         return "next"
 
-    def _no_answer(self, reason: str, result: PollResult) -> None:
-        """The device did not reply: back off, and reconnect a TCP link."""
-        self.stats.errors["no reply"] += 1
+    def _failed(self, kind: str, reason: str, result: PollResult) -> None:
+        """No valid reply: count it, back off, and reconnect a TCP link (after a timeout or
+        a bad frame the stream may be out of step)."""
+        self.stats.errors[kind] += 1
         result.errors.append(reason)
-        if self.source.protocol == "modbus-tcp":
-            self.link.broken(reason)  # a TCP stream may be out of step after a timeout
+        if self.tcp:
+            self.link.broken(reason)
             return
         delay = jittered_backoff(self.failures)
         self.failures += 1
         self.retry_at = time.monotonic() + delay
         label = f"source {self.source.name} (unit {self.source.unit_id})"
-        _log_failure(label, reason, self.failures, delay, {"source": self.source.name})
-
-    def _reader(self, block: Block) -> Callable[..., Awaitable[Any]]:
-        client = self.link.client
-        return getattr(client, _READERS[block.table])  # type: ignore[no-any-return]
+        _log_failure(self.throttle, label, reason, self.failures, delay, self.source.name)
 
     def close(self) -> None:
         self.link.close()
