@@ -9,7 +9,6 @@ import logging
 import signal
 import stat
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -207,7 +206,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 def _outbox_report(store: Any) -> str:
     """Pending and dead-lettered messages, by webhook name; no URL or key is ever shown."""
-    now = time.time()
+    now = store.now()  # the agent clock: ages and due times do not follow the wall clock
     pending, dead = store.pending(), store.dead()
     lines = [f"outbox {store.path}: {len(pending)} pending, {len(dead)} dead letter(s)"]
     if pending:
@@ -215,7 +214,7 @@ def _outbox_report(store: Any) -> str:
     for e in pending:
         wait = max(0.0, e.next_attempt - now)
         lines.append(
-            f"  #{e.id:<5} {e.webhook:<12} {e.label}; age {now - e.created:.0f}s,"
+            f"  #{e.id:<5} {e.webhook:<12} {e.label}; age {now - e.enqueued:.0f}s,"
             f" {e.attempts} attempt(s), next in {wait:.0f}s"
             + (f", last error: {e.last_error}" if e.last_error else "")
         )

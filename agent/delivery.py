@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -31,7 +30,7 @@ from typing import Any, Literal
 
 import httpx
 
-from agent import __version__
+from agent import __version__, retry
 from agent.config import Webhook
 from agent.logs import redact
 from agent.store import Entry, Store
@@ -77,18 +76,22 @@ def make_http_client() -> httpx.AsyncClient:
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
     """Seconds before the next attempt: full jitter on a capped exponential."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempts, 16))
-    delay = random.uniform(ceiling / 2, ceiling)
-    return max(delay, min(retry_after, 3600.0)) if retry_after is not None else delay
+    return retry.backoff(attempts, BACKOFF_BASE, BACKOFF_CAP, retry_after)
 
 
-def parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None, date: str | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header. An HTTP date is taken relative to the answer's
+    own ``Date`` header when it has one, so a wrong clock here does not stretch the wait."""
     if not value:
         return None
     with contextlib.suppress(ValueError):
         return max(0.0, float(value))
     with contextlib.suppress(TypeError, ValueError, IndexError):
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        then = parsedate_to_datetime(value).timestamp()
+        now = time.time()
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            now = parsedate_to_datetime(date).timestamp() if date else now
+        return max(0.0, then - now)
     return None
 
 
@@ -137,8 +140,9 @@ class Deliverer:
         secrets: Iterable[str] = (),
         on_result: Callable[[Result], None] | None = None,
         max_in_flight: int = 8,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock``: the agent clock of ``store`` unless a test injects one."""
         self.store = store
         self.webhooks = {w.name: w for w in webhooks}
         self.client = client
@@ -146,7 +150,7 @@ class Deliverer:
         self.secrets = list(secrets)
         self.on_result = on_result
         self.max_in_flight = max_in_flight
-        self.clock = clock
+        self.clock = clock or store.now
         self.rate = RateLimit()
         self.in_flight: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -199,6 +203,7 @@ class Deliverer:
     def _dispatch(self) -> float:
         """Start sends for what is due; returns how long to sleep if nothing wakes us."""
         now = self.clock()
+        self.store.mark()
         if now >= self._next_expiry_check:
             self._expire(now)
             self._next_expiry_check = now + EXPIRY_CHECK
@@ -274,7 +279,8 @@ class Deliverer:
             status = response.status_code
             outcome = classify(response, body)
             error = None if outcome == "delivered" else f"HTTP {status}"
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            headers = response.headers
+            retry_after = parse_retry_after(headers.get("Retry-After"), headers.get("Date"))
         latency = time.monotonic() - started
         now = self.clock()
         if outcome == "delivered":
@@ -290,7 +296,7 @@ class Deliverer:
                 "webhook %s: %s rejected with HTTP %s: %s; dead-lettered",
                 entry.webhook, entry.label, status, text[:200], extra=_about(entry),
             )  # fmt: skip
-        elif now - entry.created >= self.max_age:
+        elif now - entry.enqueued >= self.max_age:
             outcome = "expired"
             self.store.bury(
                 [entry.id], "expired: undelivered for max_age", status, None, error, attempted=True

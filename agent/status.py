@@ -135,7 +135,7 @@ class StatusServer:
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
-        self.started = time.time()
+        self.started = time.monotonic()
         self.port = 0
         self._runner: web.AppRunner | None = None
         app = web.Application()
@@ -202,7 +202,7 @@ def _ago(moment: float | None, now: float) -> str:
 def render(agent: Agent, started: float) -> str:
     """Plain server-rendered HTML, refreshing itself; readable on a phone."""
     e = html.escape
-    now = time.time()
+    now = time.monotonic()  # ages; the wall clock only for the "updated" stamp
     sources = []
     for name, poller in agent.pollers.items():
         stats = poller.stats
@@ -210,7 +210,7 @@ def render(agent: Agent, started: float) -> str:
         errors = ", ".join(f"{k} {v}" for k, v in stats.errors.most_common(3)) or "none"
         sources.append(
             f'<tr class="{state}"><td>{e(name)}</td><td>{e(poller.source.address)}</td>'
-            f'<td class="state">{state}</td><td>{_ago(stats.last_read, now)}</td>'
+            f'<td class="state">{state}</td><td>{_ago(stats.last_read_mono, now)}</td>'
             f"<td>{stats.requests}</td><td>{e(errors)}</td></tr>"
         )
     shown = [
@@ -245,7 +245,7 @@ def render(agent: Agent, started: float) -> str:
     )  # fmt: skip
     problems = agent.readiness()
     ready = "ready" if not problems else "not ready: " + "; ".join(problems)
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
 <meta name="viewport" content="width=device-width, initial-scale=1">

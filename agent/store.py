@@ -5,6 +5,15 @@
   next attempt time and last error, so a restart resumes exactly where it was.
 - ``dead_letter``: messages that cannot be delivered (rejected, expired, evicted), kept with
   the reason, never silently dropped; ``retry_dead`` puts them back.
+- ``clock``: the agent clock (``Store.now``), seconds the agent has run against this file.
+
+Durations are never taken from the wall clock, which a Raspberry Pi without a battery sets
+from NTP some time after boot, often days forward, sometimes back. Due times, leases and a
+message's age are in agent-clock seconds: monotonic while a process runs, carried over a
+restart from the last value written, shared by processes that use the file at once. So a
+jump of the wall clock by any amount neither expires nor delays a message, and ``max_age``
+counts the time the agent spent trying, not the time it was switched off. Wall time is kept
+only to be shown (``created``, ``died``, ``updated``).
 
 An alarm's state change and the messages it causes are written in one transaction
 (``record``), so a crash can neither lose nor repeat a notification. WAL journal,
@@ -21,12 +30,12 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarm_state (
@@ -49,9 +58,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     severity      TEXT NOT NULL,
     label         TEXT NOT NULL,
     body          TEXT NOT NULL,
-    created       REAL NOT NULL,
+    created       REAL NOT NULL,  -- wall time, shown only
+    enqueued      REAL NOT NULL,  -- agent clock: the start of its age
     attempts      INTEGER NOT NULL DEFAULT 0,
-    next_attempt  REAL NOT NULL,
+    next_attempt  REAL NOT NULL,  -- agent clock
     last_error    TEXT,
     lease_until   REAL,
     lease_pid     INTEGER
@@ -74,11 +84,32 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     response      TEXT,
     died          REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS clock (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    boot          TEXT,
+    offset        REAL NOT NULL,
+    holder        INTEGER,
+    elapsed       REAL NOT NULL
+);
 """
 
+#: from a schema version to the next; a message's due time and lease were wall time in 1
+_MIGRATIONS = {
+    1: [
+        "ALTER TABLE outbox ADD COLUMN enqueued REAL NOT NULL DEFAULT 0",
+        "UPDATE outbox SET enqueued = :now, next_attempt = :now, lease_until = NULL,"
+        " lease_pid = NULL",
+        _SCHEMA.split(";")[-2],  # the clock table
+    ],
+}
+
+#: how often the agent clock is written while nothing else is (it is also written with
+#: every new message); after a crash it resumes at most this much behind
+CLOCK_MARK_INTERVAL = 60.0
+
 _COLUMNS = (
-    "id, webhook, occurrence_id, kind, severity, label, body, created, attempts, next_attempt,"
-    " last_error"
+    "id, webhook, occurrence_id, kind, severity, label, body, created, enqueued, attempts,"
+    " next_attempt, last_error"
 )
 
 
@@ -109,7 +140,8 @@ class Entry:
     severity: str
     label: str
     body: dict[str, Any]
-    created: float
+    created: float  # wall time, shown only
+    enqueued: float  # agent clock
     attempts: int
     next_attempt: float
     last_error: str | None
@@ -122,6 +154,7 @@ class Entry:
         data = dict(row)
         data["body"] = json.loads(data["body"])
         data.setdefault("next_attempt", 0.0)
+        data.setdefault("enqueued", 0.0)
         data.pop("lease_until", None)
         data.pop("lease_pid", None)
         data.pop("response", None)
@@ -131,13 +164,22 @@ class Entry:
 class Store:
     """The SQLite file; every method is one short transaction."""
 
-    def __init__(self, path: Path, clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.path = path
-        self.clock = clock
+        self.monotonic = monotonic
+        self.wall = wall
+        self._offset = 0.0
+        self._marked = -CLOCK_MARK_INTERVAL
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
             self._open()
+            self._start_clock()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"agent.state_dir: cannot use {path}: {exc}") from None
 
@@ -149,12 +191,62 @@ class Store:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"written by a newer ixon-agent (schema {version})")
-        if version < SCHEMA_VERSION:
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            statements = _SCHEMA.split(";") if version == 0 else []
+            for old in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                statements += _MIGRATIONS[old]
+            for statement in filter(str.strip, statements):
+                self.db.execute(statement, {"now": self._read_clock()})
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    # -- the agent clock ------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The agent clock: seconds this file has been in use by a running agent."""
+        return self._offset + self.monotonic()
+
+    def _read_clock(self) -> float:
+        """The agent clock as last written, 0 for a new file."""
+        with contextlib.suppress(sqlite3.OperationalError):  # no clock table yet (schema 1)
+            row = self.db.execute("SELECT elapsed FROM clock").fetchone()
+            return float(row[0]) if row else 0.0
+        return 0.0
+
+    def _start_clock(self) -> None:
+        """Continue the agent clock: share it with a live process on this boot that uses
+        the same file (send-test beside the agent), else resume it where it was written
+        last. It never runs backwards, whatever the monotonic clock did since."""
+        row = self.db.execute("SELECT boot, offset, holder, elapsed FROM clock").fetchone()
+        boot, pid = boot_id(), os.getpid()
+        elapsed = float(row["elapsed"]) if row else 0.0
+        shared = (
+            row is not None
+            and boot is not None
+            and row["boot"] == boot
+            and row["holder"] not in (None, pid)
+            and _alive(row["holder"])
+        )
+        self._offset = float(row["offset"]) if shared else elapsed - self.monotonic()
+        if self.now() < elapsed:
+            self._offset, shared = elapsed - self.monotonic(), False
+        if not shared:
             with self.transaction():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self.db.execute(
+                    "INSERT OR REPLACE INTO clock VALUES (1, ?, ?, ?, ?)",
+                    (boot, self._offset, pid, elapsed),
+                )
+            self._marked = self.monotonic()
+
+    def mark(self, force: bool = False) -> None:
+        """Write the agent clock, at most once a ``CLOCK_MARK_INTERVAL`` unless forced: a
+        restart resumes from here, so the time the agent is off does not count."""
+        if not force and self.monotonic() - self._marked < CLOCK_MARK_INTERVAL:
+            return
+        with self._relaxed():
+            self.db.execute("UPDATE clock SET elapsed = MAX(elapsed, ?)", (self.now(),))
+        self._marked = self.monotonic()
 
     @contextlib.contextmanager
     def _relaxed(self) -> Iterator[None]:
@@ -171,6 +263,8 @@ class Store:
         return _Transaction(self.db)
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.mark(force=True)
         self.db.close()
 
     # -- alarm state ----------------------------------------------------------------------
@@ -186,7 +280,7 @@ class Store:
         forget: Iterable[str] = (),
     ) -> list[int]:
         """Alarm state changes and the messages they cause, in one transaction."""
-        now = self.clock()
+        now, wall = self.now(), self.wall()
         ids = []
         with self.transaction():
             self.db.executemany(
@@ -201,11 +295,12 @@ class Store:
             for m in messages:
                 cursor = self.db.execute(
                     "INSERT INTO outbox (webhook, occurrence_id, kind, severity, label, body,"
-                    " created, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created, enqueued, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (m.webhook, m.occurrence_id, m.kind, m.severity, m.label,
-                     json.dumps(m.body), now, now),
+                     json.dumps(m.body), wall, now, now),
                 )  # fmt: skip
                 ids.append(int(cursor.lastrowid or 0))
+            self.db.execute("UPDATE clock SET elapsed = MAX(elapsed, ?)", (now,))
         return ids
 
     # -- outbox ---------------------------------------------------------------------------
@@ -238,7 +333,7 @@ class Store:
 
     def claim(self, entry_id: int, until: float) -> bool:
         """Take a message for sending, unless another process holds it."""
-        now = self.clock()
+        now = self.now()
         with self._relaxed():
             cursor = self.db.execute(
                 "UPDATE outbox SET lease_until = ?, lease_pid = ? WHERE id = ?"
@@ -289,10 +384,7 @@ class Store:
                 "INSERT INTO dead_letter SELECT id, webhook, occurrence_id, kind, severity, label,"
                 " body, created, attempts + ?, COALESCE(?, last_error), ?, ?, ?, ? FROM outbox"
                 " WHERE id = ?",
-                [
-                    (int(attempted), error, reason, status, response, self.clock(), i)
-                    for (i,) in ids
-                ],
+                [(int(attempted), error, reason, status, response, self.wall(), i) for (i,) in ids],
             )
             self.db.executemany("DELETE FROM outbox WHERE id = ?", ids)
         return len(ids)
@@ -308,7 +400,7 @@ class Store:
             f"SELECT {_COLUMNS}, lease_until FROM outbox WHERE severity IN ('low', 'medium')"
             " ORDER BY CASE severity WHEN 'low' THEN 0 ELSE 1 END, id"
         ).fetchall()
-        now = self.clock()
+        now = self.now()
         sizes = Counter((r["webhook"], r["occurrence_id"]) for r in rows)
         busy = {(r["webhook"], r["occurrence_id"]) for r in rows if (r["lease_until"] or 0) >= now}
         chosen: set[tuple[str, str]] = set()
@@ -325,8 +417,9 @@ class Store:
         return victims
 
     def expired(self, oldest: float, busy: Iterable[int] = ()) -> list[Entry]:
+        """Messages enqueued before ``oldest`` (agent clock)."""
         busy = set(busy)
-        rows = self.db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE created < ?", (oldest,))
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE enqueued < ?", (oldest,))
         return [Entry.from_row(r) for r in rows.fetchall() if r["id"] not in busy]
 
     def pending(self, limit: int = -1) -> list[Entry]:
@@ -343,8 +436,10 @@ class Store:
     def dead_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0])
 
-    def oldest_pending(self) -> float | None:
-        return self.db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]
+    def oldest_age(self) -> float:
+        """Seconds (agent clock) the oldest waiting message has waited; 0 if none waits."""
+        oldest = self.db.execute("SELECT MIN(enqueued) FROM outbox").fetchone()[0]
+        return 0.0 if oldest is None else max(0.0, self.now() - oldest)
 
     def is_pending(self, entry_id: int) -> bool:
         return (
@@ -359,16 +454,25 @@ class Store:
 
     def retry_dead(self) -> int:
         """Put every dead letter back in the outbox, due now, attempts reset."""
-        now = self.clock()
+        now = self.now()
         with self.transaction():
             cursor = self.db.execute(
                 "INSERT INTO outbox (id, webhook, occurrence_id, kind, severity, label, body,"
-                " created, attempts, next_attempt, last_error) SELECT id, webhook, occurrence_id,"
-                " kind, severity, label, body, ?, 0, ?, last_error FROM dead_letter",
-                (now, now),
+                " created, enqueued, attempts, next_attempt, last_error) SELECT id, webhook,"
+                " occurrence_id, kind, severity, label, body, ?, ?, 0, ?, last_error"
+                " FROM dead_letter",
+                (self.wall(), now, now),
             )
             self.db.execute("DELETE FROM dead_letter")
         return cursor.rowcount
+
+
+def boot_id() -> str | None:
+    """This boot's id (Linux); monotonic clocks of different boots cannot be compared."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _alive(pid: int) -> bool:

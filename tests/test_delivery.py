@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -225,13 +224,13 @@ async def test_max_age_expires_into_the_dead_letter_table(
     store: Store, http: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     receiver.default = 503
-    now = [time.time()]
-    store.clock = lambda: now[0]
+    now = [1000.0]
+    store = Store(store.path, monotonic=lambda: now[0])  # an injected monotonic clock
     store.record([], [message("A", "start", 1)])
-    async with Run(store, http, hook(receiver.url), max_age=3600.0, clock=lambda: now[0]) as run:
+    async with Run(store, http, hook(receiver.url), max_age=3600.0) as run:
         run.deliverer.wake()
         await wait_for(lambda: run.outcomes() == ["retry"], what="a first failed attempt")
-        now[0] += 3601.0  # an hour later (injected clock): past max_age
+        now[0] += 3601.0  # an hour of trying later: past max_age
         run.deliverer._next_expiry_check = 0.0
         run.deliverer.wake()
         await wait_for(lambda: store.dead(), what="the expired message")
@@ -272,7 +271,7 @@ async def test_ilert_events_are_held_back_past_50_a_minute(
         held = store.pending()
         assert len(receiver.bodies) == 50
         assert len(held) == 3 and all(
-            e.attempts == 0 and e.next_attempt > time.time() + 50 for e in held
+            e.attempts == 0 and e.next_attempt > store.now() + 50 for e in held
         )
         assert all("at most 50 events a minute" in (e.last_error or "") for e in held)
 
@@ -324,18 +323,18 @@ async def test_a_send_cut_short_by_sigkill_is_retried_at_once_after_restart(stor
     await dead.wait()  # a process that held the message and is gone now
     store.db.execute(
         "UPDATE outbox SET lease_until = ?, lease_pid = ? WHERE id = ?",
-        (time.time() + 40, dead.pid, entry_id),
+        (store.now() + 40, dead.pid, entry_id),
     )
-    assert store.due(time.time(), 10) == []  # leased: not due
+    assert store.due(store.now(), 10) == []  # leased: not due
     assert store.release_dead_leases() == 1
-    assert [e.id for e in store.due(time.time(), 10)] == [entry_id]
-    assert store.claim(entry_id, time.time() + 40)
+    assert [e.id for e in store.due(store.now(), 10)] == [entry_id]
+    assert store.claim(entry_id, store.now() + 40)
     assert store.release_dead_leases() == 1  # our own pid: we only just started
 
 
 def test_a_message_another_process_is_sending_is_due_when_its_lease_ends(store: Store) -> None:
     [entry_id] = store.record([], [message("A", "start", 1)])
-    now = time.time()
+    now = store.now()
     store.db.execute(
         "UPDATE outbox SET lease_until = ?, lease_pid = 1 WHERE id = ?", (now + 30, entry_id)
     )
