@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     redact = setup_logging(args.verbose, config.secrets(), args.log_format)
     warn_if_exposed(path, config)
 
-    async def main() -> None:
+    async def main() -> StoreError | None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -130,8 +130,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGHUP, reload)
         await runner.run(stop)
         log.info("agent stopped")
+        return runner.error
 
-    asyncio.run(main())
+    error = asyncio.run(main())
+    if error is not None:
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
 
 

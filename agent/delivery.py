@@ -33,7 +33,8 @@ import httpx
 from agent import __version__, retry
 from agent.config import Webhook
 from agent.logs import redact
-from agent.store import Entry, Store
+from agent.retry import Throttle
+from agent.store import Entry, Store, StoreDamaged, StoreError
 
 log = logging.getLogger("agent.delivery")
 
@@ -141,8 +142,10 @@ class Deliverer:
         on_result: Callable[[Result], None] | None = None,
         max_in_flight: int = 8,
         clock: Callable[[], float] | None = None,
+        on_fatal: Callable[[StoreError], None] | None = None,
     ) -> None:
-        """``clock``: the agent clock of ``store`` unless a test injects one."""
+        """``clock``: the agent clock of ``store`` unless a test injects one. ``on_fatal``:
+        told when the store is damaged, after which delivery stops."""
         self.store = store
         self.webhooks = {w.name: w for w in webhooks}
         self.client = client
@@ -156,6 +159,8 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_expiry_check = 0.0
+        self.on_fatal = on_fatal
+        self._troubles = Throttle()
 
     def start(self) -> None:
         self.store.release_dead_leases()
@@ -193,8 +198,15 @@ class Deliverer:
             self._wake.clear()
             try:
                 delay = self._dispatch()
+                self._troubles.clear()
+            except StoreDamaged as exc:
+                log.critical("%s", exc)
+                if self.on_fatal is not None:
+                    self.on_fatal(exc)
+                return
             except Exception:  # a locked or broken database must not end delivery for good
-                log.exception("outbox: cannot read due messages; trying again")
+                if self._troubles.hit():
+                    log.exception("outbox: cannot read due messages; trying again")
                 delay = IDLE_CHECK
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -204,6 +216,8 @@ class Deliverer:
         """Start sends for what is due; returns how long to sleep if nothing wakes us."""
         now = self.clock()
         self.store.mark()
+        if not self.store.durable:
+            self.store.flush()  # new messages written as soon as the disk has room again
         if now >= self._next_expiry_check:
             self._expire(now)
             self._next_expiry_check = now + EXPIRY_CHECK
@@ -242,11 +256,19 @@ class Deliverer:
             result = await self._attempt(entry)
             if self.on_result is not None:
                 self.on_result(result)
+        except StoreDamaged as exc:
+            log.critical("%s", exc)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
         except Exception:
-            log.exception("webhook %s: sending %s failed unexpectedly", entry.webhook, entry.label)
-            self.store.retry_later(
-                entry.id, self.clock() + backoff(entry.attempts), "internal error"
-            )
+            if self._troubles.hit():
+                log.exception(
+                    "webhook %s: sending %s failed unexpectedly", entry.webhook, entry.label
+                )
+            with contextlib.suppress(Exception):
+                self.store.retry_later(
+                    entry.id, self.clock() + backoff(entry.attempts), "internal error"
+                )
         finally:
             self.in_flight.pop(entry.id, None)
             self._wake.set()

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +29,7 @@ from agent.logs import RedactSecrets
 from agent.messages import describe_values, messages_for
 from agent.modbus import PollResult, SourcePoller, make_links
 from agent.status import Metrics, StatusServer
-from agent.store import Message, Store
+from agent.store import Message, Store, StoreDamaged, StoreError
 
 log = logging.getLogger("agent")
 
@@ -62,6 +61,10 @@ class SteadyInterval(IntervalTrigger):  # type: ignore[misc]
         if previous is not None and following is not None and following < now - self.interval:
             following = super().get_next_fire_time(None, now)
         return following
+
+
+def _ignore(exc: StoreError) -> None:
+    pass
 
 
 def _signed(seconds: float) -> str:
@@ -112,14 +115,17 @@ class Agent:
         http: httpx.AsyncClient | None = None,
         observer: Observer | None = None,
         carry: tuple[AlarmEngine, set[str]] | None = None,
+        on_fatal: Callable[[StoreError], None] | None = None,
     ) -> None:
-        """``carry``: a previous engine and the ids of its alarms to take over as they are."""
+        """``carry``: a previous engine and the ids of its alarms to take over as they are.
+        ``on_fatal``: told when the agent cannot go on (a damaged state database)."""
+        self.on_fatal = on_fatal or _ignore
         self.config = config
         self.clock = clock or Clock()
         self.observer: Observer = observer or _Nothing()
         self._own_http = http is None
         self.http = http or make_http_client()
-        self.store = Store(config.agent.state_dir / DB_NAME)
+        self.store = Store(config.agent.state_dir / DB_NAME, max_held=config.outbox.max_pending)
         self.engine = AlarmEngine.from_config(config)
         saved = self.store.alarm_states()
         self._removed = {a: saved[a] for a in self.engine.restore(saved)}
@@ -129,7 +135,7 @@ class Agent:
         self.pollers = {s.name: SourcePoller(s, links[s.name]) for s in config.sources}
         self.deliverer = Deliverer(
             self.store, config.webhooks, self.http, max_age=config.outbox.max_age,
-            secrets=config.secrets(), on_result=self._delivered,
+            secrets=config.secrets(), on_result=self._delivered, on_fatal=self.on_fatal,
         )  # fmt: skip
         self.metrics = Metrics(self)
         self.status = StatusServer(self) if config.status.enabled else None
@@ -141,7 +147,6 @@ class Agent:
         self._cycles: set[asyncio.Task[None]] = set()  # poll cycles in flight
         self._last_start: dict[str, float] = {}  # monotonic start of each source's last cycle
         self._watchdog: asyncio.Task[None] | None = None
-        self._unsaved: tuple[list[dict[str, Any]], list[Message]] = ([], [])
 
     async def start(self) -> None:
         """Start delivery and the polling schedule; must run inside the event loop."""
@@ -224,6 +229,8 @@ class Agent:
         skew = time.time() - time.monotonic()
         while True:
             await asyncio.sleep(period)
+            if not self.store.durable and self.store.flush():
+                self.deliverer.wake()  # what waited in memory is written: send it
             now = time.monotonic()
             wall_skew = time.time() - now
             jump, skew = wall_skew - skew, wall_skew
@@ -283,6 +290,9 @@ class Agent:
             transitions = self.engine.connection(name, result.answered, last_answer, now, wall)
             transitions += self.engine.evaluate(name, result.values, now, wall)
             self.handle(transitions)
+        except StoreDamaged as exc:
+            log.critical("%s", exc)
+            self.on_fatal(exc)
         except Exception:
             log.exception("source %s: poll cycle failed", name, extra={"source": name})
 
@@ -322,7 +332,13 @@ class Agent:
             last = poller.stats.last_answer or self.started
             if limit and now - last > limit:
                 problems.append(f"source {name} has not answered for {now - last:.0f} s")
-        pending = self.store.pending_count()
+        store = self.store
+        if not store.durable:
+            problems.append(
+                f"state not durable: cannot write {store.path} ({store.problem}) for"
+                f" {now - store.since:.0f} s; {store.held} new message(s) wait in memory"
+            )
+        pending = store.pending_count()
         if pending > self.config.outbox.max_pending:
             problems.append(f"outbox holds {pending} messages, over max_pending")
         return problems
@@ -341,21 +357,11 @@ class Agent:
     def save(
         self, states: list[dict[str, Any]], messages: list[Message], forget: Sequence[str] = ()
     ) -> list[int]:
-        """Write states and messages in one transaction; on a database error keep them in
-        memory and try again with the next save, so nothing is lost while the disk is sick."""
-        states = self._unsaved[0] + states
-        messages = self._unsaved[1] + messages
+        """Write states and messages in one transaction. While the disk is full the store
+        keeps them in memory and writes them, in order, as soon as it can."""
         if not (states or messages or forget):
             return []
-        try:
-            ids = self.store.record(states, messages, forget)
-        except sqlite3.Error:
-            log.exception(
-                "outbox: cannot save %d message(s); holding them in memory", len(messages)
-            )
-            self._unsaved = (states, messages)
-            return []
-        self._unsaved = ([], [])
+        ids = self.store.record(states, messages, forget)
         evicted = self.store.evict_overflow(self.config.outbox.max_pending)
         if evicted:
             log.warning(
@@ -438,11 +444,20 @@ class Runner:
 
     def __init__(self, path: Path, config: Config, redact: RedactSecrets | None = None) -> None:
         self.path = path
-        self.agent = Agent(config)
+        self.error: StoreError | None = None  # why the agent had to stop, if it had to
+        self._stop = asyncio.Event()
+        self.agent = Agent(config, on_fatal=self._fatal)
         self.redact = redact
         self._lock = asyncio.Lock()
 
+    def _fatal(self, exc: StoreError) -> None:
+        self.error = self.error or exc
+        self._stop.set()
+
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        if self.error is not None:
+            stop.set()
         await self.agent.start()
         try:
             await stop.wait()
@@ -468,7 +483,7 @@ class Runner:
                 for alarm_id, definition in definitions(config).items()
                 if definitions(old.config).get(alarm_id) == definition
             }
-            self.agent = Agent(config, carry=(old.engine, unchanged))
+            self.agent = Agent(config, carry=(old.engine, unchanged), on_fatal=self._fatal)
             await self.agent.start()
             log.info(
                 "reload: new config running; %d alarm(s) carried over unchanged", len(unchanged)

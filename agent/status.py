@@ -108,6 +108,19 @@ class Metrics(Collector):
         yield _gauge(
             "outbox_oldest_age_seconds", "Oldest waiting message", value=outbox["oldest_age"]
         )
+        store = agent.store
+        yield _gauge(
+            "state_durable", "1 if the state database can be written", value=float(store.durable)
+        )
+        yield _gauge(
+            "state_waiting_messages", "New messages waiting in memory to be written",
+            value=store.held,
+        )  # fmt: skip
+        dropped = _counter(
+            "state_dropped_messages", "New messages dropped: memory full, not durable"
+        )
+        dropped.add_metric([], store.dropped)
+        yield dropped
         attempts = _counter("delivery_attempts", "Delivery attempts", "webhook", "outcome")
         for labels, count in self.attempts.items():
             attempts.add_metric(list(labels), count)

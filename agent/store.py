@@ -20,12 +20,21 @@ An alarm's state change and the messages it causes are written in one transactio
 ``synchronous=FULL``, a busy timeout for the CLI reading beside the running agent. Webhook
 URLs and integration keys are never stored: messages name their webhook, and secrets are
 added when sending.
+
+When a write fails (a full SD card, a read-only remount), the store is *not durable* and
+keeps going in memory: what delivery does to saved messages (claims, deliveries, retry
+times, dead letters) goes to in-memory tables that every query takes into account, so
+saved messages are still delivered, in order; new alarm states and messages wait in a
+bounded queue. All of it is written, in order, as soon as a write succeeds again. A file
+with damaged pages is another matter: ``StoreDamaged`` stops the agent with a message that
+says what to do, since going on could lose or repeat alarms without anyone knowing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -33,7 +42,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from agent.retry import Throttle
+
+log = logging.getLogger("agent.store")
+T = TypeVar("T")
 
 SCHEMA_VERSION = 2
 
@@ -117,6 +131,26 @@ class StoreError(Exception):
     """The state directory or its database cannot be used (permissions, disk, corruption)."""
 
 
+class StoreDamaged(StoreError):
+    """The database file has damaged pages: the agent must not go on with it."""
+
+
+def damaged(exc: BaseException) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+
+
+def damage_report(path: Path, problem: str) -> str:
+    problem = " ".join(problem.split())
+    return (
+        f"agent.state_dir: the state database {path} is damaged ({problem}). Stop the agent,"
+        f" move the file aside (mv {path} {path}.damaged, and its -wal and -shm files if any)"
+        " and start the agent again: it creates a new database and evaluates every alarm"
+        " afresh, so alerts it had opened may have to be resolved by hand. Undelivered"
+        f" messages can be recovered from the old file: sqlite3 {path}.damaged .recover"
+    )
+
+
 @dataclass(frozen=True)
 class Message:
     """A message to enqueue: its body and what ordering and listing need to know."""
@@ -161,6 +195,30 @@ class Entry:
         return cls(**data)
 
 
+#: a message as delivery sees it: the row, with what is only in memory while not durable
+_ENTRY = (
+    "o.id, o.webhook, o.occurrence_id, o.kind, o.severity, o.label, o.body, o.created,"
+    " o.enqueued, o.attempts + COALESCE(l.attempts, 0) AS attempts,"
+    " COALESCE(l.next_attempt, o.next_attempt) AS next_attempt,"
+    " COALESCE(l.last_error, o.last_error) AS last_error"
+)
+_WAITING = "outbox AS o LEFT JOIN temp.later AS l ON l.id = o.id WHERE o.id NOT IN temp.gone"
+_HEAD = (
+    "o.id = (SELECT MIN(q.id) FROM outbox AS q WHERE q.webhook = o.webhook"
+    " AND q.occurrence_id = o.occurrence_id AND q.id NOT IN temp.gone)"
+)
+_FREE = "(l.id IS NOT NULL OR o.lease_until IS NULL OR o.lease_until < :now)"
+_MEMORY = """
+CREATE TEMP TABLE gone (id INTEGER PRIMARY KEY);
+CREATE TEMP TABLE later (id INTEGER PRIMARY KEY, attempts INTEGER NOT NULL,
+                         next_attempt REAL NOT NULL, last_error TEXT);
+"""
+#: seconds between attempts to write what is held in memory, besides each new transition
+FLUSH_INTERVAL = 1.0
+#: seconds between log lines while the state is not durable
+NOT_DURABLE_LOG_INTERVAL = 60.0
+
+
 class Store:
     """The SQLite file; every method is one short transaction."""
 
@@ -169,28 +227,72 @@ class Store:
         path: Path,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        max_held: int = 10_000,
     ) -> None:
+        """``max_held``: new messages kept in memory at most while writes fail."""
         self.path = path
         self.monotonic = monotonic
         self.wall = wall
+        self.max_held = max_held
         self._offset = 0.0
         self._marked = -CLOCK_MARK_INTERVAL
+        # not durable: what waits in memory for a write to succeed again
+        self.durable = True
+        self.problem = ""
+        self.since = 0.0  # monotonic: when writes began to fail
+        self.dropped = 0  # new messages dropped: memory full while writes failed
+        self._states: dict[str, Mapping[str, Any]] = {}
+        self._messages: list[Message] = []
+        self._forget: set[str] = set()
+        self._burials: list[tuple[Any, ...]] = []
+        self._flushed = -FLUSH_INTERVAL
+        self._throttle = Throttle(NOT_DURABLE_LOG_INTERVAL, monotonic)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
-            self._open()
-            self._start_clock()
-        except (OSError, sqlite3.Error) as exc:
+            self.db = self._connect(exclusive=False)
+        except sqlite3.DatabaseError as exc:
+            if damaged(exc):
+                raise StoreDamaged(damage_report(path, str(exc))) from None
             raise StoreError(f"agent.state_dir: cannot use {path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"agent.state_dir: cannot use {path}: {exc}") from None
+        self._start_clock()
+
+    def _connect(self, exclusive: bool) -> sqlite3.Connection:
+        """Open the file. On a full disk its shared-memory file cannot be created: then it
+        is opened for this process alone (no shared memory needed), so a restart on a full
+        disk still delivers what was saved; other processes wait until the agent restarts."""
+        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        try:
+            if exclusive:
+                self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            self._open()
+        except sqlite3.OperationalError as exc:
+            self.db.close()
+            name = exc.sqlite_errorname
+            if exclusive or not name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN")):
+                raise
+            self._connect(exclusive=True)
+            log.warning(
+                "%s opened for the agent alone (%s): `ixon-agent outbox` and `send-test` cannot"
+                " use it until the agent restarts with room on the disk", self.path, exc,
+            )  # fmt: skip
+        return self.db
 
     def _open(self) -> None:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute("PRAGMA temp_store=MEMORY")  # the in-memory tables, on a full disk too
+        self.db.executescript(_MEMORY)
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"written by a newer ixon-agent (schema {version})")
+        if version:
+            check = self.db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise StoreDamaged(damage_report(self.path, check))
         if version == SCHEMA_VERSION:
             return
         with self.transaction():
@@ -200,6 +302,117 @@ class Store:
             for statement in filter(str.strip, statements):
                 self.db.execute(statement, {"now": self._read_clock()})
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    # -- reading, and writing when the disk may be full -------------------------------------
+
+    def _rows(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """A query; damaged pages raise ``StoreDamaged``."""
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            if damaged(exc):
+                raise StoreDamaged(damage_report(self.path, str(exc))) from None
+            raise
+
+    def _write(self, action: Callable[[], T], instead: Callable[[], T]) -> T:
+        """``action`` if the file can be written, else ``instead`` (in memory)."""
+        if not self.flush():
+            return instead()
+        try:
+            result = action()
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            return instead()
+        return result
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        """A write failed: damage stops the agent, a bug is raised, anything else (a full
+        disk, a read-only file system, an I/O error, a lock held too long) is survived."""
+        if damaged(exc):
+            raise StoreDamaged(damage_report(self.path, str(exc))) from None
+        if not isinstance(exc, sqlite3.OperationalError) or exc.sqlite_errorname == "SQLITE_ERROR":
+            raise exc
+        if self.durable:
+            self.durable, self.since = False, self.monotonic()
+        self.problem = str(exc)
+        if self._throttle.hit():
+            log.error(
+                "state not durable: cannot write %s (%s) for %.0f s; %d new message(s) wait in"
+                " memory and saved messages are still delivered; free space to save them",
+                self.path, self.problem, self.monotonic() - self.since, len(self._messages),
+            )  # fmt: skip
+
+    @property
+    def held(self) -> int:
+        """New messages waiting in memory for a write to succeed."""
+        return len(self._messages)
+
+    def flush(self, force: bool = False) -> bool:
+        """Write what waits in memory, in order, in one transaction (at most once a
+        ``FLUSH_INTERVAL`` unless forced); True when nothing waits any more."""
+        if self.durable:
+            return True
+        if not force and self.monotonic() - self._flushed < FLUSH_INTERVAL:
+            return False
+        self._flushed = self.monotonic()
+        written = len(self._messages)
+        try:
+            with self.transaction():
+                self.db.execute(
+                    "UPDATE outbox SET attempts = outbox.attempts + l.attempts,"
+                    " next_attempt = l.next_attempt, last_error = l.last_error,"
+                    " lease_until = NULL, lease_pid = NULL FROM temp.later AS l"
+                    " WHERE outbox.id = l.id"
+                )
+                for burial in self._burials:
+                    self._bury(*burial)
+                self.db.execute("DELETE FROM outbox WHERE id IN temp.gone")
+                self.db.execute("DELETE FROM temp.later")
+                self.db.execute("DELETE FROM temp.gone")
+                self._insert(list(self._states.values()), self._messages, self._forget)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            return False
+        self._states, self._messages, self._forget, self._burials = {}, [], set(), []
+        log.warning(
+            "state durable again: %s written after %.0f s, with %d message(s) that waited in"
+            " memory", self.path, self.monotonic() - self.since, written,
+        )  # fmt: skip
+        self.durable, self.problem = True, ""
+        self._throttle.clear()
+        return True
+
+    def _hold(
+        self, states: Iterable[Mapping[str, Any]], messages: Iterable[Message], forget: set[str]
+    ) -> None:
+        """Keep new states and messages in memory, within ``max_held`` messages: past it,
+        whole occurrences go, oldest first, low severity before medium before high."""
+        for state in states:
+            self._states[state["alarm_id"]] = state
+        self._forget |= forget
+        self._messages += messages
+        excess = len(self._messages) - self.max_held
+        if excess <= 0:
+            return
+        rank = {"low": 0, "medium": 1}
+        order = sorted(
+            range(len(self._messages)), key=lambda i: (rank.get(self._messages[i].severity, 2), i)
+        )
+        doomed: set[tuple[str, str]] = set()
+        for index in order:
+            if excess <= 0:
+                break
+            queue = (self._messages[index].webhook, self._messages[index].occurrence_id)
+            if queue not in doomed:
+                doomed.add(queue)
+                excess -= sum(1 for m in self._messages if (m.webhook, m.occurrence_id) == queue)
+        before = len(self._messages)
+        self._messages = [m for m in self._messages if (m.webhook, m.occurrence_id) not in doomed]
+        self.dropped += before - len(self._messages)
+        log.error(
+            "state not durable and %d new message(s) wait in memory: %d dropped (%s)",
+            self.max_held, before - len(self._messages), ", ".join(sorted(o for _, o in doomed)),
+        )  # fmt: skip
 
     # -- the agent clock ------------------------------------------------------------------
 
@@ -218,25 +431,27 @@ class Store:
         """Continue the agent clock: share it with a live process on this boot that uses
         the same file (send-test beside the agent), else resume it where it was written
         last. It never runs backwards, whatever the monotonic clock did since."""
-        row = self.db.execute("SELECT boot, offset, holder, elapsed FROM clock").fetchone()
+        row = self._rows("SELECT boot, offset, holder, elapsed FROM clock")
         boot, pid = boot_id(), os.getpid()
-        elapsed = float(row["elapsed"]) if row else 0.0
+        elapsed = float(row[0]["elapsed"]) if row else 0.0
         shared = (
-            row is not None
+            bool(row)
             and boot is not None
-            and row["boot"] == boot
-            and row["holder"] not in (None, pid)
-            and _alive(row["holder"])
+            and row[0]["boot"] == boot
+            and row[0]["holder"] not in (None, pid)
+            and _alive(row[0]["holder"])
         )
-        self._offset = float(row["offset"]) if shared else elapsed - self.monotonic()
+        self._offset = float(row[0]["offset"]) if shared else elapsed - self.monotonic()
         if self.now() < elapsed:
             self._offset, shared = elapsed - self.monotonic(), False
         if not shared:
-            with self.transaction():
-                self.db.execute(
-                    "INSERT OR REPLACE INTO clock VALUES (1, ?, ?, ?, ?)",
-                    (boot, self._offset, pid, elapsed),
-                )
+            values = (boot, self._offset, pid, elapsed)
+            self._write(
+                lambda: self.db.execute(
+                    "INSERT OR REPLACE INTO clock VALUES (1, ?, ?, ?, ?)", values
+                ),
+                lambda: None,
+            )
             self._marked = self.monotonic()
 
     def mark(self, force: bool = False) -> None:
@@ -244,9 +459,13 @@ class Store:
         restart resumes from here, so the time the agent is off does not count."""
         if not force and self.monotonic() - self._marked < CLOCK_MARK_INTERVAL:
             return
-        with self._relaxed():
-            self.db.execute("UPDATE clock SET elapsed = MAX(elapsed, ?)", (self.now(),))
         self._marked = self.monotonic()
+
+        def write() -> None:
+            with self._relaxed():
+                self.db.execute("UPDATE clock SET elapsed = MAX(elapsed, ?)", (self.now(),))
+
+        self._write(write, lambda: None)
 
     @contextlib.contextmanager
     def _relaxed(self) -> Iterator[None]:
@@ -263,15 +482,18 @@ class Store:
         return _Transaction(self.db)
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error, StoreError):
+            self.flush(force=True)
             self.mark(force=True)
         self.db.close()
 
     # -- alarm state ----------------------------------------------------------------------
 
     def alarm_states(self) -> dict[str, dict[str, Any]]:
-        rows = self.db.execute("SELECT alarm_id, snapshot FROM alarm_state").fetchall()
-        return {row["alarm_id"]: json.loads(row["snapshot"]) for row in rows}
+        rows = self._rows("SELECT alarm_id, snapshot FROM alarm_state")
+        saved = {row["alarm_id"]: json.loads(row["snapshot"]) for row in rows}
+        saved.update({k: dict(v) for k, v in self._states.items()})
+        return saved
 
     def record(
         self,
@@ -279,28 +501,42 @@ class Store:
         messages: Iterable[Message],
         forget: Iterable[str] = (),
     ) -> list[int]:
-        """Alarm state changes and the messages they cause, in one transaction."""
+        """Alarm state changes and the messages they cause, in one transaction. While the
+        file cannot be written they wait in memory (and the ids returned are fewer)."""
+        states, messages, forget = list(states), list(messages), set(forget)
+        if not self.flush(force=True):
+            self._hold(states, messages, forget)
+            return []
+        try:
+            with self.transaction():
+                ids = self._insert(states, messages, forget)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            self._hold(states, messages, forget)
+            return []
+        return ids
+
+    def _insert(
+        self, states: list[Mapping[str, Any]], messages: list[Message], forget: set[str]
+    ) -> list[int]:
         now, wall = self.now(), self.wall()
         ids = []
-        with self.transaction():
-            self.db.executemany(
-                "DELETE FROM alarm_state WHERE alarm_id = ?", [(a,) for a in forget]
-            )
-            for s in states:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO alarm_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (s["alarm_id"], s["name"], s["severity"], int(s["active"]), s["occurrence_id"],
-                     s["occurred_on"], int(s["notified"]), s["suppressed"], json.dumps(s), now),
-                )  # fmt: skip
-            for m in messages:
-                cursor = self.db.execute(
-                    "INSERT INTO outbox (webhook, occurrence_id, kind, severity, label, body,"
-                    " created, enqueued, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (m.webhook, m.occurrence_id, m.kind, m.severity, m.label,
-                     json.dumps(m.body), wall, now, now),
-                )  # fmt: skip
-                ids.append(int(cursor.lastrowid or 0))
-            self.db.execute("UPDATE clock SET elapsed = MAX(elapsed, ?)", (now,))
+        self.db.executemany("DELETE FROM alarm_state WHERE alarm_id = ?", [(a,) for a in forget])
+        for s in states:
+            self.db.execute(
+                "INSERT OR REPLACE INTO alarm_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (s["alarm_id"], s["name"], s["severity"], int(s["active"]), s["occurrence_id"],
+                 s["occurred_on"], int(s["notified"]), s["suppressed"], json.dumps(s), wall),
+            )  # fmt: skip
+        for m in messages:
+            cursor = self.db.execute(
+                "INSERT INTO outbox (webhook, occurrence_id, kind, severity, label, body,"
+                " created, enqueued, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (m.webhook, m.occurrence_id, m.kind, m.severity, m.label,
+                 json.dumps(m.body), wall, now, now),
+            )  # fmt: skip
+            ids.append(int(cursor.lastrowid or 0))
+        self.db.execute("UPDATE clock SET elapsed = MAX(elapsed, ?)", (now,))
         return ids
 
     # -- outbox ---------------------------------------------------------------------------
@@ -308,98 +544,135 @@ class Store:
     def due(self, now: float, limit: int, busy: Iterable[int] = ()) -> list[Entry]:
         """Messages to send now: each the oldest of its (webhook, occurrence) queue."""
         busy = set(busy)
-        rows = self.db.execute(
-            f"SELECT {_COLUMNS} FROM outbox AS o WHERE next_attempt <= ?"
-            " AND (lease_until IS NULL OR lease_until < ?)"
-            " AND id = (SELECT MIN(id) FROM outbox AS q"
-            "           WHERE q.webhook = o.webhook AND q.occurrence_id = o.occurrence_id)"
-            " ORDER BY next_attempt, id LIMIT ?",
-            (now, now, limit + len(busy)),
-        ).fetchall()
+        rows = self._rows(
+            f"SELECT {_ENTRY} FROM {_WAITING} AND {_HEAD} AND {_FREE}"
+            " AND COALESCE(l.next_attempt, o.next_attempt) <= :now"
+            " ORDER BY COALESCE(l.next_attempt, o.next_attempt), o.id LIMIT :limit",
+            {"now": now, "limit": limit + len(busy)},
+        )
         return [Entry.from_row(r) for r in rows if r["id"] not in busy][:limit]
 
     def next_due(self, busy: Iterable[int] = ()) -> float | None:
         """When the earliest waiting message becomes due (heads of queues, not in flight here;
         one another process is sending is due when its lease ends)."""
         busy = list(busy)
-        rows = self.db.execute(
-            "SELECT id, MAX(next_attempt, COALESCE(lease_until, 0)) AS due FROM outbox AS o"
-            " WHERE id = (SELECT MIN(id) FROM outbox AS q"
-            "             WHERE q.webhook = o.webhook AND q.occurrence_id = o.occurrence_id)"
+        rows = self._rows(
+            "SELECT o.id, COALESCE(l.next_attempt, MAX(o.next_attempt,"
+            f" COALESCE(o.lease_until, 0))) AS due FROM {_WAITING} AND {_HEAD}"
             " ORDER BY due LIMIT ?",
             (len(busy) + 1,),
-        ).fetchall()
+        )
         return next((r["due"] for r in rows if r["id"] not in busy), None)
 
     def claim(self, entry_id: int, until: float) -> bool:
-        """Take a message for sending, unless another process holds it."""
+        """Take a message for sending, unless another process holds it. While the file
+        cannot be written the claim is this process's alone (a message is never sent twice
+        at once from here; another process could, which is at least once, not lost)."""
         now = self.now()
-        with self._relaxed():
-            cursor = self.db.execute(
-                "UPDATE outbox SET lease_until = ?, lease_pid = ? WHERE id = ?"
-                " AND (lease_until IS NULL OR lease_until < ?)",
-                (until, os.getpid(), entry_id, now),
-            )
-        return cursor.rowcount == 1
+
+        def write() -> bool:
+            with self._relaxed():
+                cursor = self.db.execute(
+                    "UPDATE outbox SET lease_until = ?, lease_pid = ? WHERE id = ?"
+                    " AND (lease_until IS NULL OR lease_until < ?)",
+                    (until, os.getpid(), entry_id, now),
+                )
+            return cursor.rowcount == 1
+
+        return self._write(write, lambda: True)
 
     def release_dead_leases(self) -> int:
         """Free messages claimed by processes that died mid-send (SIGKILL, power cut), so a
         restart resends them now instead of after the lease. Our own pid's leases are stale
         too: we only just started (a container's agent is pid 1 every time)."""
         stale = []
-        for (pid,) in self.db.execute(
+        for (pid,) in self._rows(
             "SELECT DISTINCT lease_pid FROM outbox WHERE lease_pid IS NOT NULL"
         ):
             if pid == os.getpid() or not _alive(pid):
                 stale.append((pid,))
-        self.db.executemany(
-            "UPDATE outbox SET lease_until = NULL, lease_pid = NULL WHERE lease_pid = ?", stale
-        )
+        sql = "UPDATE outbox SET lease_until = NULL, lease_pid = NULL WHERE lease_pid = ?"
+        self._write(lambda: self.db.executemany(sql, stale), lambda: None)
         return len(stale)
 
     def delivered(self, entry_id: int) -> None:
-        with self._relaxed():
-            self.db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
+        def write() -> None:
+            with self._relaxed():
+                self.db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
+
+        self._write(write, lambda: self._gone([entry_id]))
+
+    def _gone(self, ids: Iterable[int]) -> None:
+        rows = [(i,) for i in ids]
+        self.db.executemany("INSERT OR IGNORE INTO temp.gone VALUES (?)", rows)
+        self.db.executemany("DELETE FROM temp.later WHERE id = ?", rows)
 
     def retry_later(
         self, entry_id: int, next_attempt: float, error: str, count: bool = True
     ) -> None:
-        with self._relaxed():
+        def write() -> None:
+            with self._relaxed():
+                self.db.execute(
+                    "UPDATE outbox SET attempts = attempts + ?, next_attempt = ?, last_error = ?,"
+                    " lease_until = NULL, lease_pid = NULL WHERE id = ?",
+                    (1 if count else 0, next_attempt, error, entry_id),
+                )
+
+        def instead() -> None:
             self.db.execute(
-                "UPDATE outbox SET attempts = attempts + ?, next_attempt = ?, last_error = ?,"
-                " lease_until = NULL, lease_pid = NULL WHERE id = ?",
-                (1 if count else 0, next_attempt, error, entry_id),
+                "INSERT INTO temp.later VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " attempts = attempts + excluded.attempts, next_attempt = excluded.next_attempt,"
+                " last_error = excluded.last_error",
+                (entry_id, 1 if count else 0, next_attempt, error),
             )
+
+        self._write(write, instead)
 
     def bury(
         self, entry_ids: Iterable[int], reason: str, status: int | None = None,
         response: str | None = None, error: str | None = None, attempted: bool = False,
     ) -> int:  # fmt: skip
         """Move messages to the dead-letter table, with why."""
-        ids = [(i,) for i in entry_ids]
+        ids = list(entry_ids)
         if not ids:
             return 0
-        with self.transaction():
-            self.db.executemany(
-                "INSERT INTO dead_letter SELECT id, webhook, occurrence_id, kind, severity, label,"
-                " body, created, attempts + ?, COALESCE(?, last_error), ?, ?, ?, ? FROM outbox"
-                " WHERE id = ?",
-                [(int(attempted), error, reason, status, response, self.wall(), i) for (i,) in ids],
-            )
-            self.db.executemany("DELETE FROM outbox WHERE id = ?", ids)
+        burial = (ids, reason, status, response, error, attempted, self.wall())
+
+        def write() -> None:
+            with self.transaction():
+                self._bury(*burial)
+
+        def instead() -> None:
+            self._burials.append(burial)
+            self._gone(ids)
+
+        self._write(write, instead)
         return len(ids)
+
+    def _bury(
+        self, ids: list[int], reason: str, status: int | None, response: str | None,
+        error: str | None, attempted: bool, died: float,
+    ) -> None:  # fmt: skip
+        self.db.executemany(
+            "INSERT INTO dead_letter SELECT id, webhook, occurrence_id, kind, severity, label,"
+            " body, created, attempts + ?, COALESCE(?, last_error), ?, ?, ?, ? FROM outbox"
+            " WHERE id = ?",
+            [(int(attempted), error, reason, status, response, died, i) for i in ids],
+        )
+        self.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
 
     def evict_overflow(self, max_pending: int) -> list[Entry]:
         """Past ``max_pending``: the oldest low-severity occurrences go to dead letters (then
         medium ones; high severity is never evicted). Whole queues go, so an end never
-        stays behind without its start; a message being sent right now stays."""
+        stays behind without its start; a message being sent right now stays. Nothing goes
+        while the file cannot be written: there would be no dead letter to show for it."""
         excess = self.pending_count() - max_pending
-        if excess <= 0:
+        if excess <= 0 or not self.durable:
             return []
-        rows = self.db.execute(
+        rows = self._rows(
             f"SELECT {_COLUMNS}, lease_until FROM outbox WHERE severity IN ('low', 'medium')"
             " ORDER BY CASE severity WHEN 'low' THEN 0 ELSE 1 END, id"
-        ).fetchall()
+        )
         now = self.now()
         sizes = Counter((r["webhook"], r["occurrence_id"]) for r in rows)
         busy = {(r["webhook"], r["occurrence_id"]) for r in rows if (r["lease_until"] or 0) >= now}
@@ -419,51 +692,52 @@ class Store:
     def expired(self, oldest: float, busy: Iterable[int] = ()) -> list[Entry]:
         """Messages enqueued before ``oldest`` (agent clock)."""
         busy = set(busy)
-        rows = self.db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE enqueued < ?", (oldest,))
-        return [Entry.from_row(r) for r in rows.fetchall() if r["id"] not in busy]
+        rows = self._rows(f"SELECT {_ENTRY} FROM {_WAITING} AND o.enqueued < ?", (oldest,))
+        return [Entry.from_row(r) for r in rows if r["id"] not in busy]
 
     def pending(self, limit: int = -1) -> list[Entry]:
-        rows = self.db.execute(f"SELECT {_COLUMNS} FROM outbox ORDER BY id LIMIT ?", (limit,))
+        rows = self._rows(f"SELECT {_ENTRY} FROM {_WAITING} ORDER BY o.id LIMIT ?", (limit,))
         return [Entry.from_row(r) for r in rows]
 
     def dead(self) -> list[Entry]:
-        rows = self.db.execute("SELECT * FROM dead_letter ORDER BY id").fetchall()
+        rows = self._rows("SELECT * FROM dead_letter ORDER BY id")
         return [Entry.from_row(r) for r in rows]
 
     def pending_count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return int(self._rows("SELECT COUNT(*) FROM outbox WHERE id NOT IN temp.gone")[0][0])
 
     def dead_count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0])
+        return int(self._rows("SELECT COUNT(*) FROM dead_letter")[0][0])
 
     def oldest_age(self) -> float:
         """Seconds (agent clock) the oldest waiting message has waited; 0 if none waits."""
-        oldest = self.db.execute("SELECT MIN(enqueued) FROM outbox").fetchone()[0]
+        oldest = self._rows("SELECT MIN(enqueued) FROM outbox WHERE id NOT IN temp.gone")[0][0]
         return 0.0 if oldest is None else max(0.0, self.now() - oldest)
 
     def is_pending(self, entry_id: int) -> bool:
-        return (
-            self.db.execute("SELECT 1 FROM outbox WHERE id = ?", (entry_id,)).fetchone() is not None
-        )
+        sql = "SELECT 1 FROM outbox WHERE id = ? AND id NOT IN temp.gone"
+        return bool(self._rows(sql, (entry_id,)))
 
     def is_dead(self, entry_id: int) -> bool:
-        return (
-            self.db.execute("SELECT 1 FROM dead_letter WHERE id = ?", (entry_id,)).fetchone()
-            is not None
-        )
+        return bool(self._rows("SELECT 1 FROM dead_letter WHERE id = ?", (entry_id,)))
 
     def retry_dead(self) -> int:
         """Put every dead letter back in the outbox, due now, attempts reset."""
         now = self.now()
-        with self.transaction():
-            cursor = self.db.execute(
-                "INSERT INTO outbox (id, webhook, occurrence_id, kind, severity, label, body,"
-                " created, enqueued, attempts, next_attempt, last_error) SELECT id, webhook,"
-                " occurrence_id, kind, severity, label, body, ?, ?, 0, ?, last_error"
-                " FROM dead_letter",
-                (self.wall(), now, now),
-            )
-            self.db.execute("DELETE FROM dead_letter")
+        try:
+            with self.transaction():
+                cursor = self.db.execute(
+                    "INSERT INTO outbox (id, webhook, occurrence_id, kind, severity, label, body,"
+                    " created, enqueued, attempts, next_attempt, last_error) SELECT id, webhook,"
+                    " occurrence_id, kind, severity, label, body, ?, ?, 0, ?, last_error"
+                    " FROM dead_letter",
+                    (self.wall(), now, now),
+                )
+                self.db.execute("DELETE FROM dead_letter")
+        except sqlite3.Error as exc:
+            if damaged(exc):
+                raise StoreDamaged(damage_report(self.path, str(exc))) from None
+            raise StoreError(f"agent.state_dir: cannot write {self.path}: {exc}") from None
         return cursor.rowcount
 
 
@@ -486,7 +760,8 @@ def _alive(pid: int) -> bool:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on an exception); nests flatly."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on an exception); nests flatly.
+    A failed COMMIT (a full disk) rolls back what SQLite has not already rolled back."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -499,5 +774,15 @@ class _Transaction:
         return self.db
 
     def __exit__(self, kind: object, *_: object) -> None:
-        if self.outer:
-            self.db.execute("ROLLBACK" if kind else "COMMIT")
+        if not self.outer:
+            return
+        if kind is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")

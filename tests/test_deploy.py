@@ -17,6 +17,7 @@ def environment(text: str, pattern: str) -> dict[str, str]:
 def test_systemd_unit() -> None:
     unit = (REPO / "deploy" / "ixon-agent.service").read_text()
     assert "Restart=on-failure" in unit and "StateDirectory=ixon-agent" in unit
+    assert "RestartPreventExitStatus=2" in unit  # a user error or a damaged database: no loop
     assert "User=ixon-agent" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
     start = re.search(r"^ExecStart=(\S+) (.*)$", unit, re.MULTILINE)
     assert start and start.group(1).endswith("/.venv/bin/ixon-agent")

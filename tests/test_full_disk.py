@@ -1,0 +1,182 @@
+"""A full disk under ``state_dir`` loses no alarm; a damaged database stops the agent clearly.
+
+The full disk is real: a small tmpfs mounted over the state directory and filled up, which
+needs root (CI runs as root); without it the test is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+
+from agent.config import load_config
+from agent.service import Agent
+from agent.store import Message, Store
+from simulators.modbus_device import ModbusDeviceSimulator
+from tests.conftest import wait_for, write_config
+from tests.receiver import Receiver
+
+
+class SmallDisk:
+    """A 16 MB tmpfs at ``path``, filled and freed on demand."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.filler = path / "filler"
+
+    def fill(self) -> None:
+        with self.filler.open("wb") as out:
+            chunk = b"\0" * 65536
+            while True:
+                try:
+                    out.write(chunk)
+                    out.flush()
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+                    break
+        with contextlib.suppress(OSError), (self.path / "crumbs").open("wb") as out:
+            while True:  # the last few blocks too
+                out.write(b"\0" * 512)
+                out.flush()
+
+    def free(self) -> None:
+        self.filler.unlink()
+        (self.path / "crumbs").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    path = tmp_path / "state"
+    path.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)], capture_output=True
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {mount.stderr.decode().strip()}")
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = Receiver()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def states(receiver: Receiver) -> list[tuple[str, str]]:
+    return [(b["alarm"]["state"], b["alarm"]["occurrenceId"]) for b in receiver.bodies]
+
+
+async def test_a_full_disk_delays_new_messages_and_loses_none(
+    tmp_path: Path,
+    small_disk: SmallDisk,
+    machine: ModbusDeviceSimulator,
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    agent = Agent(
+        load_config(write_config(tmp_path, port=machine.port, ilert=receiver.url), environ={})
+    )
+    await agent.start()
+    store = agent.store
+    try:
+        await wait_for(lambda: "plc.oil_temp" in agent.values, what="a first poll")
+        receiver.default = 503  # the receiver is down: the next two messages stay saved
+        await machine.hold(oil_temp=90.0)
+        await wait_for(lambda: receiver.attempts, what="a failed attempt")
+        await machine.hold(oil_temp=70.0)
+        await wait_for(lambda: store.pending_count() == 2, what="start and end saved")
+
+        small_disk.fill()
+        receiver.default = 200  # saved before the disk filled: delivered while it is full
+        await wait_for(lambda: len(receiver.bodies) == 2, what="the saved messages")
+        assert [s for s, _ in states(receiver)] == ["active", "ended"]
+        await wait_for(lambda: not store.durable, what="a failed write noticed")
+
+        cycles = agent.pollers["plc"].stats.cycles
+        await machine.hold(oil_temp=95.0)  # new transitions wait in memory
+        await wait_for(lambda: store.held == 1, what="a new start held in memory")
+        await machine.hold(oil_temp=60.0)
+        await wait_for(lambda: store.held == 2, what="its end held too")
+        await wait_for(lambda: agent.pollers["plc"].stats.cycles > cycles + 20, what="cycles")
+        assert len(receiver.bodies) == 2  # not sent before it is saved
+        [problem] = [p for p in agent.readiness() if p.startswith("state not durable")]
+        assert "database or disk is full" in problem and "2 new message(s)" in problem
+        metrics = generate_latest(agent.metrics.registry).decode()
+        assert "ixon_agent_state_durable 0.0" in metrics
+        assert "ixon_agent_state_waiting_messages 2.0" in metrics
+
+        small_disk.free()
+        await wait_for(lambda: len(receiver.bodies) == 4, what="the held messages, sent")
+        assert store.durable and store.held == 0 and agent.readiness() == []
+    finally:
+        await agent.stop()
+    (first, a), (_, a2), (second, b), (_, b2) = states(receiver)
+    assert (first, second) == ("active", "active") and a == a2 and b == b2 and a != b
+    assert [s for s, _ in states(receiver)] == ["active", "ended", "active", "ended"]
+    saved = Store(small_disk.path / "agent.db")
+    assert saved.pending() == [] and saved.dead() == []
+    [oil] = [s for s in saved.alarm_states().values() if s["name"] == "Oil temperature high"]
+    assert oil["active"] is False
+    saved.close()
+    complaints = [r for r in caplog.records if "state not durable" in r.getMessage()]
+    assert len(complaints) == 1, [r.getMessage() for r in complaints]  # once a minute
+    assert not [r for r in caplog.records if r.exc_info], "a traceback in the log"
+
+
+async def test_the_agent_starts_and_delivers_on_a_disk_that_is_already_full(
+    tmp_path: Path, small_disk: SmallDisk, machine: ModbusDeviceSimulator, receiver: Receiver
+) -> None:
+    config = load_config(write_config(tmp_path, port=machine.port, ilert=receiver.url), environ={})
+    store = Store(small_disk.path / "agent.db")
+    store.record([], [Message("ilert", "A", "start", "high", "start of A", {"n": 1})])
+    store.close()
+    small_disk.fill()
+    agent = Agent(config)
+    await agent.start()
+    try:
+        await wait_for(lambda: receiver.bodies == [{"n": 1}], what="the saved message")
+        await wait_for(lambda: "plc.oil_temp" in agent.values, what="polling")
+    finally:
+        await agent.stop()
+        small_disk.free()
+
+
+def damage(path: Path) -> None:
+    """Overwrite the third page of the file with garbage, as a bad SD card block would."""
+    data = bytearray(path.read_bytes())
+    data[8192:12288] = bytes((i * 7) & 0xFF for i in range(4096))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("command", ["run", "outbox"])
+def test_a_damaged_database_stops_run_and_outbox_with_exit_2(tmp_path: Path, command: str) -> None:
+    config = write_config(tmp_path)
+    db = tmp_path / "state" / "agent.db"
+    store = Store(db)
+    pad = {"pad": "x" * 3000}
+    store.record([], [Message("ilert", f"O{i}", "start", "high", "x", pad) for i in range(20)])
+    store.close()
+    damage(db)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", command, "--config", str(config)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert f"the state database {db} is damaged" in proc.stderr
+    assert f"mv {db} {db}.damaged" in proc.stderr
+    assert "Traceback" not in proc.stderr
