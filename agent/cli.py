@@ -232,6 +232,8 @@ def _outbox_report(store: Any) -> str:
             f" {e.attempts} attempt(s), {when}"
             + (f", last error: {e.last_error}" if e.last_error else "")
         )
+        if e.response:
+            lines.append(f"         answer: {' '.join(e.response.split())[:200]}")
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ import httpx
 
 from agent import __version__, retry
 from agent.config import Webhook
-from agent.logs import redact
+from agent.logs import Redactor
 from agent.retry import Throttle
 from agent.store import Entry, Store, StoreDamaged, StoreError
 
@@ -150,7 +150,7 @@ class Deliverer:
         self.webhooks = {w.name: w for w in webhooks}
         self.client = client
         self.max_age = max_age
-        self.secrets = list(secrets)
+        self.redact = Redactor(secrets)
         self.on_result = on_result
         self.max_in_flight = max_in_flight
         self.clock = clock or store.now
@@ -294,9 +294,7 @@ class Deliverer:
             )
         except httpx.HTTPError as exc:
             outcome: Outcome = "retry"
-            error = redact(
-                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, self.secrets
-            )
+            error = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         else:
             status = response.status_code
             outcome = classify(response, body)
@@ -312,7 +310,7 @@ class Deliverer:
                 entry.webhook, entry.label, status, attempts, latency * 1000, extra=_about(entry),
             )  # fmt: skip
         elif outcome == "rejected":
-            text = redact(response.text[:500], self.secrets)
+            text = self.redact(response.text)[:500]  # redacted whole: no key cut in two
             self.store.bury([entry.id], "rejected", status, text, error, attempted=True)
             log.error(
                 "webhook %s: %s rejected with HTTP %s: %s; dead-lettered",

@@ -1,39 +1,122 @@
-"""Logging set-up, with a last line of defence against leaking webhook secrets."""
+"""Logging set-up, and the redaction of secrets wherever text leaves the agent.
+
+A webhook URL is a secret (ilert's IXON source carries its key in the path; other URLs carry
+tokens in the query or a password in the userinfo) and so is an integration key. The code
+names webhooks instead of showing URLs; ``Redactor`` is the net under that: it replaces every
+part of a secret that could identify it, in every encoding a log line, an HTTP answer or an
+exception may carry it in (raw, percent-encoded either way, JSON- or HTML-escaped, and the
+base64 of a Basic ``Authorization`` header). It is applied to log records, to what delivery
+stores (errors, answers of receivers) and so to what commands and the status page show.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 REDACTED = "***"
+_WORD = re.compile(r"^[a-z-]+$")  # "receiver", "webhooks": a path word, not a key
+
+
+def _key_like(text: str) -> bool:
+    return len(text) >= 20 or (len(text) >= 8 and not _WORD.match(text))
+
+
+def secret_parts(secret: str) -> set[str]:
+    """The parts of a secret that identify it: the whole, and for a URL its password, its
+    key-like path segments, its query values and fragment."""
+    parts = {secret}
+    try:
+        url = urlsplit(secret)
+    except ValueError:
+        return parts
+    if not (url.scheme and url.netloc):
+        return parts
+    if url.username and _key_like(url.username):
+        parts.add(url.username)
+    if url.password:
+        parts.add(url.password)
+        userinfo = url.netloc.rpartition("@")[0]
+        for pair in {userinfo, unquote(userinfo)}:
+            parts.add(base64.b64encode(pair.encode()).decode())  # Authorization: Basic ...
+    for segment in url.path.split("/"):
+        pieces = {segment, *unquote(segment).split("/")}  # Key%2FPart: also a path once decoded
+        parts.update(piece for piece in pieces if _key_like(piece))
+    for pair in filter(None, re.split(r"[&;]", url.query)):
+        value = pair.partition("=")[2] or pair
+        if len(value) >= 6:
+            parts.add(value)
+    if len(url.fragment) >= 6:
+        parts.add(url.fragment)
+    return parts
+
+
+def encodings(part: str) -> set[str]:
+    """``part`` as it may appear in text: decoded, encoded, escaped."""
+    forms = {part, unquote(part), unquote_plus(part)}
+    for form in list(forms):
+        forms |= {quote(form, safe=""), quote(form), quote_plus(form), html.escape(form)}
+        forms |= {json.dumps(form)[1:-1], form.replace("/", "\\/")}
+    if len(part) >= 8:
+        forms.add(base64.b64encode(part.encode()).decode().rstrip("="))
+    return {f for f in forms if len(f) >= 4}
+
+
+class Redactor:
+    """Replaces every part of the secrets it knows, in every encoding, with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        self.secrets |= {s for s in secrets if s}
+        forms = {f for s in self.secrets for part in secret_parts(s) for f in encodings(part)}
+        alternatives = sorted(forms, key=len, reverse=True)  # a URL before its parts
+        self._pattern = (
+            re.compile("|".join(map(re.escape, alternatives)), re.IGNORECASE)
+            if alternatives
+            else None
+        )
+
+    def __call__(self, text: str) -> str:
+        return text if self._pattern is None else self._pattern.sub(REDACTED, text)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced (longest first, so a URL goes before its key)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
+    """``text`` without any part of ``secrets`` (see ``Redactor``)."""
+    return Redactor(secrets)(text)
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces every known secret in a record's final text; the code already logs webhooks
-    by name only, this catches a library or an exception message that echoes a URL."""
+    """Redacts every record's final text, traceback included: the code already logs
+    webhooks by name only, this catches a library or an exception message that echoes one."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.redactor = Redactor(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        self.redactor.add(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        if not self.redactor.secrets:
             return True
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.msg, record.args = redact(record.getMessage(), self.secrets), None
+        record.msg, record.args = self.redactor(record.getMessage()), None
         if record.exc_text:
-            record.exc_text, record.exc_info = redact(record.exc_text, self.secrets), None
+            record.exc_text, record.exc_info = self.redactor(record.exc_text), None
+        if record.stack_info:
+            record.stack_info = self.redactor(record.stack_info)
         return True
 
 

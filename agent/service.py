@@ -473,9 +473,7 @@ class Runner:
                 log.error("reload: %s; the running config stays", "; ".join(exc.problems))
                 return False
             if self.redact is not None:
-                self.redact.secrets = sorted(
-                    {*self.redact.secrets, *config.secrets()}, key=len, reverse=True
-                )
+                self.redact.add(config.secrets())
             old = self.agent
             await old.stop()
             unchanged = {

@@ -181,6 +181,7 @@ class Entry:
     last_error: str | None
     reason: str | None = None
     status: int | None = None
+    response: str | None = None  # what a receiver answered when it refused (redacted)
     died: float | None = None
 
     @classmethod
@@ -191,7 +192,6 @@ class Entry:
         data.setdefault("enqueued", 0.0)
         data.pop("lease_until", None)
         data.pop("lease_pid", None)
-        data.pop("response", None)
         return cls(**data)
 
 
