@@ -17,7 +17,7 @@ from typing import Any
 from agent import __version__
 from agent.alarms import describe_condition
 from agent.config import Config, ConfigError, config_path, load_config
-from agent.logs import setup_logging
+from agent.logs import quiet_loop_errors, raise_file_limit, setup_logging
 from agent.messages import show
 from agent.store import StoreError
 
@@ -113,9 +113,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     redact = setup_logging(args.verbose, config.secrets(), args.log_format)
     warn_if_exposed(path, config)
 
+    raise_file_limit()
+
     async def main() -> StoreError | None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        quiet_loop_errors(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         runner = Runner(path, config, redact)

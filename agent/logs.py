@@ -11,7 +11,9 @@ stores (errors, answers of receivers) and so to what commands and the status pag
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import html
 import json
 import logging
@@ -19,7 +21,10 @@ import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
+
+from agent.retry import Throttle
 
 REDACTED = "***"
 _WORD = re.compile(r"^[a-z-]+$")  # "receiver", "webhooks": a path word, not a key
@@ -140,6 +145,40 @@ class JsonLines(logging.Formatter):
         if record.exc_text:
             data["exception"] = record.exc_text
         return json.dumps(data, default=str)
+
+
+def quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio reports some errors once per event (``socket.accept() out of system
+    resource`` on every connection attempt while file descriptors run out): log each kind
+    with its traceback the first time, then one line now and then."""
+    throttles: dict[str, Throttle] = {}
+    logger = logging.getLogger("asyncio")
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message") or "unhandled error in the event loop")
+        throttle = throttles.setdefault(message, Throttle())
+        if not throttle.hit():
+            return
+        exc = context.get("exception")
+        if throttle.count == 1:
+            loop.default_exception_handler(context)
+        else:
+            logger.error("%s (%s: %s), %d times so far", message, type(exc).__name__, exc,
+                         throttle.count)  # fmt: skip
+
+    loop.set_exception_handler(handle)
+
+
+def raise_file_limit() -> None:
+    """Use the hard limit of open files, not the soft one (1024 under systemd): a burst of
+    connections must not leave delivery without a socket."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 1 << 20), hard))
 
 
 def setup_logging(

@@ -13,6 +13,7 @@ happen. Webhook URLs never appear: webhooks are labelled by name.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import time
@@ -30,6 +31,7 @@ from agent import __version__
 from agent.alarms import State, Transition
 from agent.delivery import Result
 from agent.messages import show
+from agent.retry import Throttle
 
 if TYPE_CHECKING:
     from agent.service import Agent
@@ -125,6 +127,11 @@ class Metrics(Collector):
         for labels, count in self.attempts.items():
             attempts.add_metric(list(labels), count)
         yield attempts
+        if agent.status is not None:
+            yield _counter_value(
+                "status_connections_dropped", "Idle status connections closed for new ones",
+                agent.status.dropped,
+            )  # fmt: skip
         yield _gauge(
             "heartbeat_failures", "Heartbeat pings failed in a row", value=agent.heartbeat_failures
         )
@@ -137,20 +144,66 @@ def _counter(name: str, text: str, *labels: str) -> CounterMetricFamily:
     return CounterMetricFamily(f"{PREFIX}_{name}", text, labels=list(labels))
 
 
+def _counter_value(name: str, text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(f"{PREFIX}_{name}", text, value=value)
+
+
 def _gauge(name: str, text: str, *labels: str, value: float | None = None) -> GaugeMetricFamily:
     if value is not None:
         return GaugeMetricFamily(f"{PREFIX}_{name}", text, value=value)
     return GaugeMetricFamily(f"{PREFIX}_{name}", text, labels=list(labels))
 
 
+#: connections the status listener holds at most; past it the longest idle one is dropped
+MAX_CONNECTIONS = 64
+#: seconds a connection may stay idle (before its first request too) before it is closed
+IDLE_TIMEOUT = 15.0
+
+
+class _OneLine(logging.Filter):
+    """aiohttp logs a traceback for every malformed request (a port scan, a TLS hello on the
+    plain port): make it one warning line, and few of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.throttle = Throttle()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            problem = " ".join(str(record.exc_info[1]).split())[:160]
+            record.msg, record.args = "status page: %s (%s)", (record.getMessage(), problem)
+            record.exc_info, record.exc_text = None, None
+        if record.levelno >= logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return self.throttle.hit()
+        return True
+
+
+http_log = logging.getLogger("agent.status.http")
+http_log.addFilter(_OneLine())
+
+
+class _Refuse(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 class StatusServer:
-    """The listener; failing to bind is logged, never fatal: alarms matter more."""
+    """The listener; failing to bind is logged, never fatal: alarms matter more.
+
+    It must not be a way to starve the agent: it holds at most ``MAX_CONNECTIONS``
+    (dropping the longest idle one for a new one), closes connections idle for
+    ``IDLE_TIMEOUT`` seconds, and logs malformed requests in one line, now and then. So a
+    thousand idle connections cost a few file descriptors, and polling and delivery go on.
+    """
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self.started = time.monotonic()
         self.port = 0
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self.dropped = 0  # connections closed to make room
         app = web.Application()
         app.add_routes(
             [
@@ -164,23 +217,45 @@ class StatusServer:
 
     async def start(self, host: str, port: int) -> None:
         runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+            keepalive_timeout=IDLE_TIMEOUT, logger=http_log,
+        )  # fmt: skip
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
         try:
-            await site.start()
+            listener = await asyncio.get_running_loop().create_server(
+                self._connection, host, port, reuse_address=True, backlog=MAX_CONNECTIONS
+            )
         except OSError as exc:
             log.error(
                 "status page: cannot listen on %s:%d (%s); running without it", host, port, exc
             )
             await runner.cleanup()
             return
-        self._runner = runner
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self._listener = runner, listener
+        self.port = listener.sockets[0].getsockname()[1]
         log.info("status page, metrics and health on http://%s:%d/", host, self.port)
 
+    def _connection(self) -> asyncio.BaseProtocol:
+        """A protocol for a new connection, within ``MAX_CONNECTIONS``."""
+        assert self._runner is not None and self._runner.server is not None
+        server = self._runner.server
+        handlers = server.connections  # oldest first
+        if len(handlers) >= MAX_CONNECTIONS:
+            idle = [
+                h for h in handlers
+                if not getattr(h, "_request_in_progress", False)
+                and not getattr(h, "_force_close", False)  # already on its way out
+            ]  # fmt: skip
+            if not idle:
+                return _Refuse()
+            idle[0].force_close()
+            self.dropped += 1
+        return server()
+
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import re
+import resource
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -139,3 +143,65 @@ async def test_status_page_in_headless_chromium(
     assert '<tr class="sev-high"><td>Oil temperature high</td><td>high</td>' in dom
     assert "0 waiting, 0 dead-lettered" in dom
     assert 'name="viewport"' in dom and "il1ixon0demo" not in dom
+
+
+async def test_malformed_requests_are_one_log_line_now_and_then(
+    running: Agent, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert running.status is not None
+    caplog.set_level(logging.DEBUG)
+    for _ in range(20):
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.status.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        await writer.drain()
+        assert (await reader.read(100)).startswith(b"HTTP/1.0 400")
+        writer.close()
+    records = [r for r in caplog.records if r.name.startswith("agent.status.http")]
+    assert not [r for r in records if r.exc_info or r.exc_text], "a traceback per request"
+    warnings = [r for r in records if r.levelno >= logging.WARNING]
+    assert 1 <= len(warnings) <= 2  # the 1st and the 10th
+    assert "Content-Length" in warnings[0].getMessage()
+
+
+def _few_files() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+
+async def test_idle_connections_to_the_status_port_starve_nothing(
+    tmp_path: Path, machine: ModbusDeviceSimulator, ilert: IlertSimulator
+) -> None:
+    """More idle connections than the process may open files: polling and delivery go on,
+    the status page still answers, and the log stays small."""
+    config = write_config(tmp_path, port=machine.port, ilert=ilert.url)
+    log = tmp_path / "agent.log"
+    with log.open("w") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent", "run", "--config", str(config),
+            stdout=out, stderr=out, preexec_fn=_few_files,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    held: list[asyncio.StreamWriter] = []
+    try:
+        found = await wait_for(
+            lambda: re.search(r"health on http://127\.0\.0\.1:(\d+)/", log.read_text()),
+            timeout=30, what="the status port",
+        )  # fmt: skip
+        port = int(found.group(1))
+        for _ in range(300):  # more than the 256 files the agent may have open
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            held.append(writer)
+        await machine.hold(oil_temp=93.0)
+        await wait_for(lambda: ilert.received, timeout=30, what="an alarm delivered meanwhile")
+        async with httpx.AsyncClient() as http:
+            ready = await http.get(f"http://127.0.0.1:{port}/healthz")
+        assert ready.status_code == 200
+        files = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        assert files < 64 + 40, f"{files} files open"  # the listener kept at most 64
+    finally:
+        for writer in held:
+            writer.close()
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+    text = log.read_text()
+    assert "out of system resource" not in text and "failed unexpectedly" not in text, text
+    assert len(text.splitlines()) < 30, text
