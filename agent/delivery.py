@@ -289,10 +289,13 @@ class Deliverer:
         status: int | None = None
         retry_after: float | None = None
         try:
-            response = await self.client.post(
-                webhook.url.get_secret_value(), json=body, timeout=webhook.timeout
-            )
-        except httpx.HTTPError as exc:
+            # the whole attempt within ``timeout`` (httpx's is per phase), so it never
+            # outlives its lease and no other process sends the same message meanwhile
+            async with asyncio.timeout(webhook.timeout):
+                response = await self.client.post(
+                    webhook.url.get_secret_value(), json=body, timeout=webhook.timeout
+                )
+        except (httpx.HTTPError, TimeoutError) as exc:
             outcome: Outcome = "retry"
             error = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         else:
