@@ -19,7 +19,7 @@ from agent.alarms import describe_condition
 from agent.config import Config, ConfigError, config_path, load_config
 from agent.logs import quiet_loop_errors, raise_file_limit, setup_logging
 from agent.messages import show
-from agent.store import StoreError
+from agent.store import StoreError, state_dir_problem
 
 log = logging.getLogger("agent")
 
@@ -35,6 +35,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     path = config_path(args.config)
     config = load_config(path)
+    problem = state_dir_problem(config.agent.state_dir)
+    if problem is not None:
+        raise ConfigError(path, [problem])
     print(f"{path}: OK")
     print(f"agent {config.agent.name!r} (id {config.agent.agent_id})")
     for source in config.sources:

@@ -147,6 +147,33 @@ class JsonLines(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class OneLine(logging.Filter):
+    """aiohttp logs a traceback for every malformed request (a port scan, a TLS hello on a
+    plain port, a body that does not decompress): make it one warning line, now and then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.throttle = Throttle()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            problem = " ".join(str(record.exc_info[1]).split())[:160]
+            record.msg, record.args = "%s (%s)", (record.getMessage(), problem)
+            record.exc_info, record.exc_text = None, None
+        if record.levelno >= logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return self.throttle.hit()
+        return True
+
+
+def one_line_logger(name: str) -> logging.Logger:
+    """A logger for an aiohttp server (``AppRunner(logger=...)``) that writes ``OneLine``s."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, OneLine) for f in logger.filters):
+        logger.addFilter(OneLine())
+    return logger
+
+
 def quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
     """asyncio reports some errors once per event (``socket.accept() out of system
     resource`` on every connection attempt while file descriptors run out): log each kind

@@ -30,8 +30,8 @@ from prometheus_client.registry import Collector
 from agent import __version__
 from agent.alarms import State, Transition
 from agent.delivery import Result
+from agent.logs import one_line_logger
 from agent.messages import show
-from agent.retry import Throttle
 
 if TYPE_CHECKING:
     from agent.service import Agent
@@ -160,27 +160,7 @@ MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 15.0
 
 
-class _OneLine(logging.Filter):
-    """aiohttp logs a traceback for every malformed request (a port scan, a TLS hello on the
-    plain port): make it one warning line, and few of them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.throttle = Throttle()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            problem = " ".join(str(record.exc_info[1]).split())[:160]
-            record.msg, record.args = "status page: %s (%s)", (record.getMessage(), problem)
-            record.exc_info, record.exc_text = None, None
-        if record.levelno >= logging.WARNING:
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            return self.throttle.hit()
-        return True
-
-
-http_log = logging.getLogger("agent.status.http")
-http_log.addFilter(_OneLine())
+http_log = one_line_logger("agent.status.http")
 
 
 class _Refuse(asyncio.Protocol):

@@ -33,10 +33,12 @@ says what to do, since going on could lose or repeat alarms without anyone knowi
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import sqlite3
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -247,8 +249,14 @@ class Store:
         self._burials: list[tuple[Any, ...]] = []
         self._flushed = -FLUSH_INTERVAL
         self._throttle = Throttle(NOT_DURABLE_LOG_INTERVAL, monotonic)
+        problem = state_dir_problem(path.parent, probe=False)
+        if problem is not None:
+            raise StoreError(problem)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"agent.state_dir: cannot use {path.parent}: {exc.strerror}") from None
+        try:
             self.db = self._connect(exclusive=False)
         except sqlite3.DatabaseError as exc:
             if damaged(exc):
@@ -739,6 +747,24 @@ class Store:
                 raise StoreDamaged(damage_report(self.path, str(exc))) from None
             raise StoreError(f"agent.state_dir: cannot write {self.path}: {exc}") from None
         return cursor.rowcount
+
+
+def state_dir_problem(directory: Path, probe: bool = True) -> str | None:
+    """Why ``directory`` cannot hold the state database, found without leaving anything
+    behind; ``check`` probes by creating (and removing) a directory where ``run`` would
+    create its own, so both reject the same places (under a file, in /proc, read-only)."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"agent.state_dir: cannot use {directory}: {existing} is not a directory"
+    if probe:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".ixon-agent-probe-", dir=existing))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # full: not a config problem
+                return f"agent.state_dir: cannot use {directory}: {exc.strerror}"
+    return None
 
 
 def boot_id() -> str | None:

@@ -8,6 +8,8 @@ import contextlib
 
 from aiohttp import web
 
+from agent.logs import one_line_logger
+
 
 class HttpServer:
     """An aiohttp app bound to ``host:port`` (port 0: the OS chooses)."""
@@ -25,8 +27,9 @@ class HttpServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         # a short shutdown: a test receiver may hold a request open on purpose
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+            logger=one_line_logger(f"simulators.{type(self).__name__}"),
+        )  # fmt: skip
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()

@@ -64,7 +64,14 @@ class SumoSimulator(HttpServer):
                 text = "You have temporarily exceeded your Sumo Logic quota. Please try again later"
                 return web.Response(status=429, text=text)
             return web.Response(status=int(mode) if mode.isdigit() else 503, text="unavailable")
-        raw = await request.read()  # aiohttp undoes Content-Encoding gzip and deflate
+        try:
+            raw = await request.read()  # aiohttp undoes Content-Encoding gzip and deflate
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # a body that does not decompress: the sender's fault
+            encoding = request.headers.get("Content-Encoding", "none")
+            text = f"the body cannot be read (Content-Encoding {encoding}): {type(exc).__name__}"
+            return web.Response(status=400, text=text)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -90,8 +97,20 @@ class SumoSimulator(HttpServer):
         return web.json_response(found)
 
     async def set_fault(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.fault = {"mode": str(body.get("mode", "none")), "count": body.get("count")}
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            return web.json_response({"error": f"the body is not JSON: {exc}"}, status=400)
+        mode, count = str(body.get("mode", "none")) if isinstance(body, dict) else "", None
+        if isinstance(body, dict):
+            count = body.get("count")
+        if mode not in ("none", "429") and not (mode.isdigit() and 500 <= int(mode) <= 599):
+            return web.json_response(
+                {"error": 'expected {"mode": "none" | "429" | "5xx", "count": N}'}, status=400
+            )
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
+            return web.json_response({"error": "count must be a whole number"}, status=400)
+        self.fault = {"mode": mode, "count": count}
         return web.json_response(self.fault)
 
 

@@ -214,3 +214,21 @@ def test_formula_alarms_are_checked_at_load(tmp_path: Path) -> None:
     assert problems_of(write_config(tmp_path, neither)) == [
         "alarms[0].variable: required (or give a formula)"
     ]
+
+
+@pytest.mark.parametrize("state_dir", ["/proc/ixon-agent-state", "{file}/state"])
+def test_check_rejects_a_state_dir_that_run_rejects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], state_dir: str
+) -> None:
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    state_dir = state_dir.format(file=afile)
+    path = edited(tmp_path, 'state_dir = "state"', f'state_dir = "{state_dir}"')
+    path.chmod(0o600)
+    assert main(["check", "--config", str(path)]) == 2
+    checked = capsys.readouterr().err
+    assert main(["run", "--config", str(path)]) == 2
+    ran = capsys.readouterr().err
+    assert f"agent.state_dir: cannot use {state_dir}" in checked
+    assert ran.strip().splitlines()[-1] in checked  # the very same words
+    assert not list(tmp_path.glob("**/.ixon-agent-probe-*"))  # the probe left nothing

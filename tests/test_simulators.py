@@ -431,3 +431,17 @@ count = 1
         await sim.stop()
     [alert] = sim.alerts
     assert alert.policy.name == "Night shift" and alert.responders[0]["user"]["firstName"] == "Ada"
+
+
+async def test_sumo_answers_bad_bodies_with_400_and_one_log_line(
+    sumo: SumoSimulator, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"{sumo.url}/receiver/v1/http/demo"
+    broken = await http.post(url, content=b"not gzip", headers={"Content-Encoding": "gzip"})
+    assert broken.status_code == 400 and "Content-Encoding gzip" in broken.text
+    for body in (b"{not json", b'{"mode": "teapot"}', b'{"mode": "429", "count": "two"}'):
+        answer = await http.post(f"{sumo.url}/admin/faults", content=body)
+        assert answer.status_code == 400, body
+    assert sumo.fault == {"mode": "none", "count": None}  # nothing changed
+    assert not [r for r in caplog.records if r.exc_info or r.exc_text], "a traceback"
+    assert (await http.post(url, content=b"fine")).status_code == 200
