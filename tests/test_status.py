@@ -23,15 +23,29 @@ from tests.conftest import CONFIG, wait_for, write_config
 from tests.test_simulators import CHROMIUM
 
 
+async def start_agent(path: Path) -> Agent:
+    agent = Agent(load_config(path, environ={}))
+    await agent.start()
+    return agent
+
+
 @pytest.fixture
 async def running(
     tmp_path: Path, machine: ModbusDeviceSimulator, ilert: IlertSimulator
 ) -> AsyncIterator[Agent]:
+    """An agent with timeouts a loaded CI machine cannot trip: what it sends is known."""
+    text = CONFIG.replace('timeout = "1s"', 'timeout = "5s"')
+    agent = await start_agent(write_config(tmp_path, text, port=machine.port, ilert=ilert.url))
+    yield agent
+    await agent.stop()
+
+
+@pytest.fixture
+async def quick_offline(
+    tmp_path: Path, machine: ModbusDeviceSimulator, ilert: IlertSimulator
+) -> AsyncIterator[Agent]:
     text = CONFIG.replace('timeout = "1s"', 'timeout = "1s"\noffline_after = "500ms"')
-    agent = Agent(
-        load_config(write_config(tmp_path, text, port=machine.port, ilert=ilert.url), environ={})
-    )
-    await agent.start()
+    agent = await start_agent(write_config(tmp_path, text, port=machine.port, ilert=ilert.url))
     yield agent
     await agent.stop()
 
@@ -84,7 +98,8 @@ async def test_metrics_after_a_known_sequence(
     assert "il1ixon0demo" not in text
 
 
-async def test_health_and_readiness(running: Agent, machine: ModbusDeviceSimulator) -> None:
+async def test_health_and_readiness(quick_offline: Agent, machine: ModbusDeviceSimulator) -> None:
+    running = quick_offline
     assert running.status is not None
     url = f"http://127.0.0.1:{running.status.port}"
     async with httpx.AsyncClient() as http:
