@@ -22,11 +22,13 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check agent simulators tests bench
+	$(BIN)/mypy agent simulators
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check agent simulators tests bench
 	$(BIN)/ruff format --check agent simulators tests bench
+	$(BIN)/mypy agent simulators
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/latency.py

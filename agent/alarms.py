@@ -33,6 +33,7 @@ from typing import Any, Literal
 from agent.config import Alarm, Config, Source, Threshold, short_id
 from agent.decode import Value
 from agent.formula import compile_formula
+from agent.retry import milestone
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 log = logging.getLogger("agent.alarms")
@@ -64,24 +65,25 @@ class State(StrEnum):
 def _compare(condition: str, threshold: Threshold, margin: float = 0.0) -> Predicate:
     """The trigger predicate; with ``margin`` > 0, the predicate that keeps an alarm active."""
     if condition in ("between", "outside"):
-        low, high = threshold  # type: ignore[misc]
+        assert isinstance(threshold, tuple)
+        low, high = threshold
         if condition == "between":  # active inside the band; ends once outside it by margin
-            return lambda v: low - margin <= v <= high + margin  # type: ignore[operator]
-        return lambda v: v < low + margin or v > high - margin  # type: ignore[operator]
-    t = threshold
+            return lambda v: low - margin <= v <= high + margin
+        return lambda v: v < low + margin or v > high - margin
+    t: Any = threshold
     match condition:
         case "==":
             return lambda v: v == t
         case "!=":
             return lambda v: v != t
         case ">" if not margin:
-            return lambda v: v > t  # type: ignore[operator]
+            return lambda v: v > t
         case "<" if not margin:
-            return lambda v: v < t  # type: ignore[operator]
+            return lambda v: v < t
         case ">" | ">=":  # with a deadband: active until the value is below t - margin
-            return lambda v: v >= t - margin  # type: ignore[operator]
+            return lambda v: v >= t - margin
         case "<" | "<=":  # with a deadband: active until the value is above t + margin
-            return lambda v: v <= t + margin  # type: ignore[operator]
+            return lambda v: v <= t + margin
     raise ValueError(f"unknown condition {condition!r}")
 
 
@@ -476,7 +478,7 @@ class AlarmEngine:
     @staticmethod
     def _suppressed(state: AlarmState, transition: Transition) -> None:
         state.suppressed += 1
-        if state.suppressed in (1, 10) or state.suppressed % 100 == 0:
+        if milestone(state.suppressed):
             log.warning(
                 "alarm %r is flapping: %s not notified (%d suppressed so far; at most %d starts"
                 " per %g s)", state.rule.name, transition.kind, state.suppressed,

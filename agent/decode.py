@@ -140,7 +140,7 @@ class BlockDecoder:
 
     def _build_lanes(self, block: Block, default_order: ByteOrder) -> tuple[_Lane, ...]:
         # group -> list of lanes; a lane is (format parts, next free byte, keys, post)
-        groups: dict[tuple[bool, str], list[list]] = {}
+        groups: dict[tuple[bool, str], list[list[Any]]] = {}
         for key, variable, offset in zip(self.keys, block.variables, self._offsets, strict=True):
             swapped, endian = _LAYOUT[variable.byte_order or default_order]
             if variable.type == "str":
@@ -200,9 +200,9 @@ def encode(variable: Variable, value: Value, default_order: ByteOrder = "ABCD") 
         raw = str(value).encode("latin-1")[: variable.length].ljust(size, b"\0")
         endian = ">"
     else:
-        number = value
+        number: Any = value
         if variable.factor != 1.0 or variable.offset != 0.0:
-            number = (float(value) - variable.offset) / variable.factor  # type: ignore[arg-type]
+            number = (float(value) - variable.offset) / variable.factor
         if kind == "int":
             number = round(number) & 0xFF if variable.width == 8 else round(number)
         raw = struct.pack(endian + _code(variable), number)

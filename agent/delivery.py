@@ -288,6 +288,7 @@ class Deliverer:
         started = time.monotonic()
         status: int | None = None
         retry_after: float | None = None
+        error: str | None
         try:
             # the whole attempt within ``timeout`` (httpx's is per phase), so it never
             # outlives its lease and no other process sends the same message meanwhile

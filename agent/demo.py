@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import SecretStr
 
-from agent.alarms import Transition
+from agent.alarms import AlarmRule, Transition
 from agent.config import Config, config_path, load_config
 from agent.decode import Value
 from agent.delivery import Result
@@ -87,7 +87,9 @@ class LiveView:
         self.style = _Style(out.isatty() and not os.environ.get("NO_COLOR"))
         self.started = time.monotonic()
         self.counts: Counter[str] = Counter()
-        self.watched = sorted({a.variable for a in config.alarms})
+        self.watched = sorted(  # what the alarms read, formulas included
+            {i.key for alarm in config.alarms for i in AlarmRule.compile(alarm, config).inputs}
+        )
         self.units = {key: v.unit for key, _, v in config.variables()}
         self.last_line: str | None = None
         self.last_print = 0.0

@@ -20,6 +20,11 @@ from typing import Any
 Value = bool | int | float | str
 Expr = Callable[[Sequence[Any]], Any]
 
+
+def _constant(value: Any) -> Expr:
+    return lambda _values: value
+
+
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
@@ -75,7 +80,7 @@ def compile_formula(text: str, variable_types: Mapping[str, str]) -> Formula:
             if key not in inputs:
                 inputs.append(key)
             index = inputs.index(key)
-            stack.append((KINDS[variable_types[key]], lambda v, i=index: v[i]))
+            stack.append((KINDS[variable_types[key]], operator.itemgetter(index)))
             continue
         if token in OPERATORS:
             if len(stack) < 2:
@@ -88,7 +93,7 @@ def compile_formula(text: str, variable_types: Mapping[str, str]) -> Formula:
         if literal is None:
             raise FormulaError(f"{where}: not a variable ($source.name), literal or operator")
         kind, value = literal
-        stack.append((kind, lambda _v, c=value: c))
+        stack.append((kind, _constant(value)))
     if len(stack) != 1:
         raise FormulaError(f"leaves {len(stack)} values on the stack; it must end in one result")
     kind, expr = stack[0]

@@ -21,7 +21,7 @@ def backoff(failures: int, base: float, cap: float, retry_after: float | None = 
     return max(delay, min(retry_after, 3600.0)) if retry_after is not None else delay
 
 
-def _milestone(count: int) -> bool:
+def milestone(count: int) -> bool:
     """1, 10, 100, 1000, ..."""
     while count >= 10 and count % 10 == 0:
         count //= 10
@@ -46,7 +46,7 @@ class Throttle:
     def hit(self) -> bool:
         self.count += 1
         now = self.clock()
-        if _milestone(self.count) or now - self._last >= self.interval:
+        if milestone(self.count) or now - self._last >= self.interval:
             self._last = now
             self.unlogged = 0
             return True

@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.events import (  # type: ignore[import-untyped]
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from agent.alarms import AlarmEngine, AlarmRule, Transition
 from agent.config import Config, ConfigError, load_config, short_id
@@ -28,6 +32,7 @@ from agent.delivery import Deliverer, Result, make_http_client
 from agent.logs import RedactSecrets
 from agent.messages import describe_values, messages_for
 from agent.modbus import PollResult, SourcePoller, make_links
+from agent.retry import Throttle
 from agent.status import Metrics, StatusServer
 from agent.store import Message, Store, StoreDamaged, StoreError
 
@@ -147,6 +152,8 @@ class Agent:
         self._cycles: set[asyncio.Task[None]] = set()  # poll cycles in flight
         self._last_start: dict[str, float] = {}  # monotonic start of each source's last cycle
         self._watchdog: asyncio.Task[None] | None = None
+        self._skip_log: dict[str, Throttle] = {}
+        self._heartbeat_log = Throttle()
 
     async def start(self) -> None:
         """Start delivery and the polling schedule; must run inside the event loop."""
@@ -190,7 +197,7 @@ class Agent:
         if poller is None:
             return
         poller.stats.skipped += 1
-        if poller.stats.skipped in (1, 10) or poller.stats.skipped % 100 == 0:
+        if self._skip_log.setdefault(poller.source.name, Throttle()).hit():
             log.warning(
                 "source %s: a poll cycle took longer than poll_interval (slow or silent device,"
                 " or a busy shared bus); %d cycle(s) skipped so far",
@@ -411,9 +418,10 @@ class Agent:
                     "heartbeat: ping answered again after %d failure(s)", self.heartbeat_failures
                 )
             self.heartbeat_failures = 0
+            self._heartbeat_log.clear()
             return
         self.heartbeat_failures += 1
-        if self.heartbeat_failures in (1, 10) or self.heartbeat_failures % 100 == 0:
+        if self._heartbeat_log.hit():
             log.warning(
                 "heartbeat: ping failed (%s), %d in a row", problem, self.heartbeat_failures
             )

@@ -48,7 +48,7 @@ import time
 import tomllib
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -309,7 +309,9 @@ class IlertSimulator(HttpServer):
     # -- faults -----------------------------------------------------------------------------
 
     @web.middleware
-    async def _fault_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _fault_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         f = self.faults
         inbound = request.path.startswith(
             ("/api/events", "/api/v1/", "/api/heartbeats", "/api/pings")
@@ -484,8 +486,11 @@ class IlertSimulator(HttpServer):
                     silent = f"no ping for {beat.conf.interval:g} s"
                     self.create(beat, key, f"Heartbeat {beat.name} missed", silent, "HIGH",
                                 self.policy(beat.conf.escalation_policy))  # fmt: skip
-            shortest = min((h.conf.interval for h in self.heartbeats.values()), default=1.0)
-            await asyncio.sleep(min(1.0, shortest / 4))  # type: ignore[operator]
+            shortest = min(
+                (h.conf.interval for h in self.heartbeats.values()
+                 if isinstance(h.conf, HeartbeatConf)), default=1.0,
+            )  # fmt: skip
+            await asyncio.sleep(min(1.0, shortest / 4))
 
     # -- alerts and their lifecycle --------------------------------------------------------
 

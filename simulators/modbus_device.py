@@ -163,7 +163,7 @@ class ModbusDeviceSimulator:
         """Listen (port 0: the OS chooses) and start the scenario; returns the port."""
         self.server = ModbusTcpServer(self.device(), address=(host, port))
         await self.server.serve_forever(background=True)
-        self.port = self.server.transport.sockets[0].getsockname()[1]
+        self.port = self.server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self._started = time.monotonic()
         self.values = {}  # a new server starts from zeroed registers
         await self.update()
@@ -177,7 +177,7 @@ class ModbusDeviceSimulator:
                 await self._task
             self._task = None
         if self.server:
-            await self.server.shutdown()
+            await self.server.shutdown()  # type: ignore[no-untyped-call]
             self.server = None
 
     async def hold(self, **values: Value) -> None:

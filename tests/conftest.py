@@ -9,11 +9,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import settings
 
+from agent.delivery import make_http_client
 from simulators.ilert import IlertSimulator
 from simulators.modbus_device import ModbusDeviceSimulator
+from tests.receiver import Receiver
 
 # a slow or busy CI machine must not turn a property into a timing test
 settings.register_profile("ci", deadline=None)
@@ -118,6 +121,22 @@ async def machine() -> AsyncIterator[ModbusDeviceSimulator]:
     await sim.start()
     yield sim
     await sim.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A scriptable webhook receiver (``tests.receiver``)."""
+    server = Receiver()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """The agent's own HTTP client, as delivery uses it."""
+    async with make_http_client() as client:
+        yield client
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from agent.config import Webhook
-from agent.delivery import BACKOFF_CAP, Deliverer, make_http_client
+from agent.delivery import BACKOFF_CAP, Deliverer
 from agent.service import SteadyInterval
 from agent.store import Message, Store
 from simulators.modbus_device import ModbusDeviceSimulator
@@ -51,20 +51,6 @@ class WallClock:
 @pytest.fixture
 def wall(monkeypatch: pytest.MonkeyPatch) -> WallClock:
     return WallClock(monkeypatch)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with make_http_client() as client:
-        yield client
 
 
 def message(occurrence: str, kind: str = "start") -> Message:

@@ -11,7 +11,6 @@ import json
 import random
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from aiohttp import web
 
 from agent.alarms import AlarmRule, Transition, new_id
 from agent.config import Config, load_config
-from agent.delivery import Deliverer, make_http_client
+from agent.delivery import Deliverer
 from agent.messages import messages_for
 from agent.store import Store
 from simulators._http import HttpServer
@@ -62,12 +61,6 @@ class Faulty(HttpServer):
 def key(body: dict[str, Any]) -> str:
     """What identifies one message: IXON's publicId, or the event and its alertKey."""
     return body.get("publicId") or f"{body['eventType']}:{body['alertKey']}"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with make_http_client() as client:
-        yield client
 
 
 def config(tmp_path: Path, url: str) -> Config:

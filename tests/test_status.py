@@ -94,7 +94,8 @@ async def test_metrics_after_a_known_sequence(
     assert sample(text, "ixon_agent_values_decoded_total", source="plc") == pytest.approx(
         3 * ok, abs=6
     )
-    assert sample(text, "ixon_agent_poll_duration_seconds_count", source="plc") >= ok
+    # a cycle may be under way while the page is scraped: counted in polls, not yet timed
+    assert sample(text, "ixon_agent_poll_duration_seconds_count", source="plc") >= ok - 1
     assert "il1ixon0demo" not in text
 
 
