@@ -215,6 +215,8 @@ CREATE TEMP TABLE gone (id INTEGER PRIMARY KEY);
 CREATE TEMP TABLE later (id INTEGER PRIMARY KEY, attempts INTEGER NOT NULL,
                          next_attempt REAL NOT NULL, last_error TEXT);
 """
+#: how long a write waits for another process's lock (the CLI beside the agent)
+BUSY_TIMEOUT_MS = 10_000
 #: seconds between attempts to write what is held in memory, besides each new transition
 FLUSH_INTERVAL = 1.0
 #: seconds between log lines while the state is not durable
@@ -291,7 +293,7 @@ class Store:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self.db.execute("PRAGMA temp_store=MEMORY")  # the in-memory tables, on a full disk too
         self.db.executescript(_MEMORY)
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -364,6 +366,8 @@ class Store:
             return False
         self._flushed = self.monotonic()
         written = len(self._messages)
+        # a quick try: a lock held elsewhere must not stall the event loop each second
+        self.db.execute("PRAGMA busy_timeout=100")
         try:
             with self.transaction():
                 self.db.execute(
@@ -381,6 +385,8 @@ class Store:
         except sqlite3.Error as exc:
             self._failed(exc)
             return False
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._states, self._messages, self._forget, self._burials = {}, [], set(), []
         log.warning(
             "state durable again: %s written after %.0f s, with %d message(s) that waited in"

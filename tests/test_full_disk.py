@@ -172,3 +172,24 @@ def test_a_damaged_database_stops_run_and_outbox_with_exit_2(tmp_path: Path, com
     assert f"the state database {db} is damaged" in proc.stderr
     assert f"mv {db} {db}.damaged" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_memory_queue_is_bounded_and_gives_up_low_severity_first(tmp_path: Path) -> None:
+    """While nothing can be written, at most ``max_held`` new messages wait; past it whole
+    occurrences go, oldest first, low before medium before high (a unit test of the bound;
+    the full-disk test above shows the queue at work)."""
+    store = Store(tmp_path / "agent.db", max_held=4)
+
+    def msg(occurrence: str, kind: str, severity: str) -> Message:
+        return Message("hook", occurrence, kind, severity, f"{kind} of {occurrence}", {})
+
+    store._hold([], [msg("H1", "start", "high"), msg("L1", "start", "low")], set())
+    store._hold([], [msg("M1", "start", "medium"), msg("L1", "end", "low")], set())
+    assert store.held == 4 and store.dropped == 0
+    store._hold([], [msg("H2", "start", "high")], set())  # one too many: L1 goes, whole
+    assert [(m.occurrence_id, m.kind) for m in store._messages] == [
+        ("H1", "start"), ("M1", "start"), ("H2", "start"),
+    ]  # fmt: skip
+    assert store.dropped == 2
+    store._hold([], [msg("H3", "start", "high"), msg("H4", "start", "high")], set())
+    assert [m.occurrence_id for m in store._messages] == ["H1", "H2", "H3", "H4"]
