@@ -249,6 +249,7 @@ class Store:
         self._messages: list[Message] = []
         self._forget: set[str] = set()
         self._burials: list[tuple[Any, ...]] = []
+        self._in_memory = False  # delivery bookkeeping waits in the temp tables
         self._flushed = -FLUSH_INTERVAL
         self._throttle = Throttle(NOT_DURABLE_LOG_INTERVAL, monotonic)
         problem = state_dir_problem(path.parent, probe=False)
@@ -388,6 +389,7 @@ class Store:
         finally:
             self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._states, self._messages, self._forget, self._burials = {}, [], set(), []
+        self._in_memory = False
         log.warning(
             "state durable again: %s written after %.0f s, with %d message(s) that waited in"
             " memory", self.path, self.monotonic() - self.since, written,
@@ -558,24 +560,37 @@ class Store:
     def due(self, now: float, limit: int, busy: Iterable[int] = ()) -> list[Entry]:
         """Messages to send now: each the oldest of its (webhook, occurrence) queue."""
         busy = set(busy)
-        rows = self._rows(
-            f"SELECT {_ENTRY} FROM {_WAITING} AND {_HEAD} AND {_FREE}"
-            " AND COALESCE(l.next_attempt, o.next_attempt) <= :now"
-            " ORDER BY COALESCE(l.next_attempt, o.next_attempt), o.id LIMIT :limit",
-            {"now": now, "limit": limit + len(busy)},
-        )
+        if self._in_memory:  # what delivery did while not durable counts too
+            sql = (
+                f"SELECT {_ENTRY} FROM {_WAITING} AND {_HEAD} AND {_FREE}"
+                " AND COALESCE(l.next_attempt, o.next_attempt) <= :now"
+                " ORDER BY COALESCE(l.next_attempt, o.next_attempt), o.id LIMIT :limit"
+            )
+        else:  # the usual case, on the due-time index
+            sql = (
+                f"SELECT {_COLUMNS} FROM outbox AS o WHERE next_attempt <= :now"
+                " AND (lease_until IS NULL OR lease_until < :now)"
+                " AND id = (SELECT MIN(id) FROM outbox AS q"
+                "           WHERE q.webhook = o.webhook AND q.occurrence_id = o.occurrence_id)"
+                " ORDER BY next_attempt, id LIMIT :limit"
+            )
+        rows = self._rows(sql, {"now": now, "limit": limit + len(busy)})
         return [Entry.from_row(r) for r in rows if r["id"] not in busy][:limit]
 
     def next_due(self, busy: Iterable[int] = ()) -> float | None:
         """When the earliest waiting message becomes due (heads of queues, not in flight here;
         one another process is sending is due when its lease ends)."""
         busy = list(busy)
-        rows = self._rows(
-            "SELECT o.id, COALESCE(l.next_attempt, MAX(o.next_attempt,"
-            f" COALESCE(o.lease_until, 0))) AS due FROM {_WAITING} AND {_HEAD}"
-            " ORDER BY due LIMIT ?",
-            (len(busy) + 1,),
-        )
+        due = "MAX(o.next_attempt, COALESCE(o.lease_until, 0))"
+        if self._in_memory:
+            sql = f"SELECT o.id, COALESCE(l.next_attempt, {due}) AS due FROM {_WAITING} AND {_HEAD}"
+        else:
+            sql = (
+                f"SELECT o.id, {due} AS due FROM outbox AS o WHERE o.id = (SELECT MIN(q.id)"
+                " FROM outbox AS q WHERE q.webhook = o.webhook"
+                " AND q.occurrence_id = o.occurrence_id)"
+            )
+        rows = self._rows(sql + " ORDER BY due LIMIT ?", (len(busy) + 1,))
         return next((r["due"] for r in rows if r["id"] not in busy), None)
 
     def claim(self, entry_id: int, until: float) -> bool:
@@ -617,6 +632,7 @@ class Store:
         self._write(write, lambda: self._gone([entry_id]))
 
     def _gone(self, ids: Iterable[int]) -> None:
+        self._in_memory = True
         rows = [(i,) for i in ids]
         self.db.executemany("INSERT OR IGNORE INTO temp.gone VALUES (?)", rows)
         self.db.executemany("DELETE FROM temp.later WHERE id = ?", rows)
@@ -633,6 +649,7 @@ class Store:
                 )
 
         def instead() -> None:
+            self._in_memory = True
             self.db.execute(
                 "INSERT INTO temp.later VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
                 " attempts = attempts + excluded.attempts, next_attempt = excluded.next_attempt,"
