@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import httpx
 from apscheduler.events import (  # type: ignore[import-untyped]
     EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
     JobEvent,
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
@@ -172,7 +171,9 @@ class Agent:
                 name=f"poll {source.name}",
                 max_instances=1,
                 coalesce=True,
-                misfire_grace_time=max(1, int(source.poll_interval)),
+                # a run the scheduler itself was late for (a busy loop, a clock jump) runs
+                # late, once (coalesced); only a run the previous cycle blocked is skipped
+                misfire_grace_time=None,
                 next_run_time=datetime.now(UTC),
             )
         if self.config.heartbeat is not None:
@@ -181,7 +182,7 @@ class Agent:
                 timezone=UTC), id="heartbeat", name="heartbeat", max_instances=1, coalesce=True,
                 misfire_grace_time=None, next_run_time=datetime.now(UTC),
             )  # fmt: skip
-        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         self.scheduler.start()
         self._watchdog = asyncio.create_task(self._watch(), name="watchdog")
         log.info(
@@ -230,8 +231,9 @@ class Agent:
     async def _watch(self) -> None:
         """APScheduler times jobs by the wall clock: set back (NTP, a Pi without a battery
         clock), it would not run a job again until the clock caught up. When the wall clock
-        jumps, every job is due now; and a poll cycle overdue by the monotonic clock for any
-        other reason is started now too."""
+        jumps back, every job whose next run went far away is due now (a jump forward is
+        ``SteadyInterval``'s); and a poll cycle overdue by the monotonic clock for any other
+        reason is started now too."""
         period = min(1.0, *(s.poll_interval for s in self.config.sources))
         skew = time.time() - time.monotonic()
         while True:
@@ -246,9 +248,10 @@ class Agent:
                     "the wall clock jumped %s; timing goes on by the monotonic clock",
                     _signed(jump),
                 )
-                for job in self.scheduler.get_jobs():
-                    job.modify(next_run_time=datetime.now(UTC))
-                self.scheduler.wakeup()
+                wall = datetime.now(UTC)
+                for job in self.scheduler.get_jobs():  # set back: runs that went far away
+                    if job.next_run_time and job.next_run_time > wall + job.trigger.interval:
+                        job.modify(next_run_time=wall)
                 continue
             for name, poller in self.pollers.items():
                 source = poller.source

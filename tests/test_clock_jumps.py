@@ -260,3 +260,4 @@ async def test_the_agent_process_rides_out_jumps_of_its_wall_clock(
     assert db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0] == 0, text
     assert "the wall clock jumped forward by 25.0 h" in text
     assert "the wall clock jumped back by" in text and "Traceback" not in text
+    assert "skipped" not in text  # a jump is not a slow device
