@@ -21,7 +21,7 @@ from aiohttp import web
 
 from agent.alarms import AlarmRule, Transition, new_id
 from agent.config import Config, load_config
-from agent.delivery import Deliverer
+from agent.delivery import Deliverer, Result
 from agent.messages import messages_for
 from agent.store import Store
 from simulators._http import HttpServer
@@ -72,10 +72,10 @@ name = "events"
 url = "{url}/api/events"
 format = "ilert-events"
 integration_key = "il1api0demo"
-timeout = "300ms"
+timeout = "1s"
 """
     )
-    text = text.replace("notify_ended = true\n", 'notify_ended = true\ntimeout = "300ms"\n')
+    text = text.replace("notify_ended = true\n", 'notify_ended = true\ntimeout = "1s"\n')
     return load_config(write_config(tmp_path, text, ilert=url), environ={})
 
 
@@ -96,14 +96,15 @@ async def test_duplicates_come_only_from_answers_that_never_arrived(
 ) -> None:
     monkeypatch.setattr("agent.delivery.BACKOFF_BASE", 0.02)
     monkeypatch.setattr("agent.delivery.BACKOFF_CAP", 0.2)
-    receiver = Faulty(seed, late=0.6)
+    receiver = Faulty(seed, late=2.0)
     await receiver.start()
     conf = config(tmp_path, receiver.url)
     store = Store(tmp_path / "agent.db")
-    # 8 occurrences: 16 events and their retries stay under ilert's 50 a minute per key
-    sent = [m for t in transitions(conf, 8) for m in messages_for(conf, t, t.at)]
+    # 6 occurrences: 12 events and their retries stay under ilert's 50 a minute per key
+    sent = [m for t in transitions(conf, 6) for m in messages_for(conf, t, t.at)]
     store.record([], sent)
-    deliverer = Deliverer(store, conf.webhooks, http, max_in_flight=4)
+    results: list[Result] = []
+    deliverer = Deliverer(store, conf.webhooks, http, max_in_flight=8, on_result=results.append)
     deliverer.start()
     try:
         assert await deliverer.drain(30), "not everything was delivered"
@@ -112,12 +113,15 @@ async def test_duplicates_come_only_from_answers_that_never_arrived(
         await receiver.stop()
     assert store.dead() == [], [(d.reason, d.status) for d in store.dead()]
     wanted = Counter(key(dict(m.body)) for m in sent)
-    assert len(wanted) == len(sent) == 32  # one publicId per IXON message, one key per event
+    assert len(wanted) == len(sent) == 24  # one publicId per IXON message, one key per event
     got = Counter(key(b) for b in receiver.processed)
     assert set(got) == set(wanted)
-    late = Counter(k for k, action in receiver.attempts if action in UNANSWERED_BUT_PROCESSED)
+    # what the receiver did but the agent never heard of: each one must cause a resend
+    unheard = Counter(k for k, action in receiver.attempts if action in UNANSWERED_BUT_PROCESSED)
+    # what the agent saw fail (those above, refusals, and answers a busy machine made late)
+    failed = Counter(key(r.entry.body) for r in results if r.outcome == "retry")
     for message, times in got.items():
-        assert times == 1 + late[message], (message, times, late[message])
+        assert 1 + unheard[message] <= times <= 1 + failed[message], (message, times)
         copies = {json.dumps(b, sort_keys=True) for b in receiver.processed if key(b) == message}
         assert len(copies) == 1, "a resent message differs from the first copy"
     assert sum(got.values()) > len(wanted)  # the faults did cause some repeats
