@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DURATION ?= 35
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-under-load lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check agent simulators tests bench
 	$(BIN)/mypy agent simulators
 	$(BIN)/python -m pytest
+
+# the suite beside one busy loop per core, RUNS times: what a shared CI machine does to it
+test-under-load: $(VENV)/.installed-test
+	bash tests/under_load.sh $(or $(RUNS),5)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check agent simulators tests bench
