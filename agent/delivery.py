@@ -34,7 +34,7 @@ from agent import __version__, retry
 from agent.config import Webhook
 from agent.logs import Redactor
 from agent.retry import Throttle
-from agent.store import Entry, Store, StoreDamaged, StoreError
+from agent.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
 
 log = logging.getLogger("agent.delivery")
 
@@ -236,10 +236,12 @@ class Deliverer:
                 if self.store.claim(entry.id, lease):
                     task = asyncio.create_task(self._send(entry), name=f"send:{entry.id}")
                     self.in_flight[entry.id] = task
+        # not durable: come back soon to write (and then send) what waits in memory
+        idle = IDLE_CHECK if self.store.durable else FLUSH_INTERVAL
         if len(self.in_flight) >= self.max_in_flight:
-            return IDLE_CHECK  # a finishing send wakes us
+            return idle  # a finishing send wakes us
         due = self.store.next_due(busy=self.in_flight)
-        return IDLE_CHECK if due is None else min(IDLE_CHECK, max(0.0, due - now))
+        return idle if due is None else min(idle, max(0.0, due - now))
 
     def _expire(self, now: float) -> None:
         expired = self.store.expired(now - self.max_age, busy=self.in_flight)

@@ -96,11 +96,6 @@ class Redactor:
         return text if self._pattern is None else self._pattern.sub(REDACTED, text)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` without any part of ``secrets`` (see ``Redactor``)."""
-    return Redactor(secrets)(text)
-
-
 class RedactSecrets(logging.Filter):
     """Redacts every record's final text, traceback included: the code already logs
     webhooks by name only, this catches a library or an exception message that echoes one."""

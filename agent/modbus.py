@@ -296,8 +296,9 @@ class SourcePoller:
         await self._poll(result)
         stats = self.stats
         if result.answered:
-            self.failures = 0
-            self.throttle.clear()
+            if self.failures:
+                self.failures = 0
+                self.throttle.clear()
             stats.last_answer = time.monotonic()
         stats.values += len(result.values)
         if result.ok:

@@ -40,7 +40,6 @@ class Throttle:
         self.interval = interval
         self.clock = clock
         self.count = 0
-        self.unlogged = 0  # occurrences since the last line
         self._last = -float("inf")
 
     def hit(self) -> bool:
@@ -48,12 +47,10 @@ class Throttle:
         now = self.clock()
         if milestone(self.count) or now - self._last >= self.interval:
             self._last = now
-            self.unlogged = 0
             return True
-        self.unlogged += 1
         return False
 
     def clear(self) -> int:
-        count, self.count, self.unlogged = self.count, 0, 0
+        count, self.count = self.count, 0
         self._last = -float("inf")
         return count

@@ -238,8 +238,6 @@ class Agent:
         skew = time.time() - time.monotonic()
         while True:
             await asyncio.sleep(period)
-            if not self.store.durable and self.store.flush():
-                self.deliverer.wake()  # what waited in memory is written: send it
             now = time.monotonic()
             wall_skew = time.time() - now
             jump, skew = wall_skew - skew, wall_skew
@@ -467,8 +465,6 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
-        if self.error is not None:
-            stop.set()
         await self.agent.start()
         try:
             await stop.wait()

@@ -118,11 +118,10 @@ class Metrics(Collector):
             "state_waiting_messages", "New messages waiting in memory to be written",
             value=store.held,
         )  # fmt: skip
-        dropped = _counter(
-            "state_dropped_messages", "New messages dropped: memory full, not durable"
-        )
-        dropped.add_metric([], store.dropped)
-        yield dropped
+        yield _counter_value(
+            "state_dropped_messages", "New messages dropped: memory full, not durable",
+            store.dropped,
+        )  # fmt: skip
         attempts = _counter("delivery_attempts", "Delivery attempts", "webhook", "outcome")
         for labels, count in self.attempts.items():
             attempts.add_metric(list(labels), count)

@@ -403,6 +403,8 @@ class Store:
     ) -> None:
         """Keep new states and messages in memory, within ``max_held`` messages: past it,
         whole occurrences go, oldest first, low severity before medium before high."""
+        for alarm_id in forget:
+            self._states.pop(alarm_id, None)
         for state in states:
             self._states[state["alarm_id"]] = state
         self._forget |= forget
@@ -410,18 +412,8 @@ class Store:
         excess = len(self._messages) - self.max_held
         if excess <= 0:
             return
-        rank = {"low": 0, "medium": 1}
-        order = sorted(
-            range(len(self._messages)), key=lambda i: (rank.get(self._messages[i].severity, 2), i)
-        )
-        doomed: set[tuple[str, str]] = set()
-        for index in order:
-            if excess <= 0:
-                break
-            queue = (self._messages[index].webhook, self._messages[index].occurrence_id)
-            if queue not in doomed:
-                doomed.add(queue)
-                excess -= sum(1 for m in self._messages if (m.webhook, m.occurrence_id) == queue)
+        queues = [(m.severity, (m.webhook, m.occurrence_id)) for m in self._messages]
+        doomed = _doomed(queues, excess, keep_high=False)
         before = len(self._messages)
         self._messages = [m for m in self._messages if (m.webhook, m.occurrence_id) not in doomed]
         self.dropped += before - len(self._messages)
@@ -702,20 +694,12 @@ class Store:
             return []
         rows = self._rows(
             f"SELECT {_COLUMNS}, lease_until FROM outbox WHERE severity IN ('low', 'medium')"
-            " ORDER BY CASE severity WHEN 'low' THEN 0 ELSE 1 END, id"
+            " ORDER BY id"
         )
         now = self.now()
-        sizes = Counter((r["webhook"], r["occurrence_id"]) for r in rows)
         busy = {(r["webhook"], r["occurrence_id"]) for r in rows if (r["lease_until"] or 0) >= now}
-        chosen: set[tuple[str, str]] = set()
-        count = 0
-        for row in rows:
-            queue = (row["webhook"], row["occurrence_id"])
-            if count >= excess:
-                break
-            if queue not in chosen and queue not in busy:
-                chosen.add(queue)
-                count += sizes[queue]
+        queues = [(r["severity"], (r["webhook"], r["occurrence_id"])) for r in rows]
+        chosen = _doomed(queues, excess, keep_high=True, spare=busy)
         victims = [Entry.from_row(r) for r in rows if (r["webhook"], r["occurrence_id"]) in chosen]
         self.bury([v.id for v in victims], "evicted: outbox over max_pending")
         return victims
@@ -770,6 +754,31 @@ class Store:
                 raise StoreDamaged(damage_report(self.path, str(exc))) from None
             raise StoreError(f"agent.state_dir: cannot write {self.path}: {exc}") from None
         return cursor.rowcount
+
+
+def _doomed(
+    queues: list[tuple[str, tuple[str, str]]],
+    excess: int,
+    keep_high: bool,
+    spare: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+) -> set[tuple[str, str]]:
+    """Whole queues (webhook, occurrence) to give up for ``excess`` messages, given each
+    message's (severity, queue) oldest first: low before medium before high (never high
+    with ``keep_high``), oldest first, never one in ``spare``; so an end never stays
+    behind without its start."""
+    sizes = Counter(queue for _, queue in queues)
+    rank = {"low": 0, "medium": 1, "high": 2}
+    order = sorted(range(len(queues)), key=lambda i: (rank.get(queues[i][0], 2), i))
+    chosen: set[tuple[str, str]] = set()
+    for index in order:
+        if excess <= 0:
+            break
+        severity, queue = queues[index]
+        if queue in chosen or queue in spare or (keep_high and severity == "high"):
+            continue
+        chosen.add(queue)
+        excess -= sizes[queue]
+    return chosen
 
 
 def state_dir_problem(directory: Path, probe: bool = True) -> str | None:
