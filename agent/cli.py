@@ -18,7 +18,7 @@ from agent import __version__
 from agent.alarms import describe_condition
 from agent.config import Config, ConfigError, config_path, load_config
 from agent.logs import quiet_loop_errors, raise_file_limit, setup_logging
-from agent.messages import show
+from agent.messages import json_safe, show
 from agent.store import StoreError, state_dir_problem
 
 log = logging.getLogger("agent")
@@ -86,7 +86,8 @@ def cmd_read(args: argparse.Namespace) -> int:
     values, problems = asyncio.run(read_all())
     keys = [key for key, _, _ in config.variables()]
     if args.json:
-        print(json.dumps({key: values[key] for key in keys if key in values}, indent=2))
+        read = {key: values[key] for key in keys if key in values}
+        print(json.dumps(json_safe(read), indent=2, allow_nan=False))
     else:
         width = max(len(key) for key in keys) if keys else 8
         print(f"{'variable':<{width}}  {'value':>14}  {'unit':<6}  label")

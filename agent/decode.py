@@ -35,6 +35,9 @@ _LAYOUT: dict[str, tuple[bool, str]] = {
     "BADC": (True, ">"),
     "CDAB": (True, "<"),
 }
+# strings have no words to order: their bytes are swapped within each register for these
+# orders only (Telegraf's rule), so a CDAB source still reads "PKG-LINE-3" as written
+_STRING_SWAPPED = frozenset({"BADC", "DCBA"})
 
 
 def _float32(value: float) -> float:
@@ -142,9 +145,10 @@ class BlockDecoder:
         # group -> list of lanes; a lane is (format parts, next free byte, keys, post)
         groups: dict[tuple[bool, str], list[list[Any]]] = {}
         for key, variable, offset in zip(self.keys, block.variables, self._offsets, strict=True):
-            swapped, endian = _LAYOUT[variable.byte_order or default_order]
+            order = variable.byte_order or default_order
+            swapped, endian = _LAYOUT[order]
             if variable.type == "str":
-                endian = ">"  # characters come in byte order; no numeric endianness
+                swapped, endian = order in _STRING_SWAPPED, ">"
             start = 2 * offset
             lanes = groups.setdefault((swapped, endian), [])
             lane = next((ln for ln in lanes if ln[1] <= start), None)
@@ -194,11 +198,12 @@ def encode(variable: Variable, value: Value, default_order: ByteOrder = "ABCD") 
     kind = variable.type
     if kind == "bool":
         return [1 if value else 0]
-    swapped, endian = _LAYOUT[variable.byte_order or default_order]
+    order = variable.byte_order or default_order
+    swapped, endian = _LAYOUT[order]
     if kind == "str":
         size = 2 * variable.register_count
         raw = str(value).encode("latin-1")[: variable.length].ljust(size, b"\0")
-        endian = ">"
+        swapped = order in _STRING_SWAPPED
     else:
         number: Any = value
         if variable.factor != 1.0 or variable.offset != 0.0:

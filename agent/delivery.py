@@ -33,6 +33,7 @@ import httpx
 from agent import __version__, retry
 from agent.config import Webhook
 from agent.logs import Redactor
+from agent.messages import json_safe
 from agent.retry import Throttle
 from agent.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
 
@@ -284,7 +285,7 @@ class Deliverer:
                 "webhook %s is no longer configured: %s dead-lettered", entry.webhook, entry.label
             )
             return Result(entry, "rejected", None, "webhook not configured", entry.attempts, 0.0)
-        body = entry.body
+        body = json_safe(entry.body)  # a message queued by an older version may hold NaN
         if webhook.format == "ilert-events" and webhook.integration_key is not None:
             body = {"integrationKey": webhook.integration_key.get_secret_value(), **body}
         started = time.monotonic()

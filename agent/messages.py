@@ -5,6 +5,7 @@ Pure: a transition and the config in, a JSON-ready dict out (DESIGN.md section 5
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,18 @@ def describe_values(t: Transition) -> str:
     """``Oil temperature = 84.2 degC, Pump running = true``."""
     pairs = zip(t.rule.inputs, t.values, strict=False)
     return ", ".join(f"{i.label} = {show(v, i.unit)}" for i, v in pairs)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float as None: RFC 8259 has no such numbers, and a
+    receiver (ilert, ``jq``, ``JSON.parse``) rejects the whole document for one of them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _info(kind: str, key: str, value: object) -> dict[str, object]:
@@ -136,7 +149,7 @@ def ilert_event(
 
 def build(agent: AgentSection, webhook: Webhook, t: Transition, now: datetime) -> dict[str, Any]:
     builder = ixon_message if webhook.format == "ixon" else ilert_event
-    return builder(agent, webhook, t, now)
+    return json_safe(builder(agent, webhook, t, now))  # type: ignore[no-any-return]
 
 
 def messages_for(

@@ -5,10 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+from typing import Any
 
 from aiohttp import web
 
 from agent.logs import one_line_logger
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def strict_json(text: str) -> Any:
+    """Parse as the real services do: ``NaN`` and ``Infinity`` (Python's extension) fail."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
+async def read_json(request: web.Request) -> Any:
+    return strict_json(await request.text())
 
 
 class HttpServer:

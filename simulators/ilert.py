@@ -58,7 +58,7 @@ import httpx
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulators._http import HttpServer, parser, run
+from simulators._http import HttpServer, parser, read_json, run
 
 IXON_KEY = "il1ixon0demo"
 EVENTS_KEY = "il1api0demo"
@@ -380,7 +380,7 @@ class IlertSimulator(HttpServer):
         if source is None or source.integration_type != "IXON":
             return _error(404, "ALERT_SOURCE_NOT_FOUND", "no IXON alert source with this key")
         try:
-            body = await request.json()
+            body = await read_json(request)
             short, long_ = body["shortContent"], body.get("longContent") or {}
             code = short.get("code") or long_.get("code")
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -413,7 +413,7 @@ class IlertSimulator(HttpServer):
 
     async def api_event(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
+            body = await read_json(request)
             assert isinstance(body, dict)
         except (ValueError, AssertionError):
             return _error(400, "INVALID_INPUT", "body is not a JSON object")

@@ -82,6 +82,26 @@ def test_bool_from_bit_and_register_and_string() -> None:
     assert decode_one(var(type_="str", length=6), [0x4F4B, 0x0000, 0x0000]) == "OK"
 
 
+# "PKG-LINE-3" as a PLC holds it, written out by hand: P=50 K=4B G=47 -=2D L=4C I=49 N=4E
+# E=45 3=33. Characters run from the first register to the last in every order; the two
+# bytes of each register are swapped for BADC and DCBA only (as Telegraf reads them).
+STRAIGHT = [0x504B, 0x472D, 0x4C49, 0x4E45, 0x2D33]
+SWAPPED = [0x4B50, 0x2D47, 0x494C, 0x454E, 0x332D]
+
+
+@pytest.mark.parametrize(
+    ("order", "registers"),
+    [("ABCD", STRAIGHT), ("CDAB", STRAIGHT), ("BADC", SWAPPED), ("DCBA", SWAPPED)],
+)
+def test_string_in_every_byte_order(order: str, registers: list[int]) -> None:
+    as_source = var(type_="str", length=10)
+    assert decode_one(as_source, registers, order) == "PKG-LINE-3"  # the source's byte_order
+    own = var(type_="str", length=10, byte_order=order)
+    assert decode_one(own, registers) == "PKG-LINE-3"  # the variable's own byte_order
+    assert encode(own, "PKG-LINE-3") == registers  # what the simulator serves
+    assert encode(as_source, "PKG-LINE-3", order) == registers  # type: ignore[arg-type]
+
+
 def test_block_decodes_every_variable_at_its_offset() -> None:
     variables = [
         var("temp", 100, "float"),

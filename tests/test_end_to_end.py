@@ -229,3 +229,44 @@ async def test_polling_resumes_when_the_wall_clock_is_set_back(
     finally:
         await agent.stop()
     assert "source plc: no poll cycle for" in caplog.text
+
+
+def _reject_constant(name: str) -> None:
+    raise AssertionError(f"{name} in what should be strict JSON")
+
+
+async def test_read_json_is_strict_json_with_null_for_nan(
+    tmp_path: Path, machine: ModbusDeviceSimulator
+) -> None:
+    await machine.hold(oil_temp=float("nan"))
+    code, out, err = await run_cli(
+        "read", "--json", "--config", str(write_config(tmp_path, port=machine.port))
+    )
+    assert code == 0, err
+    assert json.loads(out, parse_constant=_reject_constant)["plc.oil_temp"] is None
+    await machine.hold(oil_temp=float("-inf"))
+    code, out, err = await run_cli(
+        "read", "--json", "--config", str(write_config(tmp_path, port=machine.port))
+    )
+    assert json.loads(out, parse_constant=_reject_constant)["plc.oil_temp"] is None
+
+
+async def test_an_infinite_value_pages_with_null_not_invalid_json(
+    tmp_path: Path, machine: ModbusDeviceSimulator, ilert: IlertSimulator
+) -> None:
+    """An alarm on +inf still reaches ilert: the stand-in parses as strictly as ilert does."""
+    agent = Agent(
+        load_config(write_config(tmp_path, port=machine.port, ilert=ilert.url), environ={})
+    )
+    await agent.start()
+    try:
+        await machine.hold(oil_temp=float("inf"))
+        await wait_for(lambda: ilert.received, what="the alarm message")
+    finally:
+        await agent.stop()
+    [value] = [
+        i["value"]
+        for i in ilert.received[0]["longContent"]["extraInformation"]
+        if i["type"] == "value"
+    ]
+    assert value is None and ilert.alerts[0].status == "PENDING"
