@@ -7,6 +7,7 @@ import gzip
 import json
 import shutil
 import subprocess
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -357,6 +358,75 @@ async def test_sumo_lines_encodings_codes_faults_and_queries(
 
     again = SumoSimulator(store=tmp_path / "sumo.ndjson")  # a new process, the same file
     assert [m["message"] for m in again.by_category("plant/line3")] == ["first", "second", "third"]
+
+
+async def test_sumo_source_category_fields_and_json_document_boundaries(
+    sumo: SumoSimulator, http: httpx.AsyncClient
+) -> None:
+    url = f"{sumo.url}/receiver/v1/http/demo"
+    document = {"id": "7", "summary": "Oil temperature high", "responders": [{"status": "PENDING"}]}
+    pretty = json.dumps(document, indent=2)
+    assert pretty.count("\n") >= 5
+    fields = {"X-Sumo-Fields": "site=plant-7, line=3,broken,=nokey"}
+    assert (await http.post(url, content=pretty.encode(), headers=fields)).status_code == 200
+    ndjson = json.dumps({"n": 1}) + "\n" + json.dumps({"n": 2}) + "\n"
+    assert (await http.post(url, content=ndjson.encode())).status_code == 200
+    lines = "2026-11-23 10:00:00 start\n{not json\n  indented\n"
+    assert (await http.post(url, content=lines.encode())).status_code == 200
+    received = sumo.by_category("webhook/ilert")  # the code's own category: no header needed
+    assert [m["message"] for m in received] == [
+        pretty, '{"n": 1}', '{"n": 2}', "2026-11-23 10:00:00 start", "{not json", "  indented",
+    ]  # fmt: skip
+    assert json.loads(received[0]["message"]) == document
+    assert received[0]["fields"] == {"site": "plant-7", "line": "3"}
+    assert received[1]["fields"] == {}
+    listed = (
+        await http.get(f"{sumo.url}/api/messages", params={"category": "webhook/ilert"})
+    ).json()
+    assert listed[0]["fields"] == {"site": "plant-7", "line": "3"} and len(listed) == 6
+
+
+@pytest.mark.parametrize("mode", ["408", "429", "503", "504"])
+async def test_sumo_fault_answers_keep_nothing(
+    sumo: SumoSimulator, http: httpx.AsyncClient, mode: str
+) -> None:
+    url = f"{sumo.url}/receiver/v1/http/demo"
+    assert (
+        await http.post(f"{sumo.url}/admin/faults", json={"mode": mode, "count": 1})
+    ).status_code == 200
+    assert (await http.post(url, content=b"lost")).status_code == int(mode)
+    assert (await http.post(url, content=b"kept")).status_code == 200
+    assert [m["message"] for m in sumo.messages] == ["kept"]
+
+
+async def test_sumo_command_line_sources_and_categories() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulators.sumo", "--port", "0", "--code", "a1=plant/alarms",
+        "--code", "b2", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        base = line.split(" on ")[-1].strip()
+        async with httpx.AsyncClient(timeout=10) as http:
+            assert (await http.post(f"{base}/receiver/v1/http/a1", content=b"x")).status_code == 200
+            assert (await http.post(f"{base}/receiver/v1/http/b2", content=b"y")).status_code == 200
+            assert (
+                await http.post(f"{base}/receiver/v1/http/demo", content=b"z")
+            ).status_code == 401
+            listed = (await http.get(f"{base}/api/messages")).json()
+        assert [(m["message"], m["category"]) for m in listed] == [
+            ("x", "plant/alarms"),
+            ("y", None),
+        ]
+    finally:
+        proc.terminate()
+        await proc.wait()
+    bad = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulators.sumo", "--fault", "teapot", stderr=subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(bad.communicate(), 30)
+    assert bad.returncode == 2 and b"--fault teapot" in err
 
 
 # -- the page in a real browser -------------------------------------------------------------
