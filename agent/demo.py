@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,13 +34,13 @@ from agent.logs import setup_logging
 from agent.messages import describe_values
 from agent.modbus import PollResult
 from agent.service import Agent
-from simulators.ilert import IlertSimulator
+from simulators.ilert import TRIGGER_TYPES, ActionConf, Alert, IlertSimulator, recommended
 from simulators.modbus_device import ModbusDeviceSimulator
 from simulators.sumo import SumoSimulator
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "agent.toml"
-SUMO_LOG = Path("var") / "demo-sumo.ndjson"  # the demo's Sumo log outlives the demo
+SUMO_CATEGORY = "webhook/ilert"  # the Sumo stand-in's demo source
 
 
 def demo_config(base: Config, modbus_port: int, ilert_url: str, state_dir: Path) -> Config:
@@ -136,7 +138,9 @@ class LiveView:
     def delivered(self, result: Result) -> None:
         self.counts[f"messages {result.outcome}"] += 1
         key = result.entry.occurrence_id
-        alert = next((a for a in reversed(self.ilert.alerts) if a.alert_key == key), None)
+        alert = next(
+            (a for a in reversed(self.ilert.alerts) if key in (a.occurrence, a.alert_key)), None
+        )
         status = f"HTTP {result.status}" if result.status else result.error
         text = f"  -> webhook {result.entry.webhook}: {result.outcome} ({status})"
         if alert is not None:
@@ -167,56 +171,90 @@ class LiveView:
             events = Counter(
                 json.loads(m["message"]).get("eventType", "?")
                 for m in self.sumo.messages[self.sumo_before :]
-                if m["category"] == "webhook/ilert"
+                if m["category"] == SUMO_CATEGORY
             )
             lines.append(
-                f"  Sumo Logic stand-in, category webhook/ilert: {sum(events.values())} lifecycle"
-                f" events (kept in {SUMO_LOG})"
+                f"  Sumo Logic stand-in, source category {SUMO_CATEGORY}:"
+                f" {sum(events.values())} lifecycle events, by ilert trigger type"
             )
-            lines += [f"    {kind:<24} {count}" for kind, count in sorted(events.items())]
+            kinds = [*TRIGGER_TYPES, *sorted(set(events) - set(TRIGGER_TYPES))]
+            lines += [f"    {kind:<24} {events[kind]}" for kind in kinds]
         return "\n".join(lines)
 
 
-#: what the scripted operator does to the n-th alert (more alerts: nothing), so that every
-#: lifecycle event type appears; an action on an alert that has meanwhile resolved is skipped
-OPERATOR_SCRIPT: list[list[tuple[str, str, dict[str, str] | None]]] = [
-    [("PUT", "accept", None), ("POST", "comments", {"content": "On my way to line 3."}),
-     ("PUT", "escalate", None), ("POST", "responders", {"user": "maint"}),
-     ("DELETE", "responders/maint", None)],
-    [("PUT", "raise", None), ("PUT", "assign", {"user": "maint"}),
-     ("POST", "channels", {"name": "line3-ops"}), ("DELETE", "channels/line3-ops", None)],
-]  # fmt: skip
+@dataclass(frozen=True)
+class Step:
+    """One thing the scripted operator does at ilert, on an open alert for which ``when``."""
+
+    method: str
+    action: str
+    body: dict[str, str] | None
+    when: Callable[[Alert], bool]
+
+
+def _has_responder(name: str) -> Callable[[Alert], bool]:
+    return lambda alert: any(r["user"]["username"] == name for r in alert.responders)
+
+
+#: with the stand-in's own timers (escalation, the not-resolved reminder) and the agent's
+#: alerts and ends, these make every one of ilert's trigger types appear
+OPERATOR_STEPS = (
+    Step("PUT", "accept", None, lambda a: a.status == "PENDING"),
+    Step("POST", "comments", {"content": "On my way to line 3."}, lambda a: True),
+    Step("POST", "responders", {"user": "maint"}, lambda a: not _has_responder("maint")(a)),
+    Step("DELETE", "responders/maint", None, _has_responder("maint")),
+    Step("PUT", "assign", {"user": "maint"}, lambda a: True),
+    Step("POST", "channels", {"name": "line3-ops"}, lambda a: "line3-ops" not in a.channels),
+    Step("DELETE", "channels/line3-ops", None, lambda a: "line3-ops" in a.channels),
+    Step("PUT", "raise", None, lambda a: a.priority == "LOW"),  # last: waits for a LOW alert
+)
+
+
+def demo_ilert(period: float, forward: str) -> IlertSimulator:
+    """ilert as the README recommends, with timers short enough for one scenario period:
+    a pending alert escalates after period/40 and ends its escalation after as long again;
+    an alert open for period/30 gets the not-resolved reminder."""
+    conf = recommended()
+    for policy in conf.escalation_policies:
+        policy.escalation_timeout = period / 40
+    conf.alert_actions.append(ActionConf(name="sumo", url=forward, not_resolved_delay=period / 30))
+    return IlertSimulator(conf)
 
 
 async def operator(ilert: IlertSimulator, view: LiveView, pause: float = 0.4) -> None:
-    """A person at ilert's web UI: works through OPERATOR_SCRIPT as alerts come in."""
-    handled = 0
+    """A person at ilert's web UI: works through OPERATOR_STEPS on the alerts that come in,
+    staying with one alert while it is open; a step the alert no longer allows (it was
+    resolved meanwhile) is tried again on the next open alert."""
+    steps = list(OPERATOR_STEPS)
+    current: Alert | None = None
     async with httpx.AsyncClient(timeout=5.0) as http:
-        while True:
-            if handled < len(OPERATOR_SCRIPT) and len(ilert.alerts) > handled:
-                alert = ilert.alerts[handled]
-                for method, action, body in OPERATOR_SCRIPT[handled]:
-                    await asyncio.sleep(pause)
-                    response = await http.request(
-                        method, f"{ilert.url}/api/alerts/{alert.id}/{action}", json=body
-                    )
-                    if response.status_code == 200:
-                        what = " ".join([action.replace("/", " "), *(body or {}).values()])
-                        view.say(
-                            view.style(f"  operator: {method} {what} on alert #{alert.id}", "35")
-                        )
-                handled += 1
-            await asyncio.sleep(0.1)
+        while steps:
+            step = steps[0]
+            fits = [a for a in ilert.alerts if a.status != "RESOLVED" and step.when(a)]
+            target = current if current in fits else (fits[0] if fits else None)
+            if target is None:
+                await asyncio.sleep(0.05)
+                continue
+            await asyncio.sleep(pause)
+            response = await http.request(
+                step.method, f"{ilert.url}/api/alerts/{target.id}/{step.action}", json=step.body
+            )
+            if response.status_code == 200:
+                what = " ".join([step.action.replace("/", " "), *(step.body or {}).values()])
+                view.say(
+                    view.style(f"  operator: {step.method} {what} on alert #{target.id}", "35")
+                )
+                steps.pop(0)
+                current = target
 
 
 async def demo(
     duration: float | None, period: float, config_file: Path, out: Any = sys.stdout
 ) -> LiveView:
     machine = ModbusDeviceSimulator(scenario="packaging", period=period)
-    SUMO_LOG.parent.mkdir(parents=True, exist_ok=True)
-    sumo = SumoSimulator(store=SUMO_LOG)
+    sumo = SumoSimulator()  # in memory: the demo writes nothing outside its temporary state
     sumo_url = await sumo.start()
-    ilert = IlertSimulator(forward=f"{sumo_url}/receiver/v1/http/demo")
+    ilert = demo_ilert(period, f"{sumo_url}/receiver/v1/http/demo")
     modbus_port = await machine.start()
     ilert_url = await ilert.start()
     with tempfile.TemporaryDirectory(prefix="ixon-agent-demo-") as state:
@@ -241,7 +279,7 @@ async def demo(
         await agent.start()
         if agent.status is not None and agent.status.port:
             print(f"agent status page: http://127.0.0.1:{agent.status.port}/", file=out, flush=True)
-        person = asyncio.create_task(operator(ilert, view), name="operator")
+        person = asyncio.create_task(operator(ilert, view, min(0.4, period / 100)), name="operator")
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=duration)

@@ -4,33 +4,66 @@ Run ``python -m simulators.ilert [--host 127.0.0.1] [--port 8025] [--config iler
 [--forward URL]``. With no config it has an IXON alert source (key ``il1ixon0demo``), an
 Events API source (key ``il1api0demo``), a heartbeat (key ``il1hbt0demo``), one escalation
 policy with two levels, and three users. ``--forward URL`` adds an alert action that sends
-every lifecycle event to URL, with ``X-Sumo-Category: webhook/ilert``.
+every lifecycle event to URL (basic auth from the URL's userinfo, as ilert does; no other
+headers: a Sumo source's category is the source's own setting).
 
 Inbound (what the agent calls):
-- ``POST /api/v1/events/ixon/{key}``: an IXON Cloud Notify message. The start of an alarm
-  occurrence opens an alert (summary from ``shortContent``: alarm and agent name; details
-  from ``longContent``: instructions and values); its end message resolves the alert. The
+- ``POST /api/v1/events/ixon/{key}``: an IXON Cloud Notify message. A start message opens an
+  alert (summary from ``shortContent``: alarm and agent name; details from ``longContent``:
+  instructions and values). With the source's ``alert_key_template`` (ilert's
+  ``alertKeyTemplate``, e.g. ``{{alarm.occurrenceId}}``) a message whose key matches an open
+  alert appends to it instead; without one every start opens an alert. An end message
+  resolves the open alert with its key (without a template: its occurrence's alerts). The
   source may route by ``user`` (``user.publicId``), ``system_label`` (``systemLabel``) or
   ``company`` (``company.publicId``) to the policy with that routing key, else its own.
-- ``POST /api/events`` and ``POST /api/v1/events/{type}/{key}``: ilert events. ALERT appends
-  to the open alert with the same ``alertKey`` (case-insensitive) or opens one; ACCEPT and
-  RESOLVE act on it or answer 400 ``NO_OPEN_ALERT_WITH_KEY``; 202 with ``correlation-id``;
-  400 for a missing field or bad enum; 404 for an unknown key; 429 past 50 a minute per key.
+- ``POST /api/events`` (also ``/api/events/{key}`` and ``/api/v1/events/{type}/{key}``):
+  ilert events. ALERT appends to the open alert with the same ``alertKey`` (case-insensitive)
+  or opens one, with the source's priority when the event has none (a LOW source ignores
+  the event's priority, as ilert does); ACCEPT and RESOLVE act on it or answer 400
+  ``NO_OPEN_ALERT_WITH_KEY``; 202 with ``correlation-id``; 400 for a missing field, a bad
+  enum or a ``severity`` outside 1..5; 404 for an unknown key; 429 past 50 a minute per key.
 - ``GET|POST|HEAD /api/heartbeats/{key}`` (also ``/api/v1/heartbeats/{key}``,
   ``/api/pings/{key}``): a heartbeat ping. Silent for longer than its interval: an alert;
   pinged again: resolved.
 
 Alerts (what an operator does): ``GET /api/alerts[?status=]``, ``GET /api/alerts/{id}``, and
 ``PUT`` or ``POST /api/alerts/{id}/<action>``: ``accept``, ``resolve``, ``raise`` (priority to
-HIGH), ``escalate`` (next policy level), ``assign`` (``{"user"}`` or
+HIGH), ``escalate`` (the current level's time runs out now), ``assign`` (``{"user"}`` or
 ``{"escalationPolicy"}``), ``comments`` (``{"content"}``), ``responders`` (``{"user"}``),
 ``channels`` (``{"name"}``); ``DELETE .../responders/{user}`` and ``.../channels/{name}``.
+A policy with ``escalation_timeout`` escalates a pending alert by itself; past its last level
+the escalation ends.
 
-Alert actions POST every lifecycle event (``alert-created``, ``alert-accepted``,
-``alert-assigned``, ``alert-escalated``, ``alert-raised``, ``alert-resolved``,
-``alert-comment-added``, ``alert-responder-added``, ``alert-responder-removed``,
-``alert-channel-attached``, ``alert-channel-detached``) as ilert's default JSON payload, in
-order, filtered by event type and source, with custom headers.
+Alert actions POST lifecycle events named by ilert's trigger types (``TRIGGER_TYPES``), in
+order, filtered by trigger type and source, as ilert's documented default payload or as the
+action's ``body_template`` (Mustache, ilert's variables, values not escaped).
+``alert-escalation-ended`` waits ``escalation_ended_delay`` and ``v-alert-not-resolved``
+comes ``not_resolved_delay`` after the alert was created, if it is still not resolved.
+
+A config file (``--config``) replaces the defaults; every key is optional::
+
+    [[users]]
+    username = "ada"                # first_name, last_name, email
+    [[escalation_policies]]
+    name = "Night shift"
+    levels = [["ada"], ["lead"]]    # who is notified at each level
+    escalation_timeout = 900        # seconds a level has to accept; default: never escalates
+    routing_key = "UsrWebhook01"    # for a source's routing_field
+    [[sources]]
+    name = "IXON Cloud"
+    key = "il1ixon0demo"
+    integration = "ixon"            # or "api" (Events API, the default)
+    escalation_policy = "Night shift"
+    alert_key_template = "{{alarm.occurrenceId}}"   # ixon: group a resent message
+    routing_field = "user"          # ixon: user | system_label | company
+    priority = "HIGH"               # api: for an event without one; LOW ignores the event's
+    [[alert_actions]]
+    name = "sumo"
+    url = "http://user:pass@127.0.0.1:8030/receiver/v1/http/demo"
+    event_types = ["alert-created", "alert-resolved"]   # default: every trigger type
+    body_template = '{"text": "{{alertSummary}} is {{alertStatus}}"}'  # default: ilert's
+    not_resolved_delay = 60         # seconds; escalation_ended_delay = 0
+    headers = {}                    # ilert's custom headers
 
 Fault switches for the agent's tests (inbound endpoints only): ``--fault 5xx|429|delay|drop``
 (with ``--fault-count``, ``--fault-delay``) or ``POST /admin/faults`` with
@@ -44,6 +77,7 @@ import asyncio
 import contextlib
 import html
 import itertools
+import json
 import time
 import tomllib
 import uuid
@@ -55,8 +89,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import pystache  # type: ignore[import-untyped]
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from simulators._http import HttpServer, parser, read_json, run
 
@@ -65,11 +100,25 @@ EVENTS_KEY = "il1api0demo"
 HEARTBEAT_KEY = "il1hbt0demo"
 STATUSES = ("PENDING", "ACCEPTED", "RESOLVED")
 OPEN = ("PENDING", "ACCEPTED")
-EVENT_TYPES = (
-    "alert-created", "alert-accepted", "alert-assigned", "alert-escalated", "alert-raised",
-    "alert-resolved", "alert-comment-added", "alert-responder-added", "alert-responder-removed",
-    "alert-channel-attached", "alert-channel-detached",
+#: ilert's ``AlertAction.triggerTypes``: the ``eventType`` of every lifecycle webhook
+TRIGGER_TYPES = (
+    "alert-created", "alert-assigned", "alert-auto-escalated", "alert-acknowledged",
+    "alert-raised", "alert-comment-added", "alert-escalation-ended", "alert-resolved",
+    "alert-responder-added", "alert-responder-removed", "alert-channel-attached",
+    "alert-channel-detached", "v-alert-not-resolved",
 )  # fmt: skip
+#: the fields of ilert's default webhook payload, and nothing else
+PAYLOAD_FIELDS = (
+    "id", "status", "summary", "details", "reportTime", "eventType", "priority", "alertKey",
+    "alertSource", "assignedTo", "responders",
+)  # fmt: skip
+#: the variables of a custom body template (ilert's documented list)
+TEMPLATE_VARIABLES = (
+    "alertId", "alertKey", "alertDetails", "alertSummary", "alertStatus", "alertPriority",
+    "alertUrl", "alertSourceId", "alertSourceName", "escalationPolicyId",
+    "escalationPolicyName", "reportTime", "link", "eventType",
+)  # fmt: skip
+TICK = 0.05  # how often timers (escalation, delayed events, heartbeats) are looked at
 RATE_LIMIT, RATE_WINDOW = 50, 60.0
 
 
@@ -95,6 +144,8 @@ class PolicyConf(_Conf):
     name: str
     routing_key: str | None = None
     levels: list[list[str]] = Field(default_factory=lambda: [["oncall"], ["lead"]])
+    #: seconds a level has to accept a pending alert before it escalates (None: never)
+    escalation_timeout: float | None = Field(default=None, gt=0)
 
 
 class SourceConf(_Conf):
@@ -103,6 +154,8 @@ class SourceConf(_Conf):
     integration: Literal["ixon", "api"] = "api"
     escalation_policy: str = "Default policy"
     routing_field: Literal["user", "system_label", "company"] | None = None
+    priority: Literal["HIGH", "LOW"] = "HIGH"  # for an event without one (Events API)
+    alert_key_template: str | None = None  # IXON source: ilert's alertKeyTemplate
 
 
 class HeartbeatConf(_Conf):
@@ -114,10 +167,24 @@ class HeartbeatConf(_Conf):
 
 class ActionConf(_Conf):
     name: str
-    url: str
-    event_types: list[str] = Field(default_factory=list)  # empty: every event type
+    url: str  # basic auth from its userinfo: http://user:pass@host/path
+    event_types: list[str] = Field(default_factory=list)  # trigger types; empty: all of them
     sources: list[str] = Field(default_factory=list)  # empty: every source
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)  # ilert's custom headers
+    body_template: str | None = None  # ilert's custom body: Mustache over TEMPLATE_VARIABLES
+    escalation_ended_delay: float = Field(default=0.0, ge=0)  # ilert: 0 or 30..7200 s
+    not_resolved_delay: float = Field(default=60.0, gt=0)  # ilert: 60..7200 s
+
+    @field_validator("event_types")
+    @classmethod
+    def _known(cls, types: list[str]) -> list[str]:
+        unknown = [t for t in types if t not in TRIGGER_TYPES]
+        if unknown:
+            raise ValueError(f"unknown {unknown}: ilert's trigger types are {list(TRIGGER_TYPES)}")
+        return types
+
+    def wants(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
 
 
 class FaultConf(_Conf):
@@ -150,6 +217,18 @@ class IlertConf(_Conf):
     alert_actions: list[ActionConf] = Field(default_factory=list)
     faults: FaultConf = Field(default_factory=FaultConf)
     no_open_alert_code: str = "NO_OPEN_ALERT_WITH_KEY"
+
+
+#: ilert's alertKeyTemplate for an IXON source that the README recommends: a resent message
+#: (delivery is at least once) appends to its open alert instead of paging again
+OCCURRENCE_KEY = "{{alarm.occurrenceId}}"
+
+
+def recommended() -> IlertConf:
+    """The default set-up with the IXON source grouping by occurrence, as the README says."""
+    conf = IlertConf()
+    conf.sources[0].alert_key_template = OCCURRENCE_KEY
+    return conf
 
 
 def load(path: Path | None) -> IlertConf:
@@ -203,14 +282,72 @@ class Alert:
     responders: list[dict[str, Any]] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    severity: int | None = None
+    links: list[dict[str, Any]] = field(default_factory=list)
+    occurrence: str | None = None  # IXON: the alarm occurrence it was opened for
+    created: float = field(default_factory=time.monotonic)
+    level_since: float = field(default_factory=time.monotonic)
+    escalating: bool = True  # follows its policy's levels (not once assigned to a person)
+    escalation_ended: bool = False
+
+    def assigned_to(self) -> dict[str, str] | None:
+        """ilert's ``assignedTo``: whoever accepted it, else the first responder."""
+        chosen = next((r for r in self.responders if r["status"] == "ACCEPTED"), None)
+        chosen = chosen or (self.responders[0] if self.responders else None)
+        if chosen is None:
+            return None
+        user = chosen["user"]
+        return {k: user[k] for k in ("username", "email", "firstName", "lastName")}
+
+    def webhook_payload(self, event_type: str) -> dict[str, Any]:
+        """ilert's documented default webhook body (PAYLOAD_FIELDS), nothing more."""
+        payload: dict[str, Any] = {
+            "id": str(self.id),
+            "status": self.status,
+            "summary": self.summary,
+            "details": self.details,
+            "reportTime": self.report_time,
+            "eventType": event_type,
+            "priority": self.priority,
+            "alertKey": self.alert_key,
+            "alertSource": {"id": self.source.id, "name": self.source.name},
+        }
+        assigned = self.assigned_to()
+        if assigned is not None:
+            payload["assignedTo"] = assigned
+        payload["responders"] = [
+            {"user": dict(r["user"]), "status": r["status"]} for r in self.responders
+        ]
+        return payload
+
+    def template_variables(self, event_type: str, base_url: str) -> dict[str, Any]:
+        """What a custom body template may use (TEMPLATE_VARIABLES)."""
+        return {
+            "alertId": str(self.id),
+            "alertKey": self.alert_key,
+            "alertDetails": self.details,
+            "alertSummary": self.summary,
+            "alertStatus": self.status,
+            "alertPriority": self.priority,
+            "alertUrl": f"{base_url}/api/alerts/{self.id}",
+            "alertSourceId": self.source.id,
+            "alertSourceName": self.source.name,
+            "escalationPolicyId": self.policy.id,
+            "escalationPolicyName": self.policy.name,
+            "reportTime": self.report_time,
+            "link": next((str(link.get("href", "")) for link in self.links), ""),
+            "eventType": event_type,
+        }
 
     def to_json(self) -> dict[str, Any]:
+        """The alert API's object (plus this stand-in's channels and timeline)."""
         return {
             "id": self.id,
             "summary": self.summary,
             "details": self.details,
             "status": self.status,
             "priority": self.priority,
+            "severity": self.severity,
             "alertKey": self.alert_key,
             "reportTime": self.report_time,
             "resolvedOn": self.resolved_on,
@@ -218,10 +355,27 @@ class Alert:
                             "integrationType": self.source.integration_type},
             "escalationPolicy": {"id": self.policy.id, "name": self.policy.name},
             "escalationLevel": self.level + 1,
+            "assignedTo": self.assigned_to(),
             "responders": self.responders,
+            "links": self.links,
             "channels": self.channels,
             "timeline": self.timeline,
         }  # fmt: skip
+
+
+def render(template: str, variables: dict[str, Any]) -> str:
+    """Mustache as ilert renders it: dotted names, missing names empty, values not escaped."""
+    return str(_MUSTACHE.render(template, variables))
+
+
+_MUSTACHE = pystache.Renderer(escape=lambda text: text, missing_tags="ignore")
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    event_type: str
+    alert_id: str
+    body: bytes
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -234,11 +388,7 @@ class IlertSimulator(HttpServer):
     def __init__(self, conf: IlertConf | None = None, forward: str | None = None) -> None:
         self.conf = conf or IlertConf()
         if forward:
-            self.conf.alert_actions.append(
-                ActionConf(
-                    name="forward", url=forward, headers={"X-Sumo-Category": "webhook/ilert"}
-                )
-            )
+            self.conf.alert_actions.append(ActionConf(name="forward", url=forward))
         self.users = {u.username: u for u in self.conf.users}
         self.policies = [Policy(i, p) for i, p in enumerate(self.conf.escalation_policies, 1)]
         ids = itertools.count(1)
@@ -251,7 +401,8 @@ class IlertSimulator(HttpServer):
         self.deliveries: list[dict[str, Any]] = []  # every alert-action POST and its outcome
         self._alert_ids = itertools.count(1)
         self._sent: dict[str, deque[float]] = {}
-        self._outgoing: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._outgoing: dict[str, asyncio.Queue[_Outgoing]] = {}
+        self._delayed: list[tuple[float, ActionConf, Alert, str]] = []  # (due, for, alert, event)
         self._unsent = 0  # queued alert-action events not yet attempted to the end
         self._tasks: list[asyncio.Task[None]] = []
         self._http: httpx.AsyncClient | None = None
@@ -262,6 +413,7 @@ class IlertSimulator(HttpServer):
                 web.get("/", self.page),
                 web.post("/api/v1/events/ixon/{key}", self.ixon_event),
                 web.post("/api/events", self.api_event),
+                web.post("/api/events/{key}", self.api_event),
                 web.post("/api/v1/events/{type}/{key}", self.api_event),
                 web.get("/api/alerts", self.list_alerts),
                 web.get("/api/alerts/{id}", self.get_alert),
@@ -286,8 +438,7 @@ class IlertSimulator(HttpServer):
             self._tasks.append(
                 asyncio.create_task(self._deliver(action), name=f"action:{action.name}")
             )
-        if self.heartbeats:
-            self._tasks.append(asyncio.create_task(self._watch_heartbeats(), name="heartbeats"))
+        self._tasks.append(asyncio.create_task(self._clock(), name="clock"))
         return url
 
     async def stop(self) -> None:
@@ -379,6 +530,7 @@ class IlertSimulator(HttpServer):
         source = self.sources.get(request.match_info["key"])
         if source is None or source.integration_type != "IXON":
             return _error(404, "ALERT_SOURCE_NOT_FOUND", "no IXON alert source with this key")
+        assert isinstance(source.conf, SourceConf)
         try:
             body = await read_json(request)
             short, long_ = body["shortContent"], body.get("longContent") or {}
@@ -388,17 +540,25 @@ class IlertSimulator(HttpServer):
         if self._limited(source.conf.key):
             return _error(429, "TOO_MANY_REQUESTS", "more than 50 events a minute for this key")
         self.received.append(body)
-        alarm = body.get("alarm") or {}
-        key = alarm.get("occurrenceId") or body.get("publicId") or uuid.uuid4().hex
-        existing = self.open_alert(source, key)
+        alarm = body.get("alarm") if isinstance(body.get("alarm"), dict) else {}
+        occurrence = str(alarm.get("occurrenceId") or body.get("publicId") or "")
+        template = source.conf.alert_key_template
+        key = render(template, body).strip() if template else ""
         if code == "alarm-ended":
-            if existing is not None:
-                self.resolve(existing, "resolved by the IXON end message")
-            return web.json_response({"alertKey": key}, status=202)
+            ended = (
+                [a for a in [self.open_alert(source, key)] if a is not None] if template
+                else [a for a in self.alerts if a.source is source and a.status in OPEN
+                      and occurrence and a.occurrence == occurrence]
+            )  # fmt: skip
+            for alert in ended:
+                self.resolve(alert, "resolved by the IXON end message")
+            return web.json_response({"alertKey": key or None}, status=202)
+        existing = self.open_alert(source, key) if key else None
         if existing is not None:
-            existing.timeline.append({"eventType": "alert-event-appended", "timestamp": _now()})
+            existing.timeline.append(
+                {"eventType": "alert-event-appended", "timestamp": _now(), "note": ""}
+            )
             return web.json_response({"alertKey": key, "alertId": existing.id}, status=202)
-        assert isinstance(source.conf, SourceConf)
         routing = {
             "user": (body.get("user") or {}).get("publicId"),
             "system_label": body.get("systemLabel"),
@@ -407,9 +567,10 @@ class IlertSimulator(HttpServer):
         summary = f"{short.get('alarmName') or short.get('name')} ({short.get('agentName')})"
         priority = "HIGH" if body.get("systemLabel") in ("alarm-high", None) else "LOW"
         alert = self.create(
-            source, key, summary, _ixon_details(long_), priority, self.route(source, routing)
-        )
-        return web.json_response({"alertKey": key, "alertId": alert.id}, status=202)
+            source, key or uuid.uuid4().hex, summary, _ixon_details(long_), priority,
+            self.route(source, routing), occurrence=occurrence or None,
+        )  # fmt: skip
+        return web.json_response({"alertKey": alert.alert_key, "alertId": alert.id}, status=202)
 
     async def api_event(self, request: web.Request) -> web.Response:
         try:
@@ -423,6 +584,7 @@ class IlertSimulator(HttpServer):
         source = self.sources.get(key)
         if source is None or source.integration_type == "IXON":
             return _error(404, "ALERT_SOURCE_NOT_FOUND", "no alert source with this key")
+        assert isinstance(source.conf, SourceConf)
         event_type = body.get("eventType")
         if not event_type:
             return _error(400, "MISSING_FIELD", "eventType is required")
@@ -432,6 +594,11 @@ class IlertSimulator(HttpServer):
             )
         if body.get("priority") not in (None, "HIGH", "LOW"):
             return _error(400, "INVALID_PRIORITY", "priority must be HIGH or LOW")
+        severity = body.get("severity")
+        if severity is not None and (
+            not isinstance(severity, int) or isinstance(severity, bool) or not 1 <= severity <= 5
+        ):
+            return _error(400, "INVALID_SEVERITY", "severity must be a whole number from 1 to 5")
         if not body.get("summary") and event_type == "ALERT":
             return _error(400, "MISSING_FIELD", "summary is required")
         if self._limited(key):
@@ -441,12 +608,19 @@ class IlertSimulator(HttpServer):
         existing = self.open_alert(source, alert_key)
         if event_type == "ALERT":
             if existing is not None:
-                existing.timeline.append({"eventType": "alert-event-appended", "timestamp": _now()})
+                existing.timeline.append(
+                    {"eventType": "alert-event-appended", "timestamp": _now(), "note": ""}
+                )
             else:
-                policy = self.route(source, body.get("routingKey"))
+                # the event's priority counts only on a HIGH source (ilert: "setting the
+                # source to LOW will ignore your event priority field")
+                priority = source.conf.priority
+                if priority == "HIGH" and body.get("priority"):
+                    priority = body["priority"]
+                links = [x for x in body.get("links") or [] if isinstance(x, dict)]
                 existing = self.create(
-                    source, alert_key, body["summary"], body.get("details") or "",
-                    body.get("priority") or "HIGH", policy,
+                    source, alert_key, body["summary"], body.get("details") or "", priority,
+                    self.route(source, body.get("routingKey")), severity=severity, links=links,
                 )  # fmt: skip
         elif existing is None:
             code = self.conf.no_open_alert_code
@@ -457,7 +631,7 @@ class IlertSimulator(HttpServer):
             self.resolve(existing, "resolved by event")
         elif event_type == "COMMENT":
             for comment in body.get("comments") or []:
-                self.emit(existing, "alert-comment-added", comment=str(comment.get("content", "")))
+                self.emit(existing, "alert-comment-added", note=str(comment.get("content", "")))
         headers = {"correlation-id": str(uuid.uuid4())}
         payload = {"alertKey": alert_key, "alertUrl": f"{self.url}/api/alerts/{existing.id}"}
         return web.json_response(payload, status=202, headers=headers)
@@ -474,23 +648,37 @@ class IlertSimulator(HttpServer):
             self.resolve(missed, "heartbeat received again")
         return web.Response(status=202)
 
-    async def _watch_heartbeats(self) -> None:
+    def _check_heartbeats(self, now: float) -> None:
         """A heartbeat silent for longer than its interval opens an alert (timer starts at
         the first ping, as ilert's does)."""
+        for key, last in list(self.last_ping.items()):
+            beat = self.heartbeats[key]
+            assert isinstance(beat.conf, HeartbeatConf)
+            if now - last > beat.conf.interval and self.open_alert(beat, key) is None:
+                silent = f"no ping for {beat.conf.interval:g} s"
+                self.create(beat, key, f"Heartbeat {beat.name} missed", silent, "HIGH",
+                            self.policy(beat.conf.escalation_policy))  # fmt: skip
+
+    async def _clock(self) -> None:
+        """Everything that happens by time: heartbeats, escalation, delayed events."""
         while True:
             now = time.monotonic()
-            for key, last in list(self.last_ping.items()):
-                beat = self.heartbeats[key]
-                assert isinstance(beat.conf, HeartbeatConf)
-                if now - last > beat.conf.interval and self.open_alert(beat, key) is None:
-                    silent = f"no ping for {beat.conf.interval:g} s"
-                    self.create(beat, key, f"Heartbeat {beat.name} missed", silent, "HIGH",
-                                self.policy(beat.conf.escalation_policy))  # fmt: skip
-            shortest = min(
-                (h.conf.interval for h in self.heartbeats.values()
-                 if isinstance(h.conf, HeartbeatConf)), default=1.0,
-            )  # fmt: skip
-            await asyncio.sleep(min(1.0, shortest / 4))
+            self._check_heartbeats(now)
+            for alert in self.alerts:
+                timeout = alert.policy.conf.escalation_timeout
+                if (
+                    timeout is not None and alert.status == "PENDING" and alert.escalating
+                    and now - alert.level_since >= timeout
+                ):  # fmt: skip
+                    self.escalate(alert)
+            due = [d for d in self._delayed if d[0] <= now]
+            for item in due:
+                self._delayed.remove(item)
+                _, action, alert, event_type = item
+                if alert.status != "RESOLVED":  # its timeline has the escalation's end already
+                    self.emit(alert, event_type, only=action,
+                              record=event_type != "alert-escalation-ended")  # fmt: skip
+            await asyncio.sleep(TICK)
 
     # -- alerts and their lifecycle --------------------------------------------------------
 
@@ -502,12 +690,21 @@ class IlertSimulator(HttpServer):
         details: str,
         priority: str,
         policy: Policy,
+        **extra: Any,
     ) -> Alert:
-        alert = Alert(next(self._alert_ids), source, summary, details, priority, key, policy)
+        alert = Alert(
+            next(self._alert_ids), source, summary, details, priority, key, policy, **extra
+        )
         alert.responders = [self._responder(u) for u in self._level_users(alert)]
         self.alerts.append(alert)
         self.emit(alert, "alert-created")
+        for action in self.conf.alert_actions:
+            if action.wants("v-alert-not-resolved") and self._for_source(action, alert):
+                self._later(action.not_resolved_delay, action, alert, "v-alert-not-resolved")
         return alert
+
+    def _later(self, delay: float, action: ActionConf, alert: Alert, event_type: str) -> None:
+        self._delayed.append((time.monotonic() + delay, action, alert, event_type))
 
     def _level_users(self, alert: Alert) -> list[str]:
         levels = alert.policy.conf.levels
@@ -528,46 +725,74 @@ class IlertSimulator(HttpServer):
                 responder["status"] = "ACCEPTED"
                 responder["acceptedAt"] = _now()
                 break
-        self.emit(alert, "alert-accepted")
+        self.emit(alert, "alert-acknowledged")
 
     def resolve(self, alert: Alert, text: str) -> None:
         alert.status, alert.resolved_on = "RESOLVED", _now()
-        self.emit(alert, "alert-resolved", text=text)
+        self.emit(alert, "alert-resolved", note=text)
 
-    def emit(self, alert: Alert, event_type: str, **extra: Any) -> None:
-        """Record a lifecycle event and queue it for every alert action that wants it."""
-        event = {"eventType": event_type, "timestamp": _now(), **extra}
-        alert.timeline.append(event)
-        payload = alert.to_json()
-        for name in ("timeline", "channels", "escalationLevel"):
-            payload.pop(name)
-        payload["alertSource"].pop("integrationType")
-        payload |= {"id": str(alert.id), "eventType": event_type, "timestamp": event["timestamp"],
-                    "eventId": str(uuid.uuid4())} | extra  # fmt: skip
+    def escalate(self, alert: Alert) -> None:
+        """The current level's time ran out: the next level, or past the last, the end."""
+        if alert.level + 1 < len(alert.policy.conf.levels):
+            alert.level += 1
+            alert.level_since = time.monotonic()
+            alert.responders = [self._responder(u) for u in self._level_users(alert)]
+            self.emit(alert, "alert-auto-escalated", note=f"to level {alert.level + 1}")
+            return
+        alert.escalating = False
+        if alert.escalation_ended:
+            return
+        alert.escalation_ended = True
         for action in self.conf.alert_actions:
-            if action.event_types and event_type not in action.event_types:
+            delay = action.escalation_ended_delay
+            if delay and action.wants("alert-escalation-ended"):
+                self._later(delay, action, alert, "alert-escalation-ended")
+        self.emit(alert, "alert-escalation-ended", delayed=True)
+
+    def _for_source(self, action: ActionConf, alert: Alert) -> bool:
+        return not action.sources or alert.source.name in action.sources
+
+    def emit(
+        self, alert: Alert, event_type: str, note: str = "", only: ActionConf | None = None,
+        delayed: bool = False, record: bool = True,
+    ) -> None:  # fmt: skip
+        """Record a lifecycle event and queue it for every alert action that wants it (or
+        for ``only``); ``delayed``: not for actions that wait before they get this one."""
+        if record:
+            alert.timeline.append({"eventType": event_type, "timestamp": _now(), "note": note})
+        for action in [only] if only else self.conf.alert_actions:
+            if not action.wants(event_type) or not self._for_source(action, alert):
                 continue
-            if action.sources and alert.source.name not in action.sources:
+            if delayed and only is None and action.escalation_ended_delay:
                 continue
-            if action.name in self._outgoing:
-                self._unsent += 1
-                self._outgoing[action.name].put_nowait(payload)
+            if action.name not in self._outgoing:
+                continue
+            if action.body_template is None:
+                body = json.dumps(alert.webhook_payload(event_type), separators=(",", ":"))
+            else:
+                body = render(action.body_template, alert.template_variables(event_type, self.url))
+            self._unsent += 1
+            self._outgoing[action.name].put_nowait(
+                _Outgoing(event_type, str(alert.id), body.encode("utf-8"))
+            )
 
     async def _deliver(self, action: ActionConf) -> None:
-        """POST one action's events in order, each tried a few times."""
+        """POST one action's events in order, each tried a few times. Basic auth comes from
+        the URL's userinfo (httpx sends it as an Authorization header, as ilert does)."""
         queue = self._outgoing[action.name]
+        headers = {"Content-Type": "application/json", **action.headers}
         while True:
-            payload = await queue.get()
+            item = await queue.get()
             try:
                 for attempt in range(1, 4):
                     outcome: dict[str, Any] = {
-                        "action": action.name, "eventType": payload["eventType"],
-                        "alertId": payload["id"], "attempt": attempt,
+                        "action": action.name, "eventType": item.event_type,
+                        "alertId": item.alert_id, "attempt": attempt,
                     }  # fmt: skip
                     try:
                         assert self._http is not None
                         response = await self._http.post(
-                            action.url, json=payload, headers=action.headers
+                            action.url, content=item.body, headers=headers
                         )
                         outcome["status"] = response.status_code
                         ok = response.status_code < 300
@@ -625,32 +850,35 @@ class IlertSimulator(HttpServer):
                 alert.priority = "HIGH"
                 self.emit(alert, "alert-raised")
             case "escalate":
-                alert.level += 1
-                alert.responders = [self._responder(u) for u in self._level_users(alert)]
-                self.emit(alert, "alert-escalated", escalationLevel=alert.level + 1)
+                if alert.escalation_ended:
+                    return _error(400, "ESCALATION_ENDED", "no escalation level is left")
+                self.escalate(alert)
             case "assign":
                 if body.get("escalationPolicy"):
                     alert.policy, alert.level = self.policy(body["escalationPolicy"]), 0
                     alert.responders = [self._responder(u) for u in self._level_users(alert)]
+                    alert.escalating, alert.escalation_ended = True, False
+                    alert.level_since = time.monotonic()
                 elif body.get("user"):
                     alert.responders = [self._responder(body["user"])]
+                    alert.escalating = False  # a person's now, not the policy's
                 else:
                     return _error(400, "MISSING_FIELD", "assign needs user or escalationPolicy")
                 self.emit(alert, "alert-assigned")
             case "comments":
                 if not body.get("content"):
                     return _error(400, "MISSING_FIELD", "content is required")
-                self.emit(alert, "alert-comment-added", comment=str(body["content"]))
+                self.emit(alert, "alert-comment-added", note=str(body["content"]))
             case "responders":
                 if not body.get("user"):
                     return _error(400, "MISSING_FIELD", "user is required")
                 alert.responders.append(self._responder(body["user"]))
-                self.emit(alert, "alert-responder-added", responder=body["user"])
+                self.emit(alert, "alert-responder-added", note=str(body["user"]))
             case "channels":
                 if not body.get("name"):
                     return _error(400, "MISSING_FIELD", "name is required")
                 alert.channels.append(body["name"])
-                self.emit(alert, "alert-channel-attached", channel=body["name"])
+                self.emit(alert, "alert-channel-attached", note=str(body["name"]))
             case _:
                 return _error(404, "UNKNOWN_ACTION", f"no action {action!r}")
         return web.json_response(alert.to_json())
@@ -665,12 +893,12 @@ class IlertSimulator(HttpServer):
             if len(kept) == len(alert.responders):
                 return _error(404, "RESPONDER_NOT_FOUND", f"{name} is not a responder")
             alert.responders = kept
-            self.emit(alert, "alert-responder-removed", responder=name)
+            self.emit(alert, "alert-responder-removed", note=name)
         elif action == "channels":
             if name not in alert.channels:
                 return _error(404, "CHANNEL_NOT_FOUND", f"{name} is not attached")
             alert.channels.remove(name)
-            self.emit(alert, "alert-channel-detached", channel=name)
+            self.emit(alert, "alert-channel-detached", note=name)
         else:
             return _error(404, "UNKNOWN_ACTION", f"no action {action!r}")
         return web.json_response(alert.to_json())
@@ -699,11 +927,7 @@ def render_page(alerts: list[Alert]) -> str:
         responders = ", ".join(r["user"]["username"] for r in a.responders)
         timeline = "".join(
             f"<li><time>{e(t['timestamp'])}</time> {e(t['eventType'])}"
-            + (
-                f": {e(str(t.get('comment') or t.get('text') or ''))}"
-                if t.get("comment") or t.get("text")
-                else ""
-            )
+            + (f": {e(t['note'])}" if t.get("note") else "")
             + "</li>"
             for t in a.timeline
         )

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import settings
 
 from agent.delivery import make_http_client
-from simulators.ilert import IlertSimulator
+from simulators.ilert import IlertSimulator, recommended
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.receiver import Receiver
 
@@ -141,7 +141,8 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def ilert() -> AsyncIterator[IlertSimulator]:
-    sim = IlertSimulator()
+    """ilert set up as the README recommends (the IXON source groups by occurrence)."""
+    sim = IlertSimulator(recommended())
     await sim.start()
     yield sim
     await sim.stop()

@@ -28,12 +28,14 @@ class Receiver(HttpServer):
         self.bodies: list[dict[str, Any]] = []  # accepted, in arrival order
         self.attempts: list[tuple[float, dict[str, Any]]] = []  # every request, with its time
         self.pings: list[tuple[str, str]] = []  # (method, path) of non-POST requests
+        self.request_headers: list[dict[str, str]] = []  # of every POST, in arrival order
         app = web.Application()
         app.router.add_post("/{tail:.*}", self.handle)
         app.router.add_route("*", "/{tail:.*}", self.ping)
         super().__init__(app)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.request_headers.append(dict(request.headers))
         body = await request.json()
         self.attempts.append((time.monotonic(), body))
         step = self.decide(body) if self.decide else None

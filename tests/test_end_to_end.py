@@ -14,7 +14,7 @@ from typing import Any
 
 from agent.config import load_config
 from agent.service import Agent
-from simulators.ilert import IlertSimulator
+from simulators.ilert import IlertSimulator, recommended
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import wait_for, write_config
 
@@ -166,7 +166,7 @@ async def test_alarm_reaches_sumo_as_ilert_lifecycle_events(
 
     sumo = SumoSimulator()
     sumo_url = await sumo.start()
-    ilert = IlertSimulator(forward=f"{sumo_url}/receiver/v1/http/demo")
+    ilert = IlertSimulator(recommended(), forward=f"{sumo_url}/receiver/v1/http/demo")
     await ilert.start()
     agent = Agent(
         load_config(write_config(tmp_path, port=machine.port, ilert=ilert.url), environ={})
@@ -192,21 +192,65 @@ async def test_alarm_reaches_sumo_as_ilert_lifecycle_events(
     assert resolved["status"] == "RESOLVED" and created["alertSource"]["name"] == "IXON Cloud"
 
 
+#: the Sumo Logic iLert app's own parse: ``| json "id","summary",...`` (its log query)
+SUMO_ILERT_APP_FIELDS = (
+    "id", "summary", "details", "reportTime", "status", "eventType", "priority",
+    "alertSource.name", "assignedTo.username", "assignedTo.email",
+    "responders[0].user.username", "responders[0].user.email",
+)  # fmt: skip
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def sumo_json(message: str, paths: tuple[str, ...]) -> dict[str, Any]:
+    """Sumo's ``json`` operator: each path (``a.b``, ``a[0].b``) from one JSON message;
+    a path that is missing is missing from the result (Sumo then drops the message)."""
+    document = json.loads(message)
+    found: dict[str, Any] = {}
+    for path in paths:
+        node: Any = document
+        for name, index in _SEGMENT.findall(path):
+            if name and isinstance(node, dict) and name in node:
+                node = node[name]
+            elif index and isinstance(node, list) and int(index) < len(node):
+                node = node[int(index)]
+            else:
+                break
+        else:
+            found[path] = node
+    return found
+
+
 async def test_demo_runs_the_whole_chain(tmp_path: Path, monkeypatch: Any) -> None:
     import io
 
     from agent.demo import demo
+    from simulators.ilert import TRIGGER_TYPES
     from tests.conftest import REPO
 
-    monkeypatch.chdir(tmp_path)  # the demo keeps its Sumo log in ./var
+    monkeypatch.chdir(tmp_path)  # anything the demo wrote outside its temporary state shows
     out = io.StringIO()
     view = await demo(duration=13.0, period=12.0, config_file=REPO / "agent.toml", out=out)
     text = out.getvalue()
     print(text)  # shown with a failure
     assert view.counts["alarm starts"] >= 2 and view.counts["messages delivered"] >= 2
     assert "ALARM START [medium] Lubrication fault" in text and "operator: PUT accept" in text
-    assert "Sumo Logic stand-in, category webhook/ilert:" in text
-    assert (tmp_path / "var" / "demo-sumo.ndjson").exists()
+    assert os.listdir(tmp_path) == []
+    assert view.sumo is not None
+    received = view.sumo.by_category("webhook/ilert")
+    events = [json.loads(m["message"]) for m in received]
+    seen = {e["eventType"] for e in events}
+    assert seen == set(TRIGGER_TYPES), f"missing: {set(TRIGGER_TYPES) - seen}"
+    for kind in TRIGGER_TYPES:  # the summary counts them by ilert's names
+        count = sum(e["eventType"] == kind for e in events)
+        assert re.search(rf"^    {kind} +{count}$", text, re.M), kind
+    for m, e in zip(received, events, strict=True):
+        fields = sumo_json(m["message"], SUMO_ILERT_APP_FIELDS)
+        # ilert leaves out assignedTo and responders only while nobody is assigned
+        expected = set(SUMO_ILERT_APP_FIELDS) if e["responders"] else {
+            f for f in SUMO_ILERT_APP_FIELDS if not f.startswith(("assignedTo", "responders"))
+        }  # fmt: skip
+        assert set(fields) == expected, (e["eventType"], set(expected) - set(fields))
+        assert fields["alertSource.name"] == "IXON Cloud" and fields["id"] == e["id"]
 
 
 async def test_polling_resumes_when_the_wall_clock_is_set_back(

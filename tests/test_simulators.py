@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
 import shutil
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from simulators.ilert import (
-    EVENT_TYPES,
+    TRIGGER_TYPES,
     ActionConf,
     HeartbeatConf,
     IlertConf,
@@ -27,6 +28,7 @@ from simulators.ilert import (
 )
 from simulators.sumo import SumoSimulator
 from tests.conftest import wait_for
+from tests.receiver import Receiver
 
 
 @pytest.fixture
@@ -100,6 +102,11 @@ async def test_accept_and_resolve_act_on_the_open_alert(
         (event(summary=None), 400, "MISSING_FIELD"),
         (event(eventType="EXPLODE"), 400, "INVALID_EVENT_TYPE"),
         (event(priority="URGENT"), 400, "INVALID_PRIORITY"),
+        (event(severity=0), 400, "INVALID_SEVERITY"),
+        (event(severity=6), 400, "INVALID_SEVERITY"),
+        (event(severity="3"), 400, "INVALID_SEVERITY"),
+        (event(severity=2.5), 400, "INVALID_SEVERITY"),
+        (event(severity=True), 400, "INVALID_SEVERITY"),
         (event(eventType="ACCEPT", alertKey="nothing"), 400, "NO_OPEN_ALERT_WITH_KEY"),
         (event(integrationKey="il1nosuchkey"), 404, "ALERT_SOURCE_NOT_FOUND"),
         (event(integrationKey="il1ixon0demo"), 404, "ALERT_SOURCE_NOT_FOUND"),
@@ -111,6 +118,32 @@ async def test_events_api_errors(
     response = await http.post(f"{ilert.url}/api/events", json=body)
     assert response.status_code == status and response.json()["code"] == code
     assert ilert.alerts == []
+
+
+async def test_events_api_priority_severity_and_key_in_the_path(http: httpx.AsyncClient) -> None:
+    conf = IlertConf(sources=[
+        SourceConf(name="High source", key="il1high"),
+        SourceConf(name="Low source", key="il1low", priority="LOW"),
+    ])  # fmt: skip
+    sim = IlertSimulator(conf)
+    await sim.start()
+    try:
+        for key, priority, severity in [
+            ("il1high", None, 1), ("il1high", "LOW", 5), ("il1low", None, None),
+            ("il1low", "HIGH", None),
+        ]:  # fmt: skip
+            body = event(integrationKey=key, priority=priority, severity=severity)
+            assert (await http.post(f"{sim.url}/api/events", json=body)).status_code == 202
+        in_path = {"eventType": "ALERT", "summary": "by path", "alertKey": "p"}
+        assert (await http.post(f"{sim.url}/api/events/il1low", json=in_path)).status_code == 202
+        assert (await http.post(f"{sim.url}/api/events/il1nope", json=in_path)).status_code == 404
+    finally:
+        await sim.stop()
+    # no priority: the source's; a LOW source ignores the event's (as ilert documents)
+    assert [(a.source.name, a.priority, a.severity) for a in sim.alerts] == [
+        ("High source", "HIGH", 1), ("High source", "LOW", 5), ("Low source", "LOW", None),
+        ("Low source", "LOW", None), ("Low source", "LOW", None),
+    ]  # fmt: skip
 
 
 async def test_v1_path_and_rate_limit_of_50_a_minute_per_key(
@@ -129,21 +162,56 @@ async def test_v1_path_and_rate_limit_of_50_a_minute_per_key(
     assert len(ilert.alerts) == 50
 
 
-async def test_ixon_source_groups_start_and_end_of_an_occurrence(
-    ilert: IlertSimulator, http: httpx.AsyncClient
+@pytest.mark.parametrize("template", ["{{alarm.occurrenceId}}", "{{ alarm.occurrenceId }}"])
+async def test_ixon_source_with_an_alert_key_template_groups_a_resend(
+    http: httpx.AsyncClient, template: str
 ) -> None:
-    url = f"{ilert.url}/api/v1/events/ixon/il1ixon0demo"
-    start = ixon("active", "Occ000000001")
-    assert (await http.post(url, json=start)).status_code == 202
-    assert (await http.post(url, json=start)).status_code == 202  # a resend: same alert
-    assert (await http.post(url, json=ixon("ended", "Occ000000001"))).status_code == 202
-    [alert] = ilert.alerts
-    assert alert.summary == "Oil temperature high (Packaging line 3)"
-    assert alert.details.startswith("Check cooling pump P1.\nOil temperature: 84.2")
-    assert alert.status == "RESOLVED" and alert.priority == "HIGH"
-    assert (
-        await http.post(f"{ilert.url}/api/v1/events/ixon/il1wrong", json=start)
-    ).status_code == 404
+    conf = IlertConf(sources=[
+        SourceConf(name="IXON Cloud", key="il1ixon0demo", integration="ixon",
+                   alert_key_template=template),
+    ])  # fmt: skip
+    sim = IlertSimulator(conf)
+    await sim.start()
+    try:
+        url = f"{sim.url}/api/v1/events/ixon/il1ixon0demo"
+        start = ixon("active", "Occ000000001")
+        assert (await http.post(url, json=start)).status_code == 202
+        again = await http.post(url, json=start)  # a resend (delivery is at least once)
+        assert again.status_code == 202 and again.json() == {
+            "alertKey": "Occ000000001",
+            "alertId": 1,
+        }
+        assert (await http.post(url, json=ixon("ended", "Occ000000001"))).status_code == 202
+        assert (await http.post(url, json=ixon("active", "Occ000000002"))).status_code == 202
+        wrong = await http.post(f"{sim.url}/api/v1/events/ixon/il1wrong", json=start)
+        assert wrong.status_code == 404
+    finally:
+        await sim.stop()
+    first, second = sim.alerts
+    assert first.summary == "Oil temperature high (Packaging line 3)"
+    assert first.details.startswith("Check cooling pump P1.\nOil temperature: 84.2")
+    assert (first.alert_key, first.status, first.priority) == ("Occ000000001", "RESOLVED", "HIGH")
+    assert [t["eventType"] for t in first.timeline] == [
+        "alert-created", "alert-event-appended", "alert-resolved",
+    ]  # fmt: skip
+    assert (second.alert_key, second.status) == ("Occ000000002", "PENDING")
+
+
+async def test_ixon_source_without_a_template_opens_an_alert_per_start(
+    http: httpx.AsyncClient,
+) -> None:
+    """As a new ilert IXON source does: a resent start pages twice; the end closes both."""
+    ilert = IlertSimulator()  # the stand-in's default: no alert key template
+    await ilert.start()
+    try:
+        url = f"{ilert.url}/api/v1/events/ixon/il1ixon0demo"
+        start = ixon("active", "Occ000000001")
+        keys = [(await http.post(url, json=start)).json()["alertKey"] for _ in range(2)]
+        assert len(set(keys)) == 2 and len(ilert.alerts) == 2
+        assert (await http.post(url, json=ixon("ended", "Occ000000001"))).status_code == 202
+    finally:
+        await ilert.stop()
+    assert [a.status for a in ilert.alerts] == ["RESOLVED", "RESOLVED"]
 
 
 def ixon(
@@ -261,13 +329,33 @@ async def test_fault_switches(ilert: IlertSimulator, http: httpx.AsyncClient) ->
 # -- lifecycle webhooks to the Sumo stand-in ---------------------------------------------
 
 
-async def test_every_lifecycle_event_reaches_sumo_with_ilerts_fields(
+#: ilert's documented default payload: these keys and no others (``assignedTo`` when assigned)
+DOCUMENTED = {"id", "status", "summary", "details", "reportTime", "eventType", "priority",
+              "alertKey", "alertSource", "assignedTo", "responders"}  # fmt: skip
+USER_KEYS = {"id", "username", "firstName", "lastName", "email"}
+
+
+def check_documented_payload(e: dict[str, Any]) -> None:
+    """One lifecycle webhook body against ilert's documented field list and types."""
+    assert set(e) <= DOCUMENTED and DOCUMENTED - {"assignedTo"} <= set(e), sorted(e)
+    assert isinstance(e["id"], str) and e["id"].isdigit()
+    assert e["status"] in ("PENDING", "ACCEPTED", "RESOLVED") and e["priority"] in ("HIGH", "LOW")
+    assert e["eventType"] in TRIGGER_TYPES and e["reportTime"].endswith("Z")
+    assert set(e["alertSource"]) == {"id", "name"} and isinstance(e["alertSource"]["id"], int)
+    if "assignedTo" in e:
+        assert set(e["assignedTo"]) == {"username", "email", "firstName", "lastName"}
+    for responder in e["responders"]:
+        assert set(responder) == {"user", "status"} and set(responder["user"]) == USER_KEYS
+
+
+async def test_every_trigger_type_reaches_sumo_as_ilerts_default_payload(
     sumo: SumoSimulator, http: httpx.AsyncClient
 ) -> None:
-    url = f"{sumo.url}/receiver/v1/http/demo"
+    sumo.sources["created"] = "only/created"
     conf = IlertConf(alert_actions=[
-        ActionConf(name="sumo", url=url, headers={"X-Sumo-Category": "webhook/ilert", "X-Sumo-Name": "ilert"}),
-        ActionConf(name="created-only", url=url, event_types=["alert-created"], headers={"X-Sumo-Category": "only/created"}),
+        ActionConf(name="sumo", url=f"{sumo.url}/receiver/v1/http/demo", not_resolved_delay=0.05),
+        ActionConf(name="created-only", url=f"{sumo.url}/receiver/v1/http/created",
+                   event_types=["alert-created"]),
     ])  # fmt: skip
     sim = IlertSimulator(conf)
     await sim.start()
@@ -276,10 +364,15 @@ async def test_every_lifecycle_event_reaches_sumo_with_ilerts_fields(
             f"{sim.url}/api/events",
             json=event(alertKey="life", priority="LOW", details="Motor M2 tripped"),
         )
+        await wait_for(
+            lambda: any(t["eventType"] == "v-alert-not-resolved" for t in sim.alerts[0].timeline),
+            what="the not-resolved reminder",
+        )
         base = f"{sim.url}/api/alerts/1"
         for method, path, body in [
             ("PUT", "accept", None), ("POST", "comments", {"content": "On my way"}),
-            ("PUT", "raise", None), ("PUT", "escalate", None), ("PUT", "assign", {"user": "maint"}),
+            ("PUT", "raise", None), ("PUT", "escalate", None), ("PUT", "escalate", None),
+            ("PUT", "assign", {"user": "maint"}),
             ("POST", "responders", {"user": "lead"}), ("DELETE", "responders/lead", None),
             ("POST", "channels", {"name": "#line3"}), ("DELETE", "channels/%23line3", None),
             ("PUT", "resolve", None),
@@ -289,39 +382,131 @@ async def test_every_lifecycle_event_reaches_sumo_with_ilerts_fields(
         await sim.settle()
     finally:
         await sim.stop()
-    events = [json.loads(m["message"]) for m in sumo.by_category("webhook/ilert")]
+    received = sumo.by_category("webhook/ilert")  # the Sumo source's own category
+    events = [json.loads(m["message"]) for m in received]
     assert [e["eventType"] for e in events] == [
-        "alert-created", "alert-accepted", "alert-comment-added", "alert-raised", "alert-escalated",
-        "alert-assigned", "alert-responder-added", "alert-responder-removed",
-        "alert-channel-attached", "alert-channel-detached", "alert-resolved",
+        "alert-created", "v-alert-not-resolved", "alert-acknowledged", "alert-comment-added",
+        "alert-raised", "alert-auto-escalated", "alert-escalation-ended", "alert-assigned",
+        "alert-responder-added", "alert-responder-removed", "alert-channel-attached",
+        "alert-channel-detached", "alert-resolved",
     ]  # fmt: skip
-    assert set(EVENT_TYPES) == {e["eventType"] for e in events}
+    assert sorted(e["eventType"] for e in events) == sorted(TRIGGER_TYPES)
     for e in events:
-        assert (
-            e["id"] == "1" and e["summary"] == "Pump failed" and e["details"] == "Motor M2 tripped"
-        )
-        assert e["alertKey"] == "life" and e["reportTime"].endswith("Z") and len(e["eventId"]) == 36
-        assert e["alertSource"] == {"id": 2, "name": "Edge agent events"}
-        assert e["escalationPolicy"] == {"id": 1, "name": "Default policy"}
-        assert isinstance(e["responders"], list)
+        check_documented_payload(e)
+        assert (e["id"], e["summary"], e["details"]) == ("1", "Pump failed", "Motor M2 tripped")
+        assert e["alertKey"] == "life" and e["alertSource"] == {
+            "id": 2,
+            "name": "Edge agent events",
+        }
     by_type = {e["eventType"]: e for e in events}
+    created = by_type["alert-created"]
+    assert (created["status"], created["priority"]) == ("PENDING", "LOW")
+    assert created["assignedTo"] == {
+        "username": "oncall", "email": "oncall@example.com", "firstName": "Olivia",
+        "lastName": "Oncall",
+    }  # fmt: skip
+    assert created["responders"] == [
+        {"user": {"id": created["responders"][0]["user"]["id"], "username": "oncall",
+                  "firstName": "Olivia", "lastName": "Oncall", "email": "oncall@example.com"},
+         "status": "PENDING"}
+    ]  # fmt: skip
+    acknowledged = by_type["alert-acknowledged"]
     assert (
-        by_type["alert-created"]["status"] == "PENDING"
-        and by_type["alert-created"]["priority"] == "LOW"
+        acknowledged["status"] == "ACCEPTED"
+        and acknowledged["responders"][0]["status"] == "ACCEPTED"
     )
-    assert by_type["alert-accepted"]["status"] == "ACCEPTED"
     assert by_type["alert-raised"]["priority"] == "HIGH"
-    assert by_type["alert-comment-added"]["comment"] == "On my way"
-    assert by_type["alert-escalated"]["responders"][0]["user"]["username"] == "lead"
-    assert by_type["alert-assigned"]["responders"][0]["user"]["username"] == "maint"
-    assert (
-        by_type["alert-resolved"]["status"] == "RESOLVED"
-        and by_type["alert-resolved"]["resolvedOn"]
-    )
-    assert {m["name"] for m in sumo.by_category("webhook/ilert")} == {"ilert"}
+    assert by_type["alert-auto-escalated"]["assignedTo"]["username"] == "lead"
+    assert by_type["alert-assigned"]["assignedTo"]["username"] == "maint"
+    assert [r["user"]["username"] for r in by_type["alert-responder-added"]["responders"]] == [
+        "maint", "lead",
+    ]  # fmt: skip
+    assert by_type["alert-resolved"]["status"] == "RESOLVED"
+    assert {(m["name"], m["host"]) for m in received} == {(None, None)}  # no X-Sumo-* headers
     assert [json.loads(m["message"])["eventType"] for m in sumo.by_category("only/created")] == [
         "alert-created"
     ]
+
+
+async def test_custom_body_template_and_basic_auth_from_the_url(
+    receiver: Receiver, http: httpx.AsyncClient
+) -> None:
+    template = (
+        '{"text": "{{alertSummary}} is {{alertStatus}} ({{eventType}})", "id": "{{alertId}}",'
+        ' "key": "{{alertKey}}", "details": "{{alertDetails}}", "priority": "{{alertPriority}}",'
+        ' "url": "{{alertUrl}}", "source": [{{alertSourceId}}, "{{alertSourceName}}"],'
+        ' "policy": [{{escalationPolicyId}}, "{{escalationPolicyName}}"],'
+        ' "reported": "{{reportTime}}", "link": "{{link}}", "unknown": "{{nothing}}"}'
+    )
+    hook = f"http://ilert%40hook:p%3Ass@127.0.0.1:{receiver.port}/hook"
+    conf = IlertConf(alert_actions=[
+        ActionConf(name="custom", url=hook, body_template=template, headers={"X-Token": "t1"},
+                   event_types=["alert-created", "alert-resolved"]),
+    ])  # fmt: skip
+    sim = IlertSimulator(conf)
+    await sim.start()
+    try:
+        links = [{"href": "http://hmi.local/line3", "text": "HMI"}]
+        body = event(alertKey="k", summary="Oil & <hot>", details="d", priority="LOW", links=links)
+        await http.post(f"{sim.url}/api/events", json=body)
+        await http.put(f"{sim.url}/api/alerts/1/resolve")
+        await wait_for(lambda: len(receiver.bodies) == 2, what="two webhooks")
+    finally:
+        await sim.stop()
+    created, resolved = receiver.bodies
+    assert created == {
+        "text": "Oil & <hot> is PENDING (alert-created)", "id": "1", "key": "k", "details": "d",
+        "priority": "LOW", "url": f"{sim.url}/api/alerts/1", "source": [2, "Edge agent events"],
+        "policy": [1, "Default policy"], "reported": sim.alerts[0].report_time,
+        "link": "http://hmi.local/line3", "unknown": "",
+    }  # fmt: skip
+    assert resolved["text"] == "Oil & <hot> is RESOLVED (alert-resolved)"
+    for headers in receiver.request_headers:
+        expected = "Basic " + base64.b64encode(b"ilert@hook:p:ss").decode()
+        assert headers["Authorization"] == expected and headers["X-Token"] == "t1"
+        assert not [h for h in headers if h.lower().startswith("x-sumo")]
+    assert all("p:ss" not in str(d) and "p%3Ass" not in str(d) for d in sim.deliveries)
+
+
+async def test_escalation_by_timeout_its_end_and_the_not_resolved_reminder(
+    sumo: SumoSimulator, http: httpx.AsyncClient
+) -> None:
+    conf = IlertConf(
+        escalation_policies=[PolicyConf(name="Default policy", escalation_timeout=0.2)],
+        alert_actions=[ActionConf(name="sumo", url=f"{sumo.url}/receiver/v1/http/demo",
+                                  escalation_ended_delay=0.3, not_resolved_delay=0.5)],
+    )  # fmt: skip
+    sim = IlertSimulator(conf)
+    await sim.start()
+    try:
+        for key in ("resolved", "accepted", "ignored"):
+            await http.post(f"{sim.url}/api/events", json=event(alertKey=key))
+        await http.put(f"{sim.url}/api/alerts/1/resolve")
+        await http.put(f"{sim.url}/api/alerts/2/accept")
+
+        def types(alert_id: str) -> list[str]:
+            return [
+                e["eventType"] for e in map(json.loads, (m["message"] for m in sumo.messages))
+                if e["id"] == alert_id
+            ]  # fmt: skip
+
+        await wait_for(
+            lambda: {"alert-escalation-ended", "v-alert-not-resolved"} <= set(types("3")),
+            what="the ignored alert's escalation end and reminder",
+        )
+    finally:
+        await sim.stop()
+    ignored = types("3")
+    assert ignored[:2] == ["alert-created", "alert-auto-escalated"]
+    assert sorted(ignored[2:]) == ["alert-escalation-ended", "v-alert-not-resolved"]
+    assert sim.alerts[2].responders[0]["user"]["username"] == "lead"
+    assert types("2") == ["alert-created", "alert-acknowledged", "v-alert-not-resolved"]
+    assert types("1") == ["alert-created", "alert-resolved"]  # resolved: no reminder
+
+
+def test_alert_action_names_ilerts_trigger_types() -> None:
+    with pytest.raises(ValueError, match="alert-acknowledged"):
+        ActionConf(name="old", url="http://127.0.0.1:1/", event_types=["alert-accepted"])
 
 
 # -- the Sumo stand-in itself ---------------------------------------------------------------
@@ -461,7 +646,7 @@ async def test_alert_page_renders_in_headless_chromium(
         and '<tr class="alert pending" data-id="2">' in dom
     )
     assert "Pump &lt;b&gt;failed&lt;/b&gt;" in dom  # escaped, not markup
-    assert "Default policy (level 1)" in dom and "alert-accepted" in dom
+    assert "Default policy (level 1)" in dom and "alert-acknowledged" in dom
     assert 'http-equiv="refresh"' in dom
 
 
@@ -515,3 +700,16 @@ async def test_sumo_answers_bad_bodies_with_400_and_one_log_line(
     assert sumo.fault == {"mode": "none", "count": None}  # nothing changed
     assert not [r for r in caplog.records if r.exc_info or r.exc_text], "a traceback"
     assert (await http.post(url, content=b"fine")).status_code == 200
+
+
+def test_the_documented_ilert_config_example_is_valid() -> None:
+    import tomllib
+
+    import simulators.ilert
+
+    doc = simulators.ilert.__doc__ or ""
+    example = doc[doc.index("::\n") + 3 : doc.index("Fault switches for the agent")]
+    conf = IlertConf.model_validate(
+        tomllib.loads("\n".join(line[4:] for line in example.splitlines()))
+    )
+    assert conf.sources[0].alert_key_template == "{{alarm.occurrenceId}}"
