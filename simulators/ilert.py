@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import html
 import itertools
 import json
@@ -402,7 +403,12 @@ class IlertSimulator(HttpServer):
         self._alert_ids = itertools.count(1)
         self._sent: dict[str, deque[float]] = {}
         self._outgoing: dict[str, asyncio.Queue[_Outgoing]] = {}
-        self._delayed: list[tuple[float, ActionConf, Alert, str]] = []  # (due, for, alert, event)
+        # (due, order, for, alert, event type): events an action gets later, soonest first
+        self._delayed: list[tuple[float, int, ActionConf, Alert, str]] = []
+        self._order = itertools.count()
+        self._escalation_timers = any(
+            p.escalation_timeout is not None for p in self.conf.escalation_policies
+        )
         self._unsent = 0  # queued alert-action events not yet attempted to the end
         self._tasks: list[asyncio.Task[None]] = []
         self._http: httpx.AsyncClient | None = None
@@ -664,17 +670,13 @@ class IlertSimulator(HttpServer):
         while True:
             now = time.monotonic()
             self._check_heartbeats(now)
-            for alert in self.alerts:
-                timeout = alert.policy.conf.escalation_timeout
-                if (
-                    timeout is not None and alert.status == "PENDING" and alert.escalating
-                    and now - alert.level_since >= timeout
-                ):  # fmt: skip
-                    self.escalate(alert)
-            due = [d for d in self._delayed if d[0] <= now]
-            for item in due:
-                self._delayed.remove(item)
-                _, action, alert, event_type = item
+            if self._escalation_timers:
+                for alert in [a for a in self.alerts if a.escalating and a.status == "PENDING"]:
+                    timeout = alert.policy.conf.escalation_timeout
+                    if timeout is not None and now - alert.level_since >= timeout:
+                        self.escalate(alert)
+            while self._delayed and self._delayed[0][0] <= now:
+                _, _, action, alert, event_type = heapq.heappop(self._delayed)
                 if alert.status != "RESOLVED":  # its timeline has the escalation's end already
                     self.emit(alert, event_type, only=action,
                               record=event_type != "alert-escalation-ended")  # fmt: skip
@@ -704,7 +706,8 @@ class IlertSimulator(HttpServer):
         return alert
 
     def _later(self, delay: float, action: ActionConf, alert: Alert, event_type: str) -> None:
-        self._delayed.append((time.monotonic() + delay, action, alert, event_type))
+        due = time.monotonic() + delay
+        heapq.heappush(self._delayed, (due, next(self._order), action, alert, event_type))
 
     def _level_users(self, alert: Alert) -> list[str]:
         levels = alert.policy.conf.levels
