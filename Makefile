@@ -21,8 +21,8 @@ demo: $(VENV)/.installed
 	$(BIN)/ixon-agent demo --duration $(DURATION)
 
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check agent simulators tests bench
-	$(BIN)/mypy agent simulators
+	$(BIN)/ruff check agent simulators workbench tests bench
+	$(BIN)/mypy agent simulators workbench
 	$(BIN)/python -m pytest
 
 # the suite beside one busy loop per core, RUNS times: what a shared CI machine does to it
@@ -30,9 +30,9 @@ test-under-load: $(VENV)/.installed-test
 	bash tests/under_load.sh $(or $(RUNS),5)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check agent simulators tests bench
-	$(BIN)/ruff format --check agent simulators tests bench
-	$(BIN)/mypy agent simulators
+	$(BIN)/ruff check agent simulators workbench tests bench
+	$(BIN)/ruff format --check agent simulators workbench tests bench
+	$(BIN)/mypy agent simulators workbench
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/latency.py

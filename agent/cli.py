@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.alarms import describe_condition
+from agent.alarms.engine import describe_condition
 from agent.config import Config, ConfigError, config_path, load_config
-from agent.logs import quiet_loop_errors, raise_file_limit, setup_logging
-from agent.messages import json_safe, show
-from agent.store import StoreError, state_dir_problem
+from agent.formats.messages import json_safe, show
+from agent.observe.logs import quiet_loop_errors, raise_file_limit, setup_logging
+from agent.outbox.store import StoreError, state_dir_problem
 
 log = logging.getLogger("agent")
 
@@ -31,7 +31,7 @@ def _load(path_arg: str | None) -> Config:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from agent.plan import plan_reads
+    from agent.sources.modbus.plan import plan_reads
 
     path = config_path(args.config)
     config = load_config(path)
@@ -66,7 +66,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from agent.modbus import SourcePoller
+    from agent.sources.modbus.poller import SourcePoller
 
     config = _load(args.config)
 
@@ -110,7 +110,7 @@ def warn_if_exposed(path: Path, config: Config) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.service import Runner
+    from agent.runtime.service import Runner
 
     path = config_path(args.config)
     config = load_config(path)
@@ -147,16 +147,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from agent.demo import run_demo
+    from workbench.demo import run_demo
 
     return run_demo(args.duration, args.period, args.verbose, args.config)
 
 
 def cmd_send_test(args: argparse.Namespace) -> int:
-    from agent.delivery import Deliverer, make_http_client
-    from agent.messages import messages_for, sample_transition
-    from agent.service import DB_NAME
-    from agent.store import Store
+    from agent.delivery.deliverer import Deliverer, make_http_client
+    from agent.formats.messages import messages_for, sample_transition
+    from agent.outbox.store import Store
+    from agent.runtime.service import DB_NAME
 
     config = _load(args.config)
     setup_logging(args.verbose, config.secrets(), args.log_format)
@@ -201,8 +201,8 @@ def cmd_send_test(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from agent.service import DB_NAME
-    from agent.store import Store
+    from agent.outbox.store import Store
+    from agent.runtime.service import DB_NAME
 
     config = _load(args.config)
     store = Store(config.agent.state_dir / DB_NAME)
@@ -245,7 +245,7 @@ def _outbox_report(store: Any) -> str:
 
 
 def cmd_import_ixon(args: argparse.Namespace) -> int:
-    from agent.ixon_import import import_ixon
+    from agent.tools.ixon_import import import_ixon
 
     for path in filter(None, [args.variables, args.alarms]):
         if not path.is_file():

@@ -33,7 +33,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from agent.formula import FormulaError, compile_formula
+from agent.alarms.formula import FormulaError, compile_formula
 
 ENV_PREFIX = "AGENT_"
 ENV_DELIMITER = "__"

@@ -83,7 +83,7 @@ def config(port: int, tags: int, alarms: int) -> Any:
 
 
 async def run_bare(port: int, tags: int, cycles: int) -> dict[str, Any]:
-    from agent.plan import plan_reads
+    from agent.sources.modbus.plan import plan_reads
 
     blocks = plan_reads(config(port, tags, 0).sources[0].variables)
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
@@ -102,7 +102,7 @@ async def run_bare(port: int, tags: int, cycles: int) -> dict[str, Any]:
 
 
 async def run_agent(port: int, tags: int, alarms: int, cycles: int) -> dict[str, Any]:
-    from agent.service import Agent
+    from agent.runtime.service import Agent
 
     agent = Agent(config(port, tags, alarms))
     await agent._cycle("bench")  # warm up: connect, first evaluation of everything

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.alarms import AlarmEngine
+from agent.alarms.engine import AlarmEngine
 from agent.config import Config
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from agent.config import load_config
-from agent.service import Agent
+from agent.runtime.service import Agent
 from simulators._http import HttpServer
 from simulators.modbus_device import ModbusDeviceSimulator
 

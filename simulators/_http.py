@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.logs import one_line_logger
+from agent.observe.logs import one_line_logger
 
 
 def _no_constant(name: str) -> Any:

@@ -30,7 +30,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from agent.config import Variable
-from agent.decode import Value, encode
+from agent.sources.modbus.decode import Value, encode
 from simulators._http import parser
 
 FUNCTION_CODE = {"coil": 1, "discrete_input": 2, "holding": 3, "input": 4}

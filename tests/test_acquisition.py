@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from agent.config import Config, Source, load_config
-from agent.modbus import SourcePoller
-from agent.service import Agent
+from agent.runtime.service import Agent
+from agent.sources.modbus.poller import SourcePoller
 from simulators.ilert import IlertSimulator
 from simulators.modbus_device import FUNCTION_CODE, MACHINE, ModbusDeviceSimulator
 from tests.conftest import CONFIG, wait_for, write_config

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.alarms import AlarmRule, AlarmState, State
+from agent.alarms.engine import AlarmRule, AlarmState, State
 from agent.config import Config
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
@@ -128,7 +128,7 @@ def test_values_of_the_wrong_type_or_nan_change_nothing() -> None:
 
 
 def test_engine_skips_alarms_without_fresh_values() -> None:
-    from agent.alarms import AlarmEngine
+    from agent.alarms.engine import AlarmEngine
 
     engine = AlarmEngine([AlarmState(rule())])
     assert [t.kind for t in engine.evaluate("plc", {"plc.oil_temp": 90.0}, 0.0, T0)] == ["start"]
@@ -171,7 +171,7 @@ def test_starts_and_ends_alternate_and_respect_delays(
 def test_unchanged_values_are_not_evaluated_again_unless_a_delay_runs() -> None:
     from dataclasses import replace
 
-    from agent.alarms import AlarmEngine
+    from agent.alarms.engine import AlarmEngine
 
     calls: list[float] = []
 
@@ -208,7 +208,7 @@ TYPES = {"plc.temp": "float", "plc.run": "bool", "plc.mode": "str", "plc.count":
     ],
 )
 def test_formula_evaluation(text: str, values: tuple[Any, ...], expected: bool) -> None:
-    from agent.formula import compile_formula
+    from agent.alarms.formula import compile_formula
 
     assert compile_formula(text, TYPES)(values) is expected
 
@@ -229,7 +229,7 @@ def test_formula_evaluation(text: str, values: tuple[Any, ...], expected: bool) 
     ],
 )  # fmt: skip
 def test_formula_errors_name_the_token(text: str, message: str) -> None:
-    from agent.formula import FormulaError, compile_formula
+    from agent.alarms.formula import FormulaError, compile_formula
 
     with pytest.raises(FormulaError) as info:
         compile_formula(text, TYPES)
@@ -254,7 +254,7 @@ def test_formula_division_by_zero_keeps_the_state() -> None:
 
 
 def test_formula_across_values_in_the_engine_waits_for_all_inputs() -> None:
-    from agent.alarms import AlarmEngine
+    from agent.alarms.engine import AlarmEngine
 
     cfg = config(
         {"name": "Hot and running", "formula": "$plc.oil_temp 80 > $plc.pump_on true == &&"}
@@ -269,7 +269,7 @@ def test_formula_across_values_in_the_engine_waits_for_all_inputs() -> None:
 
 
 def test_stale_input_freezes_running_delays() -> None:
-    from agent.alarms import AlarmEngine
+    from agent.alarms.engine import AlarmEngine
 
     engine = AlarmEngine([AlarmState(rule(on_delay=5.0))])
     hot = {"plc.oil_temp": 90.0}
@@ -294,7 +294,7 @@ def flap(engine: Any, samples: list[tuple[float, float]]) -> list[tuple[float, s
 
 
 def test_flapping_is_capped_and_the_final_state_is_delivered() -> None:
-    from agent.alarms import AlarmEngine
+    from agent.alarms.engine import AlarmEngine
 
     state = AlarmState(rule(max_notifications=2, flap_window=100.0))
     engine = AlarmEngine([state])
@@ -311,7 +311,7 @@ def test_flapping_is_capped_and_the_final_state_is_delivered() -> None:
 
 
 def test_final_normal_state_needs_no_message() -> None:
-    from agent.alarms import AlarmEngine
+    from agent.alarms.engine import AlarmEngine
 
     state = AlarmState(rule(max_notifications=1, flap_window=100.0))
     engine = AlarmEngine([state])
@@ -324,7 +324,7 @@ def test_final_normal_state_needs_no_message() -> None:
 
 
 def test_snapshot_and_restore_keep_an_active_notified_alarm() -> None:
-    from agent.alarms import AlarmEngine
+    from agent.alarms.engine import AlarmEngine
 
     engine = AlarmEngine([AlarmState(rule())])
     [start] = engine.evaluate("plc", {"plc.oil_temp": 90.0}, 0, T0)

@@ -23,9 +23,9 @@ import httpx
 import pytest
 
 from agent.config import Webhook
-from agent.delivery import BACKOFF_CAP, Deliverer
-from agent.service import SteadyInterval
-from agent.store import Message, Store
+from agent.delivery.deliverer import BACKOFF_CAP, Deliverer
+from agent.outbox.store import Message, Store
+from agent.runtime.service import SteadyInterval
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import wait_for, write_config
 from tests.receiver import Receiver
@@ -64,7 +64,7 @@ def deliverer(store: Store, http: httpx.AsyncClient, url: str) -> Deliverer:
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("agent.delivery.BACKOFF_BASE", 0.05)
+    monkeypatch.setattr("agent.delivery.deliverer.BACKOFF_BASE", 0.05)
 
 
 @pytest.mark.usefixtures("fast_retries")
@@ -142,7 +142,7 @@ def test_processes_using_one_file_share_its_clock(tmp_path: Path) -> None:
     store = Store(tmp_path / "agent.db")
     store._offset += 1000.0  # this process has run 1000 s since the clock was last written
     store.db.execute("UPDATE clock SET offset = ?", (store._offset,))
-    code = f"from pathlib import Path; from agent.store import Store; print(Store(Path({str(store.path)!r})).now())"
+    code = f"from pathlib import Path; from agent.outbox.store import Store; print(Store(Path({str(store.path)!r})).now())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(out.stdout) == pytest.approx(store.now(), abs=5.0)
 

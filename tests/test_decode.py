@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.config import Variable
-from agent.decode import BlockDecoder, encode
-from agent.plan import MAX_REGISTERS, Block, plan_reads
+from agent.sources.modbus.decode import BlockDecoder, encode
+from agent.sources.modbus.plan import MAX_REGISTERS, Block, plan_reads
 
 
 def var(

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from agent.config import Webhook
-from agent.delivery import (
+from agent.delivery.deliverer import (
     Deliverer,
     RateLimit,
     Result,
@@ -19,8 +19,8 @@ from agent.delivery import (
     classify,
     parse_retry_after,
 )
-from agent.logs import RedactSecrets
-from agent.store import Message, Store
+from agent.observe.logs import RedactSecrets
+from agent.outbox.store import Message, Store
 from tests.conftest import wait_for
 from tests.receiver import Receiver
 
@@ -76,7 +76,7 @@ class Run:
 
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retry after ~50 ms instead of seconds: the policy is tested on its own below."""
-    monkeypatch.setattr("agent.delivery.BACKOFF_BASE", 0.05)
+    monkeypatch.setattr("agent.delivery.deliverer.BACKOFF_BASE", 0.05)
 
 
 async def test_every_message_is_committed_before_it_is_sent(store: Store) -> None:

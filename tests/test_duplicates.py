@@ -19,11 +19,11 @@ import httpx
 import pytest
 from aiohttp import web
 
-from agent.alarms import AlarmRule, Transition, new_id
+from agent.alarms.engine import AlarmRule, Transition, new_id
 from agent.config import Config, load_config
-from agent.delivery import Deliverer, Result
-from agent.messages import messages_for
-from agent.store import Store
+from agent.delivery.deliverer import Deliverer, Result
+from agent.formats.messages import messages_for
+from agent.outbox.store import Store
 from simulators._http import HttpServer
 from tests.conftest import CONFIG, wait_for, write_config
 
@@ -94,8 +94,8 @@ def transitions(config: Config, count: int) -> list[Transition]:
 async def test_duplicates_come_only_from_answers_that_never_arrived(
     tmp_path: Path, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
-    monkeypatch.setattr("agent.delivery.BACKOFF_BASE", 0.02)
-    monkeypatch.setattr("agent.delivery.BACKOFF_CAP", 0.2)
+    monkeypatch.setattr("agent.delivery.deliverer.BACKOFF_BASE", 0.02)
+    monkeypatch.setattr("agent.delivery.deliverer.BACKOFF_CAP", 0.2)
     receiver = Faulty(seed, late=2.0)
     await receiver.start()
     conf = config(tmp_path, receiver.url)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import load_config
-from agent.service import Agent
+from agent.runtime.service import Agent
 from simulators.ilert import IlertSimulator, recommended
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import wait_for, write_config
@@ -223,9 +223,9 @@ def sumo_json(message: str, paths: tuple[str, ...]) -> dict[str, Any]:
 async def test_demo_runs_the_whole_chain(tmp_path: Path, monkeypatch: Any) -> None:
     import io
 
-    from agent.demo import demo
     from simulators.ilert import TRIGGER_TYPES
     from tests.conftest import REPO
+    from workbench.demo import demo
 
     monkeypatch.chdir(tmp_path)  # anything the demo wrote outside its temporary state shows
     out = io.StringIO()

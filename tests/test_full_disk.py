@@ -19,8 +19,8 @@ import pytest
 from prometheus_client import generate_latest
 
 from agent.config import load_config
-from agent.service import Agent
-from agent.store import Message, Store
+from agent.outbox.store import Message, Store
+from agent.runtime.service import Agent
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import wait_for, write_config
 from tests.receiver import Receiver

@@ -9,7 +9,7 @@ import pytest
 
 from agent.cli import main
 from agent.config import load_config
-from agent.ixon_import import import_ixon
+from agent.tools.ixon_import import import_ixon
 
 DATA = Path(__file__).parent / "data"
 

@@ -8,8 +8,8 @@ import pytest
 
 from agent.cli import main
 from agent.config import load_config
-from agent.service import Agent
-from agent.store import Message, Store
+from agent.outbox.store import Message, Store
+from agent.runtime.service import Agent
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import CONFIG, wait_for, write_config
 from tests.receiver import Receiver

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.store import Store
+from agent.outbox.store import Store
 from simulators.ilert import IlertSimulator
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import CONFIG, wait_for, write_config

@@ -14,7 +14,7 @@ from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from agent.config import load_config
-from agent.service import Agent
+from agent.runtime.service import Agent
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs POSIX ptys")

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from agent.logs import Redactor
+from agent.observe.logs import Redactor
 from simulators._http import HttpServer
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import CONFIG, wait_for, write_config

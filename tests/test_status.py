@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from agent.config import load_config
-from agent.service import Agent
+from agent.runtime.service import Agent
 from simulators.ilert import IlertSimulator
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import CONFIG, wait_for, write_config

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from agent.common.retry import Throttle
 from agent.config import Source, load_config
-from agent.modbus import SourcePoller
-from agent.retry import Throttle
-from agent.service import Agent
+from agent.runtime.service import Agent
+from agent.sources.modbus.poller import SourcePoller
 from simulators.ilert import IlertSimulator
 from tests.conftest import wait_for, write_config
 from tests.rogue_device import RogueDevice
@@ -92,7 +92,7 @@ async def test_failures_keep_counting_across_reconnects(
 ) -> None:
     """The device accepts every connection, then answers nonsense: the backoff must grow
     as for a dead device, not restart at its shortest after each successful connect."""
-    monkeypatch.setattr("agent.modbus.BACKOFF_BASE", 0.001)
+    monkeypatch.setattr("agent.sources.modbus.poller.BACKOFF_BASE", 0.001)
     rogue.mode = "wrong_function"
     poller = SourcePoller(source(rogue.port))
     try:
@@ -153,8 +153,8 @@ async def test_a_device_that_only_talks_nonsense_goes_offline_and_stays_offline(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr("agent.modbus.BACKOFF_BASE", 0.02)
-    monkeypatch.setattr("agent.modbus.BACKOFF_CAP", 0.1)  # many failures in a short test
+    monkeypatch.setattr("agent.sources.modbus.poller.BACKOFF_BASE", 0.02)
+    monkeypatch.setattr("agent.sources.modbus.poller.BACKOFF_CAP", 0.1)  # many failures in a short test
     caplog.set_level(logging.DEBUG)
     rogue.mode = mode
     agent = Agent(load_config(agent_config, environ={}))

@@ -22,7 +22,7 @@ from operator import itemgetter
 from typing import Any
 
 from agent.config import ByteOrder, Variable
-from agent.plan import BIT_KINDS, Block
+from agent.sources.modbus.plan import BIT_KINDS, Block
 
 Value = bool | int | float | str
 

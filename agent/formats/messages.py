@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.alarms import AlarmRule, Input, Transition, new_id
+from agent.alarms.engine import AlarmRule, Input, Transition, new_id
 from agent.config import SEVERITY_RANK, AgentSection, Config, Webhook, short_id
-from agent.store import Message
+from agent.outbox.store import Message
 
 
 def iso(moment: datetime) -> str:

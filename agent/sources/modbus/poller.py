@@ -33,12 +33,12 @@ from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
+from agent.common.retry import Throttle, backoff
 from agent.config import Source
-from agent.decode import BlockDecoder, Value
-from agent.plan import Block, plan_reads, split
-from agent.retry import Throttle, backoff
+from agent.sources.modbus.decode import BlockDecoder, Value
+from agent.sources.modbus.plan import Block, plan_reads, split
 
-log = logging.getLogger("agent.modbus")
+log = logging.getLogger("agent.sources.modbus.poller")
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0

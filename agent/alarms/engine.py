@@ -30,13 +30,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from agent.alarms.formula import compile_formula
+from agent.common.retry import milestone
 from agent.config import Alarm, Config, Source, Threshold, short_id
-from agent.decode import Value
-from agent.formula import compile_formula
-from agent.retry import milestone
+from agent.sources.modbus.decode import Value
 
 _ID_ALPHABET = string.ascii_letters + string.digits
-log = logging.getLogger("agent.alarms")
+log = logging.getLogger("agent.alarms.engine")
 
 Predicate = Callable[[Any], bool]
 

@@ -46,9 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.retry import Throttle
+from agent.common.retry import Throttle
 
-log = logging.getLogger("agent.store")
+log = logging.getLogger("agent.outbox.store")
 T = TypeVar("T")
 
 SCHEMA_VERSION = 2

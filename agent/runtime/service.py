@@ -25,15 +25,15 @@ from apscheduler.events import (  # type: ignore[import-untyped]
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from agent.alarms import AlarmEngine, AlarmRule, Transition
+from agent.alarms.engine import AlarmEngine, AlarmRule, Transition
+from agent.common.retry import Throttle
 from agent.config import Config, ConfigError, load_config, short_id
-from agent.delivery import Deliverer, Result, make_http_client
-from agent.logs import RedactSecrets
-from agent.messages import describe_values, messages_for
-from agent.modbus import PollResult, SourcePoller, make_links
-from agent.retry import Throttle
-from agent.status import Metrics, StatusServer
-from agent.store import Message, Store, StoreDamaged, StoreError
+from agent.delivery.deliverer import Deliverer, Result, make_http_client
+from agent.formats.messages import describe_values, messages_for
+from agent.observe.logs import RedactSecrets
+from agent.observe.status import Metrics, StatusServer
+from agent.outbox.store import Message, Store, StoreDamaged, StoreError
+from agent.sources.modbus.poller import PollResult, SourcePoller, make_links
 
 log = logging.getLogger("agent")
 

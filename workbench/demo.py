@@ -26,14 +26,14 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import SecretStr
 
-from agent.alarms import AlarmRule, Transition
+from agent.alarms.engine import AlarmRule, Transition
 from agent.config import Config, config_path, load_config
-from agent.decode import Value
-from agent.delivery import Result
-from agent.logs import setup_logging
-from agent.messages import describe_values
-from agent.modbus import PollResult
-from agent.service import Agent
+from agent.delivery.deliverer import Result
+from agent.formats.messages import describe_values
+from agent.observe.logs import setup_logging
+from agent.runtime.service import Agent
+from agent.sources.modbus.decode import Value
+from agent.sources.modbus.poller import PollResult
 from simulators.ilert import TRIGGER_TYPES, ActionConf, Alert, IlertSimulator, recommended
 from simulators.modbus_device import ModbusDeviceSimulator
 from simulators.sumo import SumoSimulator

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
-from agent.retry import Throttle
+from agent.common.retry import Throttle
 
 REDACTED = "***"
 _WORD = re.compile(r"^[a-z-]+$")  # "receiver", "webhooks": a path word, not a key

@@ -28,15 +28,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from agent import __version__
-from agent.alarms import State, Transition
-from agent.delivery import Result
-from agent.logs import one_line_logger
-from agent.messages import show
+from agent.alarms.engine import State, Transition
+from agent.delivery.deliverer import Result
+from agent.formats.messages import show
+from agent.observe.logs import one_line_logger
 
 if TYPE_CHECKING:
-    from agent.service import Agent
+    from agent.runtime.service import Agent
 
-log = logging.getLogger("agent.status")
+log = logging.getLogger("agent.observe.status")
 
 PREFIX = "ixon_agent"
 MAX_VALUES = 200  # variables listed on the status page

@@ -30,14 +30,15 @@ from typing import Any, Literal
 
 import httpx
 
-from agent import __version__, retry
+from agent import __version__
+from agent.common import retry
+from agent.common.retry import Throttle
 from agent.config import Webhook
-from agent.logs import Redactor
-from agent.messages import json_safe
-from agent.retry import Throttle
-from agent.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
+from agent.formats.messages import json_safe
+from agent.observe.logs import Redactor
+from agent.outbox.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
 
-log = logging.getLogger("agent.delivery")
+log = logging.getLogger("agent.delivery.deliverer")
 
 USER_AGENT = f"ixon-agent/{__version__}"
 BACKOFF_BASE = 1.0
