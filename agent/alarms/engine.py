@@ -36,7 +36,7 @@ from agent.config import Alarm, Config, Source, Threshold, short_id
 from agent.sources.modbus.decode import Value
 
 _ID_ALPHABET = string.ascii_letters + string.digits
-log = logging.getLogger("agent.alarms.engine")
+log = logging.getLogger("agent.alarms")
 
 Predicate = Callable[[Any], bool]
 

@@ -38,7 +38,7 @@ from agent.formats.messages import json_safe
 from agent.observe.logs import Redactor
 from agent.outbox.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
 
-log = logging.getLogger("agent.delivery.deliverer")
+log = logging.getLogger("agent.delivery")
 
 USER_AGENT = f"ixon-agent/{__version__}"
 BACKOFF_BASE = 1.0

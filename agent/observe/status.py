@@ -36,7 +36,7 @@ from agent.observe.logs import one_line_logger
 if TYPE_CHECKING:
     from agent.runtime.service import Agent
 
-log = logging.getLogger("agent.observe.status")
+log = logging.getLogger("agent.status")
 
 PREFIX = "ixon_agent"
 MAX_VALUES = 200  # variables listed on the status page

@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 
 from agent.common.retry import Throttle
 
-log = logging.getLogger("agent.outbox.store")
+log = logging.getLogger("agent.store")
 T = TypeVar("T")
 
 SCHEMA_VERSION = 2

@@ -38,7 +38,7 @@ from agent.config import Source
 from agent.sources.modbus.decode import BlockDecoder, Value
 from agent.sources.modbus.plan import Block, plan_reads, split
 
-log = logging.getLogger("agent.sources.modbus.poller")
+log = logging.getLogger("agent.modbus")
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
