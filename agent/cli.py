@@ -10,14 +10,14 @@ import signal
 import stat
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agent import __version__
 from agent.alarms.engine import describe_condition
+from agent.common.times import iso_from_timestamp
+from agent.common.values import BIT_KINDS, json_safe, show
 from agent.config import Config, ConfigError, config_path, load_config
-from agent.formats.messages import json_safe, show
 from agent.observe.logs import quiet_loop_errors, raise_file_limit, setup_logging
 from agent.outbox.store import StoreError, state_dir_problem
 
@@ -49,7 +49,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         for block in blocks:
             names = ", ".join(v.name for v in block.variables)
-            unit = "bit" if block.table in ("coil", "discrete_input") else "register"
+            unit = "bit" if block.table in BIT_KINDS else "register"
             print(f"  {block.table:<14} {block.address:>5} +{block.count:<4} {unit}(s): {names}")
     print(f"{len(config.alarms)} alarm(s)")
     for alarm in config.alarms:
@@ -233,7 +233,7 @@ def _outbox_report(store: Any) -> str:
         lines.append("dead letters (ixon-agent outbox --retry-dead re-queues them):")
     for e in dead:
         status = f" HTTP {e.status}" if e.status else ""
-        when = datetime.fromtimestamp(e.died or 0, UTC).isoformat(timespec="seconds")
+        when = iso_from_timestamp(e.died or 0, "seconds")
         lines.append(
             f"  #{e.id:<5} {e.webhook:<12} {e.label}; {e.reason}{status} after"
             f" {e.attempts} attempt(s), {when}"

@@ -7,7 +7,6 @@ file values (``AGENT_SOURCES__0__HOST=10.0.0.5``); list items are addressed by i
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tomllib
@@ -34,6 +33,8 @@ from pydantic_settings import (
 )
 
 from agent.alarms.formula import FormulaError, compile_formula
+from agent.common.ids import short_id
+from agent.common.values import BIT_KINDS
 
 ENV_PREFIX = "AGENT_"
 ENV_DELIMITER = "__"
@@ -110,7 +111,7 @@ class Variable(_Model):
     @classmethod
     def _bit_registers_hold_bools(cls, value: str, info: ValidationInfo) -> str:
         table = info.data.get("table")
-        if table in ("coil", "discrete_input") and value != "bool":
+        if table in BIT_KINDS and value != "bool":
             raise ValueError(f"a {table} holds one bit: type must be 'bool'")
         return value
 
@@ -162,7 +163,7 @@ class Variable(_Model):
     @property
     def register_count(self) -> int:
         """Registers (or bits, for coils and discrete inputs) this variable spans."""
-        if self.table in ("coil", "discrete_input"):
+        if self.table in BIT_KINDS:
             return 1
         if self.type == "str":
             return ((self.length or 0) + 1) // 2
@@ -347,17 +348,6 @@ class ConfigError(Exception):
         lines = [f"{self.path}: {len(self.problems)} problem(s)"]
         lines += [f"  {problem}" for problem in self.problems]
         return "\n".join(lines)
-
-
-def short_id(*parts: str) -> str:
-    """A stable 12-character [A-Za-z0-9] id, IXON's public id format."""
-    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-    number = int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest()[:10], "big")
-    chars = []
-    for _ in range(12):
-        number, rest = divmod(number, 62)
-        chars.append(alphabet[rest])
-    return "".join(chars)
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

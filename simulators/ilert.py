@@ -94,6 +94,7 @@ import pystache  # type: ignore[import-untyped]
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent.common.times import iso
 from simulators._http import HttpServer, parser, read_json, run
 
 IXON_KEY = "il1ixon0demo"
@@ -124,7 +125,7 @@ RATE_LIMIT, RATE_WINDOW = 50, 60.0
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
 
 
 # -- configuration ------------------------------------------------------------------------

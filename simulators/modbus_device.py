@@ -29,8 +29,9 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from agent.common.values import BIT_KINDS, Value
 from agent.config import Variable
-from agent.sources.modbus.decode import Value, encode
+from agent.sources.modbus.decode import encode
 from simulators._http import parser
 
 FUNCTION_CODE = {"coil": 1, "discrete_input": 2, "holding": 3, "input": 4}
@@ -200,9 +201,7 @@ class ModbusDeviceSimulator:
                 continue
             variable = MACHINE[name]
             data: list[int] | list[bool] = (
-                [bool(value)]
-                if variable.table in ("coil", "discrete_input")
-                else encode(variable, value)
+                [bool(value)] if variable.table in BIT_KINDS else encode(variable, value)
             )
             code = FUNCTION_CODE[variable.table]
             await self.server.async_setValues(self.unit_id, code, variable.address, data)

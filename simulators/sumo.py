@@ -29,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.common.times import iso
 from simulators._http import HttpServer, parser, run, strict_json
 
 DEFAULT_CODE = "demo"
@@ -121,9 +122,7 @@ class SumoSimulator(HttpServer):
             "name": request.headers.get("X-Sumo-Name"),
             "host": request.headers.get("X-Sumo-Host"),
             "fields": parse_fields(request.headers.get("X-Sumo-Fields", "")),
-            "receivedAt": datetime.now(UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "receivedAt": iso(datetime.now(UTC)),
         }
         new = [{"message": message, **meta} for message in split_messages(text)]
         self.messages.extend(new)

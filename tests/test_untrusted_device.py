@@ -154,7 +154,9 @@ async def test_a_device_that_only_talks_nonsense_goes_offline_and_stays_offline(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr("agent.sources.modbus.poller.BACKOFF_BASE", 0.02)
-    monkeypatch.setattr("agent.sources.modbus.poller.BACKOFF_CAP", 0.1)  # many failures in a short test
+    monkeypatch.setattr(
+        "agent.sources.modbus.poller.BACKOFF_CAP", 0.1
+    )  # many failures in a short test
     caplog.set_level(logging.DEBUG)
     rogue.mode = mode
     agent = Agent(load_config(agent_config, environ={}))

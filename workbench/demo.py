@@ -27,12 +27,12 @@ import httpx
 from pydantic import SecretStr
 
 from agent.alarms.engine import AlarmRule, Transition
+from agent.common.values import Value
 from agent.config import Config, config_path, load_config
 from agent.delivery.deliverer import Result
 from agent.formats.messages import describe_values
 from agent.observe.logs import setup_logging
 from agent.runtime.service import Agent
-from agent.sources.modbus.decode import Value
 from agent.sources.modbus.poller import PollResult
 from simulators.ilert import TRIGGER_TYPES, ActionConf, Alert, IlertSimulator, recommended
 from simulators.modbus_device import ModbusDeviceSimulator

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
-import string
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,28 +29,14 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from agent.alarms.formula import compile_formula
+from agent.common.ids import new_id, short_id
 from agent.common.retry import milestone
-from agent.config import Alarm, Config, Source, Threshold, short_id
-from agent.sources.modbus.decode import Value
+from agent.common.values import Value
+from agent.config import Alarm, Config, Source, Threshold
 
-_ID_ALPHABET = string.ascii_letters + string.digits
 log = logging.getLogger("agent.alarms")
 
 Predicate = Callable[[Any], bool]
-
-
-def new_id(length: int = 12) -> str:
-    """A random IXON-style public id: ``length`` characters of [A-Za-z0-9].
-
-    One call to the OS's random source, then base 62: a byte per character carries more
-    than the 5.95 bits a character needs, so the ids are uniform for all practical purposes.
-    """
-    number = int.from_bytes(secrets.token_bytes(length), "big")
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, 62)
-        chars.append(_ID_ALPHABET[digit])
-    return "".join(chars)
 
 
 class State(StrEnum):

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-Value = bool | int | float | str
 Expr = Callable[[Sequence[Any]], Any]
 
 

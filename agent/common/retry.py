@@ -1,4 +1,4 @@
-"""Shared retry primitives: capped exponential backoff with jitter, and a log throttle.
+"""Shared retry primitives: capped exponential backoff with equal jitter, and a log throttle.
 
 Used by the Modbus links (reconnects), delivery (resends), the heartbeat and every place
 that reports a fault which may repeat each cycle: a fault is worth a line when it starts,
@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 
 def backoff(failures: int, base: float, cap: float, retry_after: float | None = None) -> float:
-    """Seconds to wait after the n-th failure in a row (0 = the first): full jitter on a
-    capped exponential, never less than a server's ``Retry-After`` (itself capped at 1 h)."""
+    """Seconds to wait after the n-th failure in a row (0 = the first): "equal jitter" on a
+    capped exponential (uniform between half the step and the step, so retries never bunch
+    up near zero), never less than a server's ``Retry-After`` (itself capped at 1 h)."""
     ceiling = min(cap, base * 2 ** min(failures, 30))
     delay = random.uniform(ceiling / 2, ceiling)
     return max(delay, min(retry_after, 3600.0)) if retry_after is not None else delay

@@ -33,8 +33,8 @@ import httpx
 from agent import __version__
 from agent.common import retry
 from agent.common.retry import Throttle
+from agent.common.values import json_safe
 from agent.config import Webhook
-from agent.formats.messages import json_safe
 from agent.observe.logs import Redactor
 from agent.outbox.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
 
@@ -78,7 +78,7 @@ def make_http_client() -> httpx.AsyncClient:
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
-    """Seconds before the next attempt: full jitter on a capped exponential."""
+    """Seconds before the next attempt (``retry.backoff`` with delivery's base and cap)."""
     return retry.backoff(attempts, BACKOFF_BASE, BACKOFF_CAP, retry_after)
 
 

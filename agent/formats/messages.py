@@ -5,19 +5,16 @@ Pure: a transition and the config in, a JSON-ready dict out (DESIGN.md section 5
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.alarms.engine import AlarmRule, Input, Transition, new_id
-from agent.config import SEVERITY_RANK, AgentSection, Config, Webhook, short_id
+from agent.alarms.engine import AlarmRule, Input, Transition
+from agent.common.ids import new_id, short_id
+from agent.common.times import iso
+from agent.common.values import json_safe, show
+from agent.config import SEVERITY_RANK, AgentSection, Config, Webhook
 from agent.outbox.store import Message
-
-
-def iso(moment: datetime) -> str:
-    """``2026-11-22T10:00:03.120Z``: UTC with milliseconds, as IXON writes times."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def wanted(webhook: Webhook, transition: Transition) -> bool:
@@ -27,28 +24,10 @@ def wanted(webhook: Webhook, transition: Transition) -> bool:
     return transition.kind == "start" or webhook.notify_ended
 
 
-def show(value: object, unit: str | None = None) -> str:
-    """A value as a person reads it: ``true``, ``84.2 degC``."""
-    text = str(value).lower() if isinstance(value, bool) else str(value)
-    return f"{text} {unit}" if unit else text
-
-
 def describe_values(t: Transition) -> str:
     """``Oil temperature = 84.2 degC, Pump running = true``."""
     pairs = zip(t.rule.inputs, t.values, strict=False)
     return ", ".join(f"{i.label} = {show(v, i.unit)}" for i, v in pairs)
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN or infinite float as None: RFC 8259 has no such numbers, and a
-    receiver (ilert, ``jq``, ``JSON.parse``) rejects the whole document for one of them."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _info(kind: str, key: str, value: object) -> dict[str, object]:

@@ -20,11 +20,11 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 from agent.common.retry import Throttle
+from agent.common.times import iso_from_timestamp
 
 REDACTED = "***"
 _WORD = re.compile(r"^[a-z-]+$")  # "receiver", "webhooks": a path word, not a key
@@ -129,7 +129,7 @@ class JsonLines(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": iso_from_timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -29,8 +29,8 @@ from prometheus_client.registry import Collector
 
 from agent import __version__
 from agent.alarms.engine import State, Transition
+from agent.common.values import show
 from agent.delivery.deliverer import Result
-from agent.formats.messages import show
 from agent.observe.logs import one_line_logger
 
 if TYPE_CHECKING:

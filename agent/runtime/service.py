@@ -26,8 +26,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from agent.alarms.engine import AlarmEngine, AlarmRule, Transition
+from agent.common.ids import short_id
 from agent.common.retry import Throttle
-from agent.config import Config, ConfigError, load_config, short_id
+from agent.config import Config, ConfigError, load_config
 from agent.delivery.deliverer import Deliverer, Result, make_http_client
 from agent.formats.messages import describe_values, messages_for
 from agent.observe.logs import RedactSecrets

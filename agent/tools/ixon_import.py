@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.common.values import BIT_KINDS
+
 TABLES = {"1": "coil", "2": "discrete_input", "3": "holding", "4": "input"}
 TYPES = {
     "bool": "bool", "boolean": "bool", "int": "int", "integer": "int", "float": "float",
@@ -104,7 +106,7 @@ class _Variables:
         if kind is None:
             return f"type {row.get('type')!r} is not bool, int, float or str"
         table = TABLES[code]
-        if table in ("coil", "discrete_input") and kind != "bool":
+        if table in BIT_KINDS and kind != "bool":
             return f"function code {code} holds bits; type {kind} cannot be read there"
         entry: dict[str, Any] = {
             "name": name,

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+from agent.common.values import BIT_KINDS, Value
 from agent.config import ByteOrder, Variable
-from agent.sources.modbus.plan import BIT_KINDS, Block
-
-Value = bool | int | float | str
+from agent.sources.modbus.plan import Block
 
 _INT_CODES = {8: "h", 16: "h", 32: "i", 64: "q"}
 _FLOAT_CODES = {32: "f", 64: "d"}

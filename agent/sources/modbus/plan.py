@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agent.common.values import BIT_KINDS
 from agent.config import RegisterKind, Variable
 
 #: Modbus limits per request (registers for 3/4, bits for 1/2), as pymodbus enforces them.
 MAX_REGISTERS = 125
 MAX_BITS = 2000
-BIT_KINDS = frozenset({"coil", "discrete_input"})
 KIND_ORDER: tuple[RegisterKind, ...] = ("coil", "discrete_input", "holding", "input")
 
 

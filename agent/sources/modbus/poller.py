@@ -34,8 +34,9 @@ from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from agent.common.retry import Throttle, backoff
+from agent.common.values import Value
 from agent.config import Source
-from agent.sources.modbus.decode import BlockDecoder, Value
+from agent.sources.modbus.decode import BlockDecoder
 from agent.sources.modbus.plan import Block, plan_reads, split
 
 log = logging.getLogger("agent.modbus")
