@@ -154,7 +154,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_send_test(args: argparse.Namespace) -> int:
     from agent.delivery.deliverer import Deliverer, make_http_client
-    from agent.formats.messages import messages_for, sample_transition
+    from agent.formats import messages_for, sample_transition
     from agent.outbox.store import Store
     from agent.runtime.service import DB_NAME
 

@@ -243,7 +243,7 @@ class Alarm(_Model):
 class Webhook(_Model):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     url: SecretUrl
-    format: Literal["ixon", "ilert-events"] = "ixon"
+    format: str = "ixon"  # a name in agent.formats.FORMATS
     user_id: str | None = None
     integration_key: SecretStr | None = None
     notify_ended: bool = True
@@ -455,6 +455,8 @@ def _duplicates(items: list[Any], attr: str, where: str) -> Iterator[str]:
 
 def _cross_check(config: Config) -> Iterator[str]:
     """Rules that span several entries, each reported at the place to fix."""
+    from agent.formats import FORMATS  # formats read the config's types: imported late
+
     yield from _duplicates(config.sources, "name", "sources")
     yield from _duplicates(config.alarms, "name", "alarms")
     yield from _duplicates(config.webhooks, "name", "webhooks")
@@ -477,8 +479,12 @@ def _cross_check(config: Config) -> Iterator[str]:
     for index, alarm in enumerate(config.alarms):
         yield from _check_alarm(f"alarms[{index}]", alarm, known)
     for index, webhook in enumerate(config.webhooks):
-        if webhook.format == "ilert-events" and webhook.integration_key is None:
-            yield f"webhooks[{index}].integration_key: required for format 'ilert-events'"
+        fmt = FORMATS.get(webhook.format)
+        if fmt is None:
+            names = ", ".join(repr(name) for name in sorted(FORMATS))
+            yield f"webhooks[{index}].format: {webhook.format!r} is not a format: one of {names}"
+            continue
+        yield from (f"webhooks[{index}].{problem}" for problem in fmt.problems(webhook))
 
 
 _LINE_SETTINGS = ("baudrate", "parity", "stopbits", "bytesize", "timeout")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -16,9 +17,9 @@ from agent.delivery.deliverer import (
     RateLimit,
     Result,
     backoff,
-    classify,
     parse_retry_after,
 )
+from agent.formats import FORMATS
 from agent.observe.logs import RedactSecrets
 from agent.outbox.store import Message, Store
 from tests.conftest import wait_for
@@ -188,20 +189,25 @@ async def test_resolve_of_a_closed_ilert_alert_counts_as_delivered(
     assert "il1api0demo" not in store.path.read_bytes().decode("latin-1")  # never stored
 
 
-def test_classify() -> None:
-    def response(status: int, body: Any = None) -> httpx.Response:
-        return httpx.Response(status, json=body or {})
+def test_each_format_classifies_its_answers() -> None:
+    def answer(body: Any = None) -> bytes:
+        return json.dumps(body or {}).encode()
 
+    events, ixon = FORMATS["ilert-events"], FORMATS["ixon"]
     resolve = {"eventType": "RESOLVE"}
-    assert classify(response(202), {}) == "delivered"
-    assert classify(response(400, {"code": "NO_OPEN_ALERT_WITH_KEY"}), resolve) == "delivered"
-    assert (
-        classify(response(400, {"code": "NO_OPEN_ALERT_WITH_KEY"}), {"eventType": "ALERT"})
-        == "rejected"
-    )
-    assert classify(response(400, {"code": "INVALID_INPUT"}), resolve) == "rejected"
-    assert [classify(response(s), {}) for s in (408, 429, 500, 503)] == ["retry"] * 4
-    assert [classify(response(s), {}) for s in (401, 403, 404, 410, 422)] == ["rejected"] * 5
+    gone = answer({"code": "NO_OPEN_ALERT_WITH_KEY"})
+    for fmt in (events, ixon):
+        assert fmt.classify(202, answer(), {}) == "delivered"
+        assert [fmt.classify(s, answer(), {}) for s in (408, 429, 500, 503)] == ["retry"] * 4
+        assert [fmt.classify(s, answer(), {}) for s in (401, 403, 404, 410, 422)] == [
+            "rejected"
+        ] * 5
+    assert events.classify(400, gone, resolve) == "delivered"  # resolved already: done
+    assert events.classify(400, answer({"code": "NONE_OPEN_FOR_KEY"}), resolve) == "delivered"
+    assert events.classify(400, gone, {"eventType": "ALERT"}) == "rejected"
+    assert events.classify(400, answer({"code": "INVALID_INPUT"}), resolve) == "rejected"
+    assert events.classify(400, b"<html>", resolve) == "rejected"
+    assert ixon.classify(400, gone, resolve) == "rejected"
 
 
 async def test_max_age_expires_into_the_dead_letter_table(

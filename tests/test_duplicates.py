@@ -23,7 +23,7 @@ from agent.alarms.engine import AlarmRule, Transition
 from agent.common.ids import new_id
 from agent.config import Config, load_config
 from agent.delivery.deliverer import Deliverer, Result
-from agent.formats.messages import messages_for
+from agent.formats import messages_for
 from agent.outbox.store import Store
 from simulators._http import HttpServer
 from tests.conftest import CONFIG, wait_for, write_config

@@ -26,11 +26,10 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import SecretStr
 
-from agent.alarms.engine import AlarmRule, Transition
+from agent.alarms.engine import AlarmRule, Transition, describe_values
 from agent.common.values import Value
 from agent.config import Config, config_path, load_config
 from agent.delivery.deliverer import Result
-from agent.formats.messages import describe_values
 from agent.observe.logs import setup_logging
 from agent.runtime.service import Agent
 from agent.sources.modbus.poller import PollResult

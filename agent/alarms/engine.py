@@ -31,7 +31,7 @@ from typing import Any, Literal
 from agent.alarms.formula import compile_formula
 from agent.common.ids import new_id, short_id
 from agent.common.retry import milestone
-from agent.common.values import Value
+from agent.common.values import Value, show
 from agent.config import Alarm, Config, Source, Threshold
 
 log = logging.getLogger("agent.alarms")
@@ -502,3 +502,9 @@ class AlarmEngine:
         engine = AlarmEngine(states, offline)
         engine.last_cycle = dict(previous.last_cycle)
         return engine
+
+
+def describe_values(t: Transition) -> str:
+    """``Oil temperature = 84.2 degC, Pump running = true``."""
+    pairs = zip(t.rule.inputs, t.values, strict=False)
+    return ", ".join(f"{i.label} = {show(v, i.unit)}" for i, v in pairs)

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Literal
 
 import httpx
 
@@ -35,6 +35,7 @@ from agent.common import retry
 from agent.common.retry import Throttle
 from agent.common.values import json_safe
 from agent.config import Webhook
+from agent.formats import format_of
 from agent.observe.logs import Redactor
 from agent.outbox.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
 
@@ -44,7 +45,6 @@ USER_AGENT = f"ixon-agent/{__version__}"
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 #: ilert's answer to a RESOLVE whose alert is already closed: the goal is reached.
-ALREADY_RESOLVED = frozenset({"NO_OPEN_ALERT_WITH_KEY", "NONE_OPEN_FOR_KEY"})
 #: ilert's limit per integration key of an alert source is 50 a minute
 RATE_LIMIT, RATE_WINDOW = 50, 60.0
 IDLE_CHECK = 5.0  # seconds between outbox checks when nothing is due (another process may add)
@@ -96,20 +96,6 @@ def parse_retry_after(value: str | None, date: str | None = None) -> float | Non
             now = parsedate_to_datetime(date).timestamp() if date else now
         return max(0.0, then - now)
     return None
-
-
-def classify(response: httpx.Response, body: dict[str, Any]) -> Outcome:
-    """What an HTTP answer means for a message."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return "delivered"
-    if status in (408, 429) or status >= 500:
-        return "retry"
-    if status == 400 and body.get("eventType") in ("RESOLVE", "ACCEPT"):
-        with contextlib.suppress(ValueError, AttributeError):
-            if response.json().get("code") in ALREADY_RESOLVED:
-                return "delivered"
-    return "rejected"
 
 
 class RateLimit:
@@ -227,9 +213,9 @@ class Deliverer:
         if capacity > 0:
             for entry in self.store.due(now, capacity, busy=self.in_flight):
                 webhook = self.webhooks.get(entry.webhook)
-                if webhook is not None and webhook.format == "ilert-events":
-                    assert webhook.integration_key is not None
-                    hold = self.rate.wait(webhook.integration_key.get_secret_value(), now)
+                key = format_of(webhook).rate_key(webhook) if webhook is not None else None
+                if key is not None:
+                    hold = self.rate.wait(key, now)
                     if hold:
                         note = f"held back: at most {RATE_LIMIT} events a minute per key"
                         self.store.retry_later(entry.id, now + hold, note, count=False)
@@ -286,9 +272,9 @@ class Deliverer:
                 "webhook %s is no longer configured: %s dead-lettered", entry.webhook, entry.label
             )
             return Result(entry, "rejected", None, "webhook not configured", entry.attempts, 0.0)
-        body = json_safe(entry.body)  # a message queued by an older version may hold NaN
-        if webhook.format == "ilert-events" and webhook.integration_key is not None:
-            body = {"integrationKey": webhook.integration_key.get_secret_value(), **body}
+        fmt = format_of(webhook)
+        # json_safe: a message queued by an older version may hold NaN
+        body = fmt.with_secret(json_safe(entry.body), webhook)
         started = time.monotonic()
         status: int | None = None
         retry_after: float | None = None
@@ -305,7 +291,7 @@ class Deliverer:
             error = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         else:
             status = response.status_code
-            outcome = classify(response, body)
+            outcome = fmt.classify(status, response.content, body)
             error = None if outcome == "delivered" else f"HTTP {status}"
             headers = response.headers
             retry_after = parse_retry_after(headers.get("Retry-After"), headers.get("Date"))

@@ -1,0 +1,63 @@
+"""Formats: an alarm transition as the body of a webhook, one file per format.
+
+``base`` defines the protocol and the registry; ``ixon`` and ``ilert_events`` are the two
+formats (each registers itself when imported below). Pure: a transition and the config
+in, JSON-ready outbox messages out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.alarms.engine import AlarmRule, Input, Transition
+from agent.common.ids import new_id, short_id
+from agent.common.values import json_safe
+from agent.config import SEVERITY_RANK, AgentSection, Config, Webhook
+from agent.formats import ilert_events, ixon  # noqa: F401  (each registers its format)
+from agent.formats.base import FORMATS, Answer, WebhookFormat, format_of, register
+from agent.outbox.store import Message
+
+__all__ = [
+    "FORMATS", "Answer", "WebhookFormat", "build", "format_of", "messages_for", "register",
+    "sample_transition", "wanted",
+]  # fmt: skip
+
+
+def wanted(webhook: Webhook, transition: Transition) -> bool:
+    """Whether this webhook takes this transition (severity floor, ends only if asked)."""
+    if SEVERITY_RANK[transition.rule.severity] < SEVERITY_RANK[webhook.min_severity]:
+        return False
+    return transition.kind == "start" or webhook.notify_ended
+
+
+def build(agent: AgentSection, webhook: Webhook, t: Transition, now: datetime) -> dict[str, Any]:
+    """The webhook's body for ``t``, strict JSON (no NaN or infinity)."""
+    return json_safe(format_of(webhook).build(agent, webhook, t, now))  # type: ignore[no-any-return]
+
+
+def messages_for(
+    config: Config, t: Transition, now: datetime, webhooks: Sequence[str] | None = None
+) -> list[Message]:
+    """One outbox message per webhook that wants this transition."""
+    label = f"{t.kind} of {t.rule.name!r} (occurrence {t.occurrence_id})"
+    return [
+        Message(
+            w.name, t.occurrence_id, t.kind, t.rule.severity, label, build(config.agent, w, t, now)
+        )
+        for w in config.webhooks
+        if (webhooks is None or w.name in webhooks) and wanted(w, t)
+    ]
+
+
+def sample_transition(config: Config) -> Transition:
+    """A start of a made-up high alarm, for ``ixon-agent send-test``."""
+    agent_id = config.agent.agent_id
+    rule = AlarmRule.synthetic(
+        "Test message from ixon-agent", short_id(agent_id, "alarm", "send-test"), "high",
+        "This is a test of the alarm chain; no action is needed.", "test",
+        inputs=(Input("agent.test", "Test"),),
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    return Transition(rule, "start", new_id(), (True,), now, now)

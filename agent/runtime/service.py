@@ -25,12 +25,12 @@ from apscheduler.events import (  # type: ignore[import-untyped]
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from agent.alarms.engine import AlarmEngine, AlarmRule, Transition
+from agent.alarms.engine import AlarmEngine, AlarmRule, Transition, describe_values
 from agent.common.ids import short_id
 from agent.common.retry import Throttle
 from agent.config import Config, ConfigError, load_config
 from agent.delivery.deliverer import Deliverer, Result, make_http_client
-from agent.formats.messages import describe_values, messages_for
+from agent.formats import messages_for
 from agent.observe.logs import RedactSecrets
 from agent.observe.status import Metrics, StatusServer
 from agent.outbox.store import Message, Store, StoreDamaged, StoreError

@@ -1,0 +1,86 @@
+"""The door of the formats stage: what a webhook format is, and the registry of them.
+
+A format turns an alarm transition into a request body (pure), adds its secret only when
+the body is sent (the outbox never holds a key), says what an answer means, and names the
+key a receiver rate-limits by. A new format is a new file in this folder that calls
+``register`` once; nothing else in the agent names a format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from agent.alarms.engine import Transition
+    from agent.config import AgentSection, Webhook
+
+#: what an answer means for a message: done, send again later, or never (dead letter)
+Answer = Literal["delivered", "retry", "rejected"]
+
+
+class WebhookFormat(Protocol):
+    #: the value of ``format`` in a ``[[webhooks]]`` section
+    name: str
+
+    def build(
+        self, agent: AgentSection, webhook: Webhook, t: Transition, now: datetime
+    ) -> dict[str, Any]:
+        """The body for one transition: pure, JSON-ready, without secrets."""
+        ...
+
+    def with_secret(self, body: dict[str, Any], webhook: Webhook) -> dict[str, Any]:
+        """The body as it is sent (for example with an integration key added)."""
+        ...
+
+    def classify(self, status: int, answer: bytes, body: dict[str, Any]) -> Answer:
+        """What the receiver's HTTP status and answer mean for this body."""
+        ...
+
+    def rate_key(self, webhook: Webhook) -> str | None:
+        """The key the receiver counts sends by (None: no client-side limit)."""
+        ...
+
+    def problems(self, webhook: Webhook) -> Iterator[str]:
+        """What a webhook of this format lacks, as ``field: reason`` lines."""
+        ...
+
+
+def http_answer(status: int) -> Answer:
+    """The plain HTTP reading every format starts from: 2xx done; 408, 429 and 5xx again."""
+    if 200 <= status < 300:
+        return "delivered"
+    if status in (408, 429) or status >= 500:
+        return "retry"
+    return "rejected"
+
+
+class PlainFormat:
+    """Defaults for a format without secrets, special answers or rate limits."""
+
+    name = ""
+
+    def with_secret(self, body: dict[str, Any], webhook: Webhook) -> dict[str, Any]:
+        return body
+
+    def classify(self, status: int, answer: bytes, body: dict[str, Any]) -> Answer:
+        return http_answer(status)
+
+    def rate_key(self, webhook: Webhook) -> str | None:
+        return None
+
+    def problems(self, webhook: Webhook) -> Iterator[str]:
+        return iter(())
+
+
+FORMATS: dict[str, WebhookFormat] = {}
+
+
+def register(fmt: WebhookFormat) -> WebhookFormat:
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def format_of(webhook: Webhook) -> WebhookFormat:
+    return FORMATS[webhook.format]
