@@ -66,21 +66,22 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from agent.sources.modbus.poller import SourcePoller
+    from agent.sources import open_pollers
 
     config = _load(args.config)
 
     async def read_all() -> tuple[dict[str, object], list[str]]:
         values: dict[str, object] = {}
         problems: list[str] = []
-        for source in config.sources:
-            poller = SourcePoller(source)
-            try:
+        pollers = open_pollers(config.sources)
+        try:
+            for name, poller in pollers.items():
                 result = await poller.poll()
-            finally:
+                values.update(result.values)
+                problems += [f"source {name}: {e}" for e in result.errors]
+        finally:
+            for poller in pollers.values():
                 poller.close()
-            values.update(result.values)
-            problems += [f"source {source.name}: {e}" for e in result.errors]
         return values, problems
 
     values, problems = asyncio.run(read_all())

@@ -32,7 +32,7 @@ from agent.config import Config, config_path, load_config
 from agent.delivery.deliverer import Result
 from agent.observe.logs import setup_logging
 from agent.runtime.service import Agent
-from agent.sources.modbus.poller import PollResult
+from agent.sources import PollResult
 from simulators.ilert import TRIGGER_TYPES, ActionConf, Alert, IlertSimulator, recommended
 from simulators.modbus_device import ModbusDeviceSimulator
 from simulators.sumo import SumoSimulator

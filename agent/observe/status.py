@@ -18,9 +18,9 @@ import html
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -32,9 +32,7 @@ from agent.alarms.engine import State, Transition
 from agent.common.values import show
 from agent.delivery.deliverer import Result
 from agent.observe.logs import one_line_logger
-
-if TYPE_CHECKING:
-    from agent.runtime.service import Agent
+from agent.observe.snapshot import Snapshot
 
 log = logging.getLogger("agent.status")
 
@@ -46,8 +44,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class Metrics(Collector):
     """The agent's registry: state read at scrape time, plus latency histograms."""
 
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.snapshot = snapshot
+        self.connections_dropped: Callable[[], int] = lambda: 0  # the status server's count
         self.registry = CollectorRegistry(auto_describe=False)
         self.poll_seconds = Histogram(
             f"{PREFIX}_poll_duration_seconds", "Time of one poll cycle of a source",
@@ -69,7 +68,7 @@ class Metrics(Collector):
         self.delivery_seconds.labels(result.entry.webhook).observe(result.latency)
 
     def collect(self) -> Iterator[Any]:
-        agent = self.agent
+        view = self.snapshot()
         polls = _counter("polls", "Poll cycles", "source", "result")
         requests = _counter("requests", "Modbus requests sent", "source")
         errors = _counter("errors", "Failures by kind", "source", "kind")
@@ -77,8 +76,8 @@ class Metrics(Collector):
         values = _counter("values_decoded", "Values decoded", "source")
         up = _gauge("source_up", "1 if the source answered its last cycle", "source")
         last = _gauge("source_last_read_timestamp_seconds", "Last complete read", "source")
-        for name, poller in agent.pollers.items():
-            stats = poller.stats
+        for source in view.sources:
+            name, stats = source.name, source.stats
             polls.add_metric([name, "ok"], stats.cycles - stats.failed)
             polls.add_metric([name, "failed"], stats.failed)
             requests.add_metric([name], stats.requests)
@@ -86,17 +85,17 @@ class Metrics(Collector):
                 errors.add_metric([name, kind], count)
             skipped.add_metric([name], stats.skipped)
             values.add_metric([name], stats.values)
-            up.add_metric([name], 1.0 if agent.online(name) else 0.0)
+            up.add_metric([name], 1.0 if source.online else 0.0)
             if stats.last_read is not None:
                 last.add_metric([name], stats.last_read)
         yield from (polls, requests, errors, skipped, values, up, last)
 
         state = _gauge("alarm_state", "1 for the state each alarm is in", "alarm", "state")
         held = _counter("alarm_suppressed", "Held back by flapping control", "alarm")
-        for alarm in agent.engine.all_states():
+        for alarm in view.alarms:
             for each in State:
-                state.add_metric([alarm.rule.name, each.value], float(alarm.state is each))
-            held.add_metric([alarm.rule.name], alarm.suppressed)
+                state.add_metric([alarm.name, each.value], float(alarm.state is each))
+            held.add_metric([alarm.name], alarm.suppressed)
         transitions = _counter(
             "alarm_transitions", "Alarm starts and ends notified", "alarm", "kind"
         )
@@ -104,38 +103,34 @@ class Metrics(Collector):
             transitions.add_metric(list(labels), count)
         yield from (state, held, transitions)
 
-        outbox = agent.outbox_summary(first=0)
-        yield _gauge("outbox_pending", "Messages waiting to be delivered", value=outbox["pending"])
-        yield _gauge("outbox_dead", "Messages in the dead-letter table", value=outbox["dead"])
+        outbox = view.outbox
+        yield _gauge("outbox_pending", "Messages waiting to be delivered", value=outbox.pending)
+        yield _gauge("outbox_dead", "Messages in the dead-letter table", value=outbox.dead)
+        yield _gauge("outbox_oldest_age_seconds", "Oldest waiting message", value=outbox.oldest_age)
         yield _gauge(
-            "outbox_oldest_age_seconds", "Oldest waiting message", value=outbox["oldest_age"]
-        )
-        store = agent.store
-        yield _gauge(
-            "state_durable", "1 if the state database can be written", value=float(store.durable)
+            "state_durable", "1 if the state database can be written", value=float(outbox.durable)
         )
         yield _gauge(
             "state_waiting_messages", "New messages waiting in memory to be written",
-            value=store.held,
+            value=outbox.held,
         )  # fmt: skip
         yield _counter_value(
             "state_dropped_messages", "New messages dropped: memory full, not durable",
-            store.dropped,
+            outbox.dropped,
         )  # fmt: skip
         attempts = _counter("delivery_attempts", "Delivery attempts", "webhook", "outcome")
         for labels, count in self.attempts.items():
             attempts.add_metric(list(labels), count)
         yield attempts
-        if agent.status is not None:
-            yield _counter_value(
-                "status_connections_dropped", "Idle status connections closed for new ones",
-                agent.status.dropped,
-            )  # fmt: skip
+        yield _counter_value(
+            "status_connections_dropped", "Idle status connections closed for new ones",
+            self.connections_dropped(),
+        )  # fmt: skip
         yield _gauge(
-            "heartbeat_failures", "Heartbeat pings failed in a row", value=agent.heartbeat_failures
+            "heartbeat_failures", "Heartbeat pings failed in a row", value=view.heartbeat_failures
         )
         info = _gauge("info", "The agent", "version", "agent")
-        info.add_metric([__version__, agent.config.agent.name], 1.0)
+        info.add_metric([__version__, view.agent_name], 1.0)
         yield info
 
 
@@ -176,9 +171,10 @@ class StatusServer:
     thousand idle connections cost a few file descriptors, and polling and delivery go on.
     """
 
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-        self.started = time.monotonic()
+    def __init__(self, snapshot: Callable[[], Snapshot], metrics: Metrics) -> None:
+        self.snapshot = snapshot
+        self.registry = metrics.registry
+        metrics.connections_dropped = lambda: self.dropped
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
@@ -240,7 +236,7 @@ class StatusServer:
             self._runner = None
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.agent.metrics.registry)
+        body = generate_latest(self.registry)
         return web.Response(
             body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )
@@ -249,12 +245,12 @@ class StatusServer:
         return web.json_response({"status": "ok", "version": __version__})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        problems = self.agent.readiness()
+        problems = list(self.snapshot().problems)
         status = 503 if problems else 200
         return web.json_response({"ready": not problems, "problems": problems}, status=status)
 
     async def page(self, request: web.Request) -> web.Response:
-        return web.Response(text=render(self.agent, self.started), content_type="text/html")
+        return web.Response(text=render(self.snapshot()), content_type="text/html")
 
 
 def _ago(moment: float | None, now: float) -> str:
@@ -266,25 +262,21 @@ def _ago(moment: float | None, now: float) -> str:
     return f"{seconds / 60:.0f} min ago" if seconds < 7200 else f"{seconds / 3600:.1f} h ago"
 
 
-def render(agent: Agent, started: float) -> str:
+def render(view: Snapshot) -> str:
     """Plain server-rendered HTML, refreshing itself; readable on a phone."""
     e = html.escape
     now = time.monotonic()  # ages; the wall clock only for the "updated" stamp
     sources = []
-    for name, poller in agent.pollers.items():
-        stats = poller.stats
-        state = "online" if agent.online(name) else ("offline" if stats.cycles else "starting")
+    for source in view.sources:
+        name, stats = source.name, source.stats
+        state = "online" if source.online else ("offline" if stats.cycles else "starting")
         errors = ", ".join(f"{k} {v}" for k, v in stats.errors.most_common(3)) or "none"
         sources.append(
-            f'<tr class="{state}"><td>{e(name)}</td><td>{e(poller.source.address)}</td>'
+            f'<tr class="{state}"><td>{e(name)}</td><td>{e(source.address)}</td>'
             f'<td class="state">{state}</td><td>{_ago(stats.last_read_mono, now)}</td>'
             f"<td>{stats.requests}</td><td>{e(errors)}</td></tr>"
         )
-    shown = [
-        (key, variable.unit, agent.values[key])
-        for key, _, variable in agent.config.variables()
-        if key in agent.values
-    ]
+    shown = view.values
     values = "".join(
         f'<tr><td>{e(key)}</td><td class="num">{e(show(value, unit))}</td></tr>'
         for key, unit, value in shown[:MAX_VALUES]
@@ -293,30 +285,30 @@ def render(agent: Agent, started: float) -> str:
         more = len(shown) - MAX_VALUES
         values += f'<tr><td colspan="2">and {more} more: see /metrics or ixon-agent read</td></tr>'
 
-    active = [s for s in agent.engine.all_states() if s.active]
+    active = [alarm for alarm in view.alarms if alarm.active]
     rows = []
     for alarm in active:
         when = alarm.occurred_on
         since = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if when else "?"
         rows.append(
-            f'<tr class="sev-{e(alarm.rule.severity)}"><td>{e(alarm.rule.name)}</td>'
-            f"<td>{e(alarm.rule.severity)}</td><td>{since}</td>"
+            f'<tr class="sev-{e(alarm.severity)}"><td>{e(alarm.name)}</td>'
+            f"<td>{e(alarm.severity)}</td><td>{since}</td>"
             f"<td>{'yes' if alarm.notified else 'held back (flapping)'}</td></tr>"
         )
     alarms = "".join(rows) or '<tr><td colspan="4">No active alarms.</td></tr>'
-    outbox = agent.outbox_summary()
+    outbox = view.outbox
     waiting = "".join(
         f"<li>{e(m.webhook)}: {e(m.label)}, {m.attempts} attempt(s)"
         + (f", last error {e(m.last_error)}" if m.last_error else "") + "</li>"
-        for m in outbox["first"]
+        for m in outbox.first
     )  # fmt: skip
-    problems = agent.readiness()
+    problems = view.problems
     ready = "ready" if not problems else "not ready: " + "; ".join(problems)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(agent.config.agent.name)}: ixon-agent</title>
+<title>{e(view.agent_name)}: ixon-agent</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: .8rem; max-width: 60rem; }}
 table {{ border-collapse: collapse; width: 100%; margin-bottom: 1rem; }}
@@ -326,8 +318,8 @@ td, th {{ border-bottom: 1px solid #ddd; padding: .35rem; text-align: left; }}
 .sev-high td:first-child {{ color: #b00; font-weight: bold; }}
 .scroll {{ overflow-x: auto; }}
 </style></head><body>
-<h1>{e(agent.config.agent.name)}</h1>
-<p id="summary">ixon-agent {__version__}, up {_ago(started, now).removesuffix(" ago")},
+<h1>{e(view.agent_name)}</h1>
+<p id="summary">ixon-agent {__version__}, up {_ago(view.started, now).removesuffix(" ago")},
 {e(ready)}. Updated {stamp} UTC.</p>
 <h2>Sources</h2><div class="scroll"><table id="sources"><thead><tr><th>Source</th><th>Address</th>
 <th>State</th><th>Last read</th><th>Requests</th><th>Errors</th></tr></thead>
@@ -335,8 +327,8 @@ td, th {{ border-bottom: 1px solid #ddd; padding: .35rem; text-align: left; }}
 <h2>Active alarms ({len(active)})</h2>
 <div class="scroll"><table id="alarms"><thead><tr><th>Alarm</th>
 <th>Severity</th><th>Since</th><th>Notified</th></tr></thead><tbody>{alarms}</tbody></table></div>
-<h2>Outbox</h2><p id="outbox">{outbox["pending"]} waiting, {outbox["dead"]} dead-lettered,
-oldest waiting {outbox["oldest_age"]:.0f} s.</p><ul>{waiting}</ul>
+<h2>Outbox</h2><p id="outbox">{outbox.pending} waiting, {outbox.dead} dead-lettered,
+oldest waiting {outbox.oldest_age:.0f} s.</p><ul>{waiting}</ul>
 <h2>Values</h2><div class="scroll"><table id="values"><tbody>{values}</tbody></table></div>
 </body></html>
 """

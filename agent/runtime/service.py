@@ -28,13 +28,15 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 from agent.alarms.engine import AlarmEngine, AlarmRule, Transition, describe_values
 from agent.common.ids import short_id
 from agent.common.retry import Throttle
+from agent.common.values import Value
 from agent.config import Config, ConfigError, load_config
 from agent.delivery.deliverer import Deliverer, Result, make_http_client
 from agent.formats import messages_for
 from agent.observe.logs import RedactSecrets
+from agent.observe.snapshot import AlarmView, OutboxView, Snapshot, SourceView, copy_stats
 from agent.observe.status import Metrics, StatusServer
 from agent.outbox.store import Message, Store, StoreDamaged, StoreError
-from agent.sources.modbus.poller import PollResult, SourcePoller, make_links
+from agent.sources import PollResult, open_pollers
 
 log = logging.getLogger("agent")
 
@@ -136,18 +138,17 @@ class Agent:
         self._removed = {a: saved[a] for a in self.engine.restore(saved)}
         if carry is not None:
             self.engine = self.engine.adopt(*carry)
-        links = make_links(config.sources)
-        self.pollers = {s.name: SourcePoller(s, links[s.name]) for s in config.sources}
+        self.pollers = open_pollers(config.sources)
         self.deliverer = Deliverer(
             self.store, config.webhooks, self.http, max_age=config.outbox.max_age,
             secrets=config.secrets(), on_result=self._delivered, on_fatal=self.on_fatal,
         )  # fmt: skip
-        self.metrics = Metrics(self)
-        self.status = StatusServer(self) if config.status.enabled else None
+        self.metrics = Metrics(self.snapshot)
+        self.status = StatusServer(self.snapshot, self.metrics) if config.status.enabled else None
         self.answered: dict[str, bool] = {}  # per source: did its last cycle get an answer
         self.started = time.monotonic()
         self.scheduler: AsyncIOScheduler | None = None
-        self.values: dict[str, object] = {}
+        self.values: dict[str, Value] = {}
         self.heartbeat_failures = 0
         self._cycles: set[asyncio.Task[None]] = set()  # poll cycles in flight
         self._last_start: dict[str, float] = {}  # monotonic start of each source's last cycle
@@ -254,7 +255,7 @@ class Agent:
                 continue
             for name, poller in self.pollers.items():
                 source = poller.source
-                allowed = 3 * source.poll_interval + source.timeout * (len(poller.plan) + 1) + 1
+                allowed = 3 * source.poll_interval + source.timeout * (poller.requests + 1) + 1
                 last = self._last_start.get(name, self.started)
                 if now - last > allowed and self.scheduler is not None:
                     log.warning(
@@ -352,13 +353,35 @@ class Agent:
             problems.append(f"outbox holds {pending} messages, over max_pending")
         return problems
 
-    def outbox_summary(self, first: int = 10) -> dict[str, Any]:
-        return {
-            "pending": self.store.pending_count(),
-            "dead": self.store.dead_count(),
-            "oldest_age": self.store.oldest_age(),
-            "first": self.store.pending(limit=first),
-        }
+    def snapshot(self, first: int = 10) -> Snapshot:
+        """A copy of what observers may see (status page, metrics): they never hold ``self``."""
+        store = self.store
+        values = self.values
+        return Snapshot(
+            agent_name=self.config.agent.name,
+            started=self.started,
+            sources=tuple(
+                SourceView(name, p.source.address, self.online(name), copy_stats(p.stats))
+                for name, p in self.pollers.items()
+            ),
+            values=tuple(
+                (key, variable.unit, values[key])
+                for key, _, variable in self.config.variables()
+                if key in values
+            ),
+            alarms=tuple(AlarmView.of(alarm) for alarm in self.engine.all_states()),
+            outbox=OutboxView(
+                store.pending_count(),
+                store.dead_count(),
+                store.oldest_age(),
+                tuple(store.pending(limit=first)),
+                store.durable,
+                store.held,
+                store.dropped,
+            ),
+            heartbeat_failures=self.heartbeat_failures,
+            problems=tuple(self.readiness()),
+        )
 
     def messages(self, t: Transition, webhooks: Sequence[str] | None = None) -> list[Message]:
         return messages_for(self.config, t, self.clock.now(), webhooks)

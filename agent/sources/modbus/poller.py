@@ -6,38 +6,29 @@ retried with capped exponential backoff and jitter, the first connect too (pymod
 retries a failed first connect itself). A device that stops answering is backed off the
 same way, so a dead unit on a shared serial bus does not hold the bus every cycle.
 
-A device is untrusted input. pymodbus 3.16 checks a reply's unit id (unless unit 0 was
-asked) and transaction id (unless the reply says 0), and nothing else: it decodes a reply
-of another function code, a byte count that disagrees with its frame, more registers than
-asked and any exception code. So every frame is parsed here without trusting it (``Reply``)
-and judged against its request (``judge``): transaction id, unit id, function code, byte
-count, frame length and exception code must all match, or it is a protocol error, counted
-per source, never a value and never an answer. Only a valid reply resets the failure count,
-so a device that accepts connections and then talks nonsense backs off like a dead one.
+A device is untrusted input: every reply is judged against its request (``wire``). One
+that does not match is a protocol error, counted per source, never a value and never an
+answer. Only a valid reply resets the failure count, so a device that accepts connections
+and then talks nonsense backs off like a dead one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
-from pymodbus.pdu import DecodePDU, ModbusPDU
-from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
-from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from agent.common.retry import Throttle, backoff
-from agent.common.values import Value
 from agent.config import Source
+from agent.sources.base import PollResult, SourceStats
 from agent.sources.modbus.decode import BlockDecoder
 from agent.sources.modbus.plan import Block, plan_reads, split
+from agent.sources.modbus.wire import EXCEPTION_NAMES, REQUESTS, StrictDecoder, judge, reply_data
 
 log = logging.getLogger("agent.modbus")
 
@@ -46,129 +37,11 @@ BACKOFF_CAP = 30.0
 ILLEGAL_ADDRESS = 2
 #: seconds between log lines about a source that keeps failing (besides the 1st, 10th, ...)
 FAILURE_LOG_INTERVAL = 600.0
-_REQUESTS: dict[str, type[ModbusPDU]] = {
-    "coil": ReadCoilsRequest,
-    "discrete_input": ReadDiscreteInputsRequest,
-    "holding": ReadHoldingRegistersRequest,
-    "input": ReadInputRegistersRequest,
-}
-
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "device failure",
-    5: "acknowledge",
-    6: "device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
-}
 
 
 def jittered_backoff(failures: int) -> float:
     """Seconds to wait after the n-th consecutive failure: capped exponential, jittered."""
     return backoff(failures, BACKOFF_BASE, BACKOFF_CAP)
-
-
-class Reply(ModbusPDU):
-    """A frame as the device sent it: split into function code and payload, not believed.
-
-    pymodbus calls ``StrictDecoder.decode`` for every frame it receives; returning this
-    instead of its own PDU classes means no frame can fail to decode inside pymodbus (which
-    would end the connection with an asyncio traceback in the log) and no frame becomes
-    values before ``judge`` has compared it with its request.
-    """
-
-    def __init__(self, frame: bytes) -> None:
-        super().__init__()
-        self.function_code = frame[0] if frame else 0
-        self.payload = bytes(frame[1:])
-        if self.function_code > 0x80 and self.payload:
-            self.exception_code = self.payload[0]
-
-    def __str__(self) -> str:
-        return f"Reply(function_code={self.function_code}, payload={self.payload.hex()})"
-
-
-class StrictDecoder(DecodePDU):
-    """pymodbus's client decoder (it still sizes RTU frames), with every frame a ``Reply``."""
-
-    def __init__(self) -> None:
-        super().__init__(is_server=False)
-
-    def decode(self, frame: bytes) -> ModbusPDU | None:
-        return Reply(frame)
-
-
-def judge(reply: Any, request: ModbusPDU, unit_id: int, tcp: bool) -> str | None:
-    """Why ``reply`` is not a valid answer to ``request``, or None if it is (an exception
-    reply with a real exception code is valid: the device answered)."""
-    if not isinstance(reply, Reply):
-        return f"unexpected reply {type(reply).__name__}"
-    if reply.dev_id != unit_id:
-        return f"reply from unit {reply.dev_id}, asked unit {unit_id}"
-    if tcp and reply.transaction_id != request.transaction_id:
-        return f"transaction id {reply.transaction_id}, asked {request.transaction_id}"
-    asked = request.function_code
-    payload = reply.payload
-    if reply.function_code == asked | 0x80:
-        if len(payload) != 1:
-            return f"exception reply of {len(payload)} bytes (expected 1)"
-        if payload[0] not in EXCEPTION_NAMES:
-            return f"exception code {payload[0]} (no such Modbus exception)"
-        return None
-    if reply.function_code != asked:
-        return f"function code {reply.function_code} in reply to {asked}"
-    expected = (request.count + 7) // 8 if asked in (1, 2) else 2 * request.count
-    if not payload:
-        return "empty reply"
-    if payload[0] != len(payload) - 1:
-        return f"byte count {payload[0]} disagrees with the frame ({len(payload) - 1} bytes)"
-    if payload[0] != expected:
-        what = "bits" if asked in (1, 2) else "registers"
-        return f"{payload[0]} bytes for {request.count} {what} (expected {expected})"
-    return None
-
-
-def reply_data(reply: Reply, request: ModbusPDU) -> list[int] | list[bool]:
-    """The registers or bits of a reply ``judge`` accepted, exactly as many as asked."""
-    data = reply.payload[1:]
-    if request.function_code in (1, 2):
-        return [bool(data[i >> 3] >> (i & 7) & 1) for i in range(request.count)]
-    return list(struct.unpack(f">{request.count}H", data))
-
-
-@dataclass
-class PollResult:
-    """One cycle of one source: the values read and what went wrong."""
-
-    source: str
-    values: dict[str, Value] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    requests: int = 0
-    answered: bool = False  # the device sent a valid reply (a valid exception reply counts)
-
-    @property
-    def ok(self) -> bool:
-        return self.answered and not self.errors
-
-
-@dataclass
-class SourceStats:
-    """Counters per source, for logs, metrics and the status page."""
-
-    cycles: int = 0
-    failed: int = 0  # cycles that did not read every block
-    values: int = 0  # values decoded
-    requests: int = 0
-    replies: int = 0  # valid replies
-    splits: int = 0
-    skipped: int = 0  # scheduled cycles skipped because the previous one was still running
-    errors: Counter[str] = field(default_factory=Counter)
-    last_answer: float | None = None  # monotonic
-    last_read: float | None = None  # wall-clock time of the last complete read (a timestamp)
-    last_read_mono: float | None = None  # the same, monotonic, for ages
 
 
 class Link:
@@ -290,6 +163,10 @@ class SourcePoller:
     def blocks(self) -> list[Block]:
         return [block for block, _ in self.plan]
 
+    @property
+    def requests(self) -> int:
+        return len(self.plan)
+
     async def poll(self) -> PollResult:
         """One cycle. Never raises for anything the device or the network does."""
         result = PollResult(self.source.name)
@@ -331,7 +208,7 @@ class SourcePoller:
         where = f"{block.table} {block.address}+{block.count}"
         result.requests += 1
         self.stats.requests += 1
-        request = _REQUESTS[block.table](
+        request = REQUESTS[block.table](
             address=block.address, count=block.count, dev_id=self.source.unit_id
         )
         try:

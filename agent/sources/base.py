@@ -1,0 +1,63 @@
+"""The door of the sources stage: what polling a source once gives, whatever its protocol.
+
+A protocol is a folder beside ``modbus/`` with a ``Poller`` for each configured source: one
+``poll()`` per cycle gives values plus health (``PollResult``), never raising for anything
+the device or the network does; ``stats`` counts what happened, for logs and metrics.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from agent.common.values import Value
+from agent.config import Source
+
+
+@dataclass
+class PollResult:
+    """One cycle of one source: the values read and what went wrong."""
+
+    source: str
+    values: dict[str, Value] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    requests: int = 0
+    answered: bool = False  # the device sent a valid reply (a valid exception reply counts)
+
+    @property
+    def ok(self) -> bool:
+        return self.answered and not self.errors
+
+
+@dataclass
+class SourceStats:
+    """Counters per source, for logs, metrics and the status page."""
+
+    cycles: int = 0
+    failed: int = 0  # cycles that did not read every block
+    values: int = 0  # values decoded
+    requests: int = 0
+    replies: int = 0  # valid replies
+    splits: int = 0
+    skipped: int = 0  # scheduled cycles skipped because the previous one was still running
+    errors: Counter[str] = field(default_factory=Counter)
+    last_answer: float | None = None  # monotonic
+    last_read: float | None = None  # wall-clock time of the last complete read (a timestamp)
+    last_read_mono: float | None = None  # the same, monotonic, for ages
+
+
+class Poller(Protocol):
+    """One configured source, polled by the runtime's scheduler."""
+
+    source: Source
+    stats: SourceStats
+
+    @property
+    def requests(self) -> int:
+        """Requests one cycle sends when nothing fails (the watchdog's time allowance)."""
+        ...
+
+    async def poll(self) -> PollResult: ...
+
+    def close(self) -> None: ...
