@@ -30,6 +30,7 @@ from agent.common.ids import short_id
 from agent.common.retry import Throttle
 from agent.common.values import Value
 from agent.config import Config, ConfigError, load_config
+from agent.core import Step, step
 from agent.delivery.deliverer import Deliverer, Result, make_http_client
 from agent.formats import messages_for
 from agent.observe.logs import RedactSecrets
@@ -296,20 +297,16 @@ class Agent:
             self.values.update(result.values)
             self.observer.polled(result)
             now, wall = self.clock.monotonic(), self.clock.now()
-            last_answer = poller.stats.last_answer
-            transitions = self.engine.connection(name, result.answered, last_answer, now, wall)
-            transitions += self.engine.evaluate(name, result.values, now, wall)
-            self.handle(transitions)
+            self.handle(step(self.engine, self.config, result, poller.stats.last_answer, now, wall))
         except StoreDamaged as exc:
             log.critical("%s", exc)
             self.on_fatal(exc)
         except Exception:
             log.exception("source %s: poll cycle failed", name, extra={"source": name})
 
-    def handle(self, transitions: list[Transition]) -> None:
-        """Alarm transitions -> messages, saved with the alarm states in one transaction."""
-        messages: list[Message] = []
-        for t in transitions:
+    def handle(self, done: Step) -> None:
+        """Tell of the step's transitions; save its states and messages in one transaction."""
+        for t in done.transitions:
             verb = "started" if t.kind == "start" else "ended"
             about = {"alarm": t.rule.name, "source": t.rule.source, "occurrence": t.occurrence_id}
             if t.rule.kind == "variable":
@@ -321,8 +318,7 @@ class Agent:
             )  # fmt: skip
             self.observer.transition(t)
             self.metrics.transition(t)
-            messages += self.messages(t)
-        self.save([s.snapshot() for s in self.engine.take_dirty()], messages)
+        self.save(done.states, done.messages)
 
     def _delivered(self, result: Result) -> None:
         self.metrics.delivered(result)
