@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.alarms.engine import describe_condition
+from agent.alarms.conditions import describe_condition
 from agent.common.times import iso_from_timestamp
 from agent.common.values import BIT_KINDS, json_safe, show
 from agent.config import Config, ConfigError, config_path, load_config

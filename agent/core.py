@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.alarms.engine import AlarmEngine, Transition
+from agent.alarms.engine import AlarmEngine
+from agent.alarms.states import Transition
 from agent.config import Config
 from agent.formats import messages_for
 from agent.outbox.store import Message

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.alarms.engine import AlarmRule, AlarmState, State
+from agent.alarms.rules import AlarmRule
+from agent.alarms.states import AlarmState, State
 from agent.config import Config
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)

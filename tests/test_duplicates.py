@@ -19,7 +19,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from agent.alarms.engine import AlarmRule, Transition
+from agent.alarms.rules import AlarmRule
+from agent.alarms.states import Transition
 from agent.common.ids import new_id
 from agent.config import Config, load_config
 from agent.delivery.deliverer import Deliverer, Result

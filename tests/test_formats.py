@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.alarms.engine import Transition, describe_values
+from agent.alarms.states import Transition, describe_values
 from agent.config import AgentSection, ConfigError, Webhook, load_config
 from agent.formats import FORMATS, register
 from agent.formats.base import Answer, http_answer

@@ -26,7 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import SecretStr
 
-from agent.alarms.engine import AlarmRule, Transition, describe_values
+from agent.alarms.rules import AlarmRule
+from agent.alarms.states import Transition, describe_values
 from agent.common.values import Value
 from agent.config import Config, config_path, load_config
 from agent.delivery.deliverer import Result

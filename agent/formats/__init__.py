@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.alarms.engine import AlarmRule, Input, Transition
+from agent.alarms.rules import AlarmRule, Input
+from agent.alarms.states import Transition
 from agent.common.ids import new_id, short_id
 from agent.common.values import json_safe
 from agent.config import SEVERITY_RANK, AgentSection, Config, Webhook

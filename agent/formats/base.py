@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from agent.alarms.engine import Transition
+    from agent.alarms.states import Transition
     from agent.config import AgentSection, Webhook
 
 #: what an answer means for a message: done, send again later, or never (dead letter)

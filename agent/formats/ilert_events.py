@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from agent.alarms.engine import Transition, describe_values
+from agent.alarms.states import Transition, describe_values
 from agent.common.times import iso
 from agent.config import AgentSection, Webhook
 from agent.formats.base import Answer, http_answer, register

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agent.alarms.engine import Transition
+from agent.alarms.states import Transition
 from agent.common.ids import new_id
 from agent.common.times import iso
 from agent.config import AgentSection, Webhook

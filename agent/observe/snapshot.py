@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from agent.alarms.engine import AlarmState, State
+from agent.alarms.states import AlarmState, State
 from agent.common.values import Value
 from agent.outbox.store import Entry
 from agent.sources.base import SourceStats

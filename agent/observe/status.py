@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from agent import __version__
-from agent.alarms.engine import State, Transition
+from agent.alarms.states import State, Transition
 from agent.common.values import show
 from agent.delivery.deliverer import Result
 from agent.observe.logs import one_line_logger

@@ -25,7 +25,9 @@ from apscheduler.events import (  # type: ignore[import-untyped]
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from agent.alarms.engine import AlarmEngine, AlarmRule, Transition, describe_values
+from agent.alarms.engine import AlarmEngine
+from agent.alarms.rules import AlarmRule
+from agent.alarms.states import Transition, describe_values
 from agent.common.ids import short_id
 from agent.common.retry import Throttle
 from agent.common.values import Value
