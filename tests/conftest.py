@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,10 @@ settings.register_profile("ci", deadline=None)
 settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parent.parent
+#: a headless browser for the page tests, if this machine has one
+CHROMIUM = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
 
 #: A small config against the simulated machine; {port} and {ilert} are filled in.
 CONFIG = """

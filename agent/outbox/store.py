@@ -123,10 +123,10 @@ _MIGRATIONS = {
 #: every new message); after a crash it resumes at most this much behind
 CLOCK_MARK_INTERVAL = 60.0
 
-_COLUMNS = (
-    "id, webhook, occurrence_id, kind, severity, label, body, created, enqueued, attempts,"
-    " next_attempt, last_error"
-)
+#: what a message is, in the outbox and the dead-letter table alike
+_MESSAGE = "webhook, occurrence_id, kind, severity, label, body"
+#: an outbox row as ``Entry.from_row`` reads it
+_COLUMNS = f"id, {_MESSAGE}, created, enqueued, attempts, next_attempt, last_error"
 
 
 class StoreError(Exception):
@@ -199,7 +199,7 @@ class Entry:
 
 #: a message as delivery sees it: the row, with what is only in memory while not durable
 _ENTRY = (
-    "o.id, o.webhook, o.occurrence_id, o.kind, o.severity, o.label, o.body, o.created,"
+    f"o.id, {', '.join('o.' + c for c in _MESSAGE.split(', '))}, o.created,"
     " o.enqueued, o.attempts + COALESCE(l.attempts, 0) AS attempts,"
     " COALESCE(l.next_attempt, o.next_attempt) AS next_attempt,"
     " COALESCE(l.last_error, o.last_error) AS last_error"
@@ -538,8 +538,8 @@ class Store:
             )  # fmt: skip
         for m in messages:
             cursor = self.db.execute(
-                "INSERT INTO outbox (webhook, occurrence_id, kind, severity, label, body,"
-                " created, enqueued, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO outbox ({_MESSAGE}, created, enqueued, next_attempt)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (m.webhook, m.occurrence_id, m.kind, m.severity, m.label,
                  json.dumps(m.body), wall, now, now),
             )  # fmt: skip
@@ -677,9 +677,8 @@ class Store:
         error: str | None, attempted: bool, died: float,
     ) -> None:  # fmt: skip
         self.db.executemany(
-            "INSERT INTO dead_letter SELECT id, webhook, occurrence_id, kind, severity, label,"
-            " body, created, attempts + ?, COALESCE(?, last_error), ?, ?, ?, ? FROM outbox"
-            " WHERE id = ?",
+            f"INSERT INTO dead_letter SELECT id, {_MESSAGE}, created, attempts + ?,"
+            " COALESCE(?, last_error), ?, ?, ?, ? FROM outbox WHERE id = ?",
             [(int(attempted), error, reason, status, response, died, i) for i in ids],
         )
         self.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
@@ -697,7 +696,11 @@ class Store:
             " ORDER BY id"
         )
         now = self.now()
-        busy = {(r["webhook"], r["occurrence_id"]) for r in rows if (r["lease_until"] or 0) >= now}
+        busy = {  # being sent right now (a lease is an agent-clock time; None: not leased)
+            (r["webhook"], r["occurrence_id"])
+            for r in rows
+            if r["lease_until"] is not None and r["lease_until"] >= now
+        }
         queues = [(r["severity"], (r["webhook"], r["occurrence_id"])) for r in rows]
         chosen = _doomed(queues, excess, keep_high=True, spare=busy)
         victims = [Entry.from_row(r) for r in rows if (r["webhook"], r["occurrence_id"]) in chosen]
@@ -742,9 +745,8 @@ class Store:
         try:
             with self.transaction():
                 cursor = self.db.execute(
-                    "INSERT INTO outbox (id, webhook, occurrence_id, kind, severity, label, body,"
-                    " created, enqueued, attempts, next_attempt, last_error) SELECT id, webhook,"
-                    " occurrence_id, kind, severity, label, body, ?, ?, 0, ?, last_error"
+                    f"INSERT INTO outbox (id, {_MESSAGE}, created, enqueued, attempts,"
+                    f" next_attempt, last_error) SELECT id, {_MESSAGE}, ?, ?, 0, ?, last_error"
                     " FROM dead_letter",
                     (self.wall(), now, now),
                 )

@@ -19,8 +19,7 @@ from agent.config import load_config
 from agent.runtime.service import Agent
 from simulators.ilert import IlertSimulator
 from simulators.modbus_device import ModbusDeviceSimulator
-from tests.conftest import CONFIG, wait_for, write_config
-from tests.test_simulators import CHROMIUM
+from tests.conftest import CHROMIUM, CONFIG, wait_for, write_config
 
 
 async def start_agent(path: Path) -> Agent:

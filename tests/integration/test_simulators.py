@@ -6,7 +6,6 @@ import asyncio
 import base64
 import gzip
 import json
-import shutil
 import subprocess
 import sys
 import zlib
@@ -27,7 +26,7 @@ from simulators.ilert import (
     SourceConf,
 )
 from simulators.sumo import SumoSimulator
-from tests.conftest import wait_for
+from tests.conftest import CHROMIUM, wait_for
 from tests.receiver import Receiver
 
 
@@ -615,10 +614,6 @@ async def test_sumo_command_line_sources_and_categories() -> None:
 
 
 # -- the page in a real browser -------------------------------------------------------------
-
-CHROMIUM = (
-    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian package: chromium)")

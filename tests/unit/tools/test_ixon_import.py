@@ -11,7 +11,7 @@ from agent.cli import main
 from agent.config import load_config
 from agent.tools.ixon_import import import_ixon
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def test_import_writes_a_config_that_loads(tmp_path: Path) -> None:

@@ -1,0 +1,65 @@
+"""The command line in-process: exit codes, what each command prints, no traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent import cli
+from agent.outbox.store import Message, Store
+from agent.runtime.service import DB_NAME
+from tests.conftest import write_config
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_prints_the_read_plan_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "check", "--config", str(write_config(tmp_path)))
+    assert code == cli.EXIT_OK
+    assert "plc" in out and "request" in out and "[high] Oil temperature high" in out
+
+
+def test_a_config_problem_is_one_placed_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace('type = "float"', 'type = "double"', 1))
+    code, out, err = run(capsys, "check", "--config", str(path))
+    assert code == cli.EXIT_CONFIG and "sources[0].variables[0].type" in err
+    assert "Traceback" not in out + err
+
+
+def test_outbox_lists_pending_messages_without_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path)
+    store = Store(tmp_path / "state" / DB_NAME)
+    store.record([], [Message("ilert", "Occ1", "start", "high", "start of 'Oil hot'", {"a": 1})])
+    store.close()
+    code, out, _ = run(capsys, "outbox", "--config", str(path))
+    assert code == cli.EXIT_OK
+    assert "1 pending, 0 dead letter(s)" in out and "start of 'Oil hot'" in out
+    assert "il1ixon0demo" not in out  # the webhook's key is in its URL: never shown
+
+
+def test_demo_without_the_workbench_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "WORKBENCH", "no_such_workbench")
+    code, _, err = run(capsys, "demo", "--duration", "1")
+    assert code == cli.EXIT_FAILED and "needs the workbench package" in err
+
+
+def test_read_json_of_nothing_read_is_still_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "read", "--json", "--config", str(write_config(tmp_path, port=1)))
+    assert code == cli.EXIT_FAILED and json.loads(out) == {} and "source plc" in err
