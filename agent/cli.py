@@ -107,8 +107,9 @@ def warn_if_exposed(path: Path, config: Config) -> None:
     if config.secrets() and path.stat().st_mode & stat.S_IROTH:
         log.warning(
             "%s holds webhook keys and every user on this machine can read it: chmod 600 %s",
-            path, path,
-        )  # fmt: skip
+            path,
+            path,
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -183,9 +184,12 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         ids = store.record([], messages_for(config, transition, transition.at, names))
         async with make_http_client() as http:
             deliverer = Deliverer(
-                store, config.webhooks, http, max_age=config.outbox.max_age,
+                store,
+                config.webhooks,
+                http,
+                max_age=config.outbox.max_age,
                 secrets=config.secrets(),
-            )  # fmt: skip
+            )
             deliverer.start()
             deadline = asyncio.get_running_loop().time() + args.timeout
             while any(store.is_pending(i) for i in ids):
@@ -262,9 +266,13 @@ def cmd_import_ixon(args: argparse.Namespace) -> int:
             print(f"{path}: file not found", file=sys.stderr)
             return EXIT_CONFIG
     result = import_ixon(
-        args.variables, args.alarms, source=args.source, host=args.host, port=args.port,
+        args.variables,
+        args.alarms,
+        source=args.source,
+        host=args.host,
+        port=args.port,
         unit_id=args.unit_id,
-    )  # fmt: skip
+    )
     if args.output:
         args.output.write_text(result.toml)
     else:
@@ -273,8 +281,9 @@ def cmd_import_ixon(args: argparse.Namespace) -> int:
         print(f"not imported: {problem}", file=sys.stderr)
     print(
         f"{result.variables} variable(s) and {result.alarms} alarm(s) imported,"
-        f" {len(result.problems)} row(s) left out", file=sys.stderr,
-    )  # fmt: skip
+        f" {len(result.problems)} row(s) left out",
+        file=sys.stderr,
+    )
     return EXIT_FAILED if result.problems else EXIT_OK
 
 
@@ -303,10 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for delivery")
     p.set_defaults(func=cmd_send_test)
     p = sub.add_parser(
-        "import-ixon", help="turn IXON variable/alarm CSV exports into agent.toml sections",
+        "import-ixon",
+        help="turn IXON variable/alarm CSV exports into agent.toml sections",
         description="Print [[sources]] and [[alarms]] sections for agent.toml; rows that cannot"
         " be translated are listed on stderr (exit 1 if there are any).",
-    )  # fmt: skip
+    )
     p.add_argument("--variables", type=Path, required=True, metavar="CSV")
     p.add_argument("--alarms", type=Path, metavar="CSV")
     p.add_argument("--source", default="plc", help="name of the source (default plc)")

@@ -117,16 +117,21 @@ async def run_agent(port: int, tags: int, alarms: int, cycles: int) -> dict[str,
     queued = agent.store.pending_count()
     await agent.stop(grace=0)
     return {
-        "cpu_s": used, "wall_s": elapsed, "requests": per_cycle, "rss_mb": peak_rss_mb(),
+        "cpu_s": used,
+        "wall_s": elapsed,
+        "requests": per_cycle,
+        "rss_mb": peak_rss_mb(),
         "messages": queued,
-    }  # fmt: skip
+    }
 
 
 def child(mode: str, *args: object) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, f"--{mode}", *map(str, args)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -155,8 +160,9 @@ def main() -> None:
 
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--tags", str(args.tags)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     runs: dict[str, list[dict[str, Any]]] = {"bare": [], "agent": []}
     try:
         assert server.stdout is not None

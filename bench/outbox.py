@@ -27,10 +27,16 @@ from simulators._http import HttpServer
 
 def state(i: int) -> dict[str, object]:
     return {
-        "alarm_id": f"Alarm{i % 1000:07d}", "name": f"alarm {i}", "severity": "high",
-        "active": True, "occurrence_id": f"Occ{i:09d}", "occurred_on": "2026-11-22T10:00:00+00:00",
-        "notified": True, "suppressed": 0, "values": [84.2],
-    }  # fmt: skip
+        "alarm_id": f"Alarm{i % 1000:07d}",
+        "name": f"alarm {i}",
+        "severity": "high",
+        "active": True,
+        "occurrence_id": f"Occ{i:09d}",
+        "occurred_on": "2026-11-22T10:00:00+00:00",
+        "notified": True,
+        "suppressed": 0,
+        "values": [84.2],
+    }
 
 
 def message(i: int) -> Message:

@@ -42,9 +42,12 @@ class HttpServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         # a short shutdown: a test receiver may hold a request open on purpose
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
             logger=one_line_logger(f"simulators.{type(self).__name__}"),
-        )  # fmt: skip
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()

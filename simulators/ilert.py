@@ -104,22 +104,51 @@ STATUSES = ("PENDING", "ACCEPTED", "RESOLVED")
 OPEN = ("PENDING", "ACCEPTED")
 #: ilert's ``AlertAction.triggerTypes``: the ``eventType`` of every lifecycle webhook
 TRIGGER_TYPES = (
-    "alert-created", "alert-assigned", "alert-auto-escalated", "alert-acknowledged",
-    "alert-raised", "alert-comment-added", "alert-escalation-ended", "alert-resolved",
-    "alert-responder-added", "alert-responder-removed", "alert-channel-attached",
-    "alert-channel-detached", "v-alert-not-resolved",
-)  # fmt: skip
+    "alert-created",
+    "alert-assigned",
+    "alert-auto-escalated",
+    "alert-acknowledged",
+    "alert-raised",
+    "alert-comment-added",
+    "alert-escalation-ended",
+    "alert-resolved",
+    "alert-responder-added",
+    "alert-responder-removed",
+    "alert-channel-attached",
+    "alert-channel-detached",
+    "v-alert-not-resolved",
+)
 #: the fields of ilert's default webhook payload, and nothing else
 PAYLOAD_FIELDS = (
-    "id", "status", "summary", "details", "reportTime", "eventType", "priority", "alertKey",
-    "alertSource", "assignedTo", "responders",
-)  # fmt: skip
+    "id",
+    "status",
+    "summary",
+    "details",
+    "reportTime",
+    "eventType",
+    "priority",
+    "alertKey",
+    "alertSource",
+    "assignedTo",
+    "responders",
+)
 #: the variables of a custom body template (ilert's documented list)
 TEMPLATE_VARIABLES = (
-    "alertId", "alertKey", "alertDetails", "alertSummary", "alertStatus", "alertPriority",
-    "alertUrl", "alertSourceId", "alertSourceName", "escalationPolicyId",
-    "escalationPolicyName", "reportTime", "link", "eventType",
-)  # fmt: skip
+    "alertId",
+    "alertKey",
+    "alertDetails",
+    "alertSummary",
+    "alertStatus",
+    "alertPriority",
+    "alertUrl",
+    "alertSourceId",
+    "alertSourceName",
+    "escalationPolicyId",
+    "escalationPolicyName",
+    "reportTime",
+    "link",
+    "eventType",
+)
 TICK = 0.05  # how often timers (escalation, delayed events, heartbeats) are looked at
 RATE_LIMIT, RATE_WINDOW = 50, 60.0
 
@@ -353,8 +382,11 @@ class Alert:
             "alertKey": self.alert_key,
             "reportTime": self.report_time,
             "resolvedOn": self.resolved_on,
-            "alertSource": {"id": self.source.id, "name": self.source.name,
-                            "integrationType": self.source.integration_type},
+            "alertSource": {
+                "id": self.source.id,
+                "name": self.source.name,
+                "integrationType": self.source.integration_type,
+            },
             "escalationPolicy": {"id": self.policy.id, "name": self.policy.name},
             "escalationLevel": self.level + 1,
             "assignedTo": self.assigned_to(),
@@ -362,7 +394,7 @@ class Alert:
             "links": self.links,
             "channels": self.channels,
             "timeline": self.timeline,
-        }  # fmt: skip
+        }
 
 
 def render(template: str, variables: dict[str, Any]) -> str:
@@ -488,8 +520,9 @@ class IlertSimulator(HttpServer):
         if f.mode == "429":
             return web.json_response(
                 {"status": 429, "code": "TOO_MANY_REQUESTS", "message": "fault switch"},
-                status=429, headers={"Retry-After": str(f.retry_after)},
-            )  # fmt: skip
+                status=429,
+                headers={"Retry-After": str(f.retry_after)},
+            )
         return _error(f.status, "FAULT_SWITCH", "injected by the fault switch")
 
     async def get_faults(self, request: web.Request) -> web.Response:
@@ -553,10 +586,17 @@ class IlertSimulator(HttpServer):
         key = render(template, body).strip() if template else ""
         if code == "alarm-ended":
             ended = (
-                [a for a in [self.open_alert(source, key)] if a is not None] if template
-                else [a for a in self.alerts if a.source is source and a.status in OPEN
-                      and occurrence and a.occurrence == occurrence]
-            )  # fmt: skip
+                [a for a in [self.open_alert(source, key)] if a is not None]
+                if template
+                else [
+                    a
+                    for a in self.alerts
+                    if a.source is source
+                    and a.status in OPEN
+                    and occurrence
+                    and a.occurrence == occurrence
+                ]
+            )
             for alert in ended:
                 self.resolve(alert, "resolved by the IXON end message")
             return web.json_response({"alertKey": key or None}, status=202)
@@ -574,9 +614,14 @@ class IlertSimulator(HttpServer):
         summary = f"{short.get('alarmName') or short.get('name')} ({short.get('agentName')})"
         priority = "HIGH" if body.get("systemLabel") in ("alarm-high", None) else "LOW"
         alert = self.create(
-            source, key or uuid.uuid4().hex, summary, _ixon_details(long_), priority,
-            self.route(source, routing), occurrence=occurrence or None,
-        )  # fmt: skip
+            source,
+            key or uuid.uuid4().hex,
+            summary,
+            _ixon_details(long_),
+            priority,
+            self.route(source, routing),
+            occurrence=occurrence or None,
+        )
         return web.json_response({"alertKey": alert.alert_key, "alertId": alert.id}, status=202)
 
     async def api_event(self, request: web.Request) -> web.Response:
@@ -626,9 +671,15 @@ class IlertSimulator(HttpServer):
                     priority = body["priority"]
                 links = [x for x in body.get("links") or [] if isinstance(x, dict)]
                 existing = self.create(
-                    source, alert_key, body["summary"], body.get("details") or "", priority,
-                    self.route(source, body.get("routingKey")), severity=severity, links=links,
-                )  # fmt: skip
+                    source,
+                    alert_key,
+                    body["summary"],
+                    body.get("details") or "",
+                    priority,
+                    self.route(source, body.get("routingKey")),
+                    severity=severity,
+                    links=links,
+                )
         elif existing is None:
             code = self.conf.no_open_alert_code
             return _error(400, code, f"no open alert with key {alert_key}")
@@ -663,8 +714,14 @@ class IlertSimulator(HttpServer):
             assert isinstance(beat.conf, HeartbeatConf)
             if now - last > beat.conf.interval and self.open_alert(beat, key) is None:
                 silent = f"no ping for {beat.conf.interval:g} s"
-                self.create(beat, key, f"Heartbeat {beat.name} missed", silent, "HIGH",
-                            self.policy(beat.conf.escalation_policy))  # fmt: skip
+                self.create(
+                    beat,
+                    key,
+                    f"Heartbeat {beat.name} missed",
+                    silent,
+                    "HIGH",
+                    self.policy(beat.conf.escalation_policy),
+                )
 
     async def _clock(self) -> None:
         """Everything that happens by time: heartbeats, escalation, delayed events."""
@@ -679,8 +736,12 @@ class IlertSimulator(HttpServer):
             while self._delayed and self._delayed[0][0] <= now:
                 _, _, action, alert, event_type = heapq.heappop(self._delayed)
                 if alert.status != "RESOLVED":  # its timeline has the escalation's end already
-                    self.emit(alert, event_type, only=action,
-                              record=event_type != "alert-escalation-ended")  # fmt: skip
+                    self.emit(
+                        alert,
+                        event_type,
+                        only=action,
+                        record=event_type != "alert-escalation-ended",
+                    )
             await asyncio.sleep(TICK)
 
     # -- alerts and their lifecycle --------------------------------------------------------
@@ -717,10 +778,15 @@ class IlertSimulator(HttpServer):
     def _responder(self, username: str, status: str = "PENDING") -> dict[str, Any]:
         user = self.users.get(username) or UserConf(username=username)
         return {
-            "user": {"id": abs(hash(username)) % 100_000, "username": user.username,
-                     "firstName": user.first_name, "lastName": user.last_name, "email": user.email},
+            "user": {
+                "id": abs(hash(username)) % 100_000,
+                "username": user.username,
+                "firstName": user.first_name,
+                "lastName": user.last_name,
+                "email": user.email,
+            },
             "status": status,
-        }  # fmt: skip
+        }
 
     def accept(self, alert: Alert, username: str | None = None) -> None:
         alert.status = "ACCEPTED"
@@ -757,9 +823,14 @@ class IlertSimulator(HttpServer):
         return not action.sources or alert.source.name in action.sources
 
     def emit(
-        self, alert: Alert, event_type: str, note: str = "", only: ActionConf | None = None,
-        delayed: bool = False, record: bool = True,
-    ) -> None:  # fmt: skip
+        self,
+        alert: Alert,
+        event_type: str,
+        note: str = "",
+        only: ActionConf | None = None,
+        delayed: bool = False,
+        record: bool = True,
+    ) -> None:
         """Record a lifecycle event and queue it for every alert action that wants it (or
         for ``only``); ``delayed``: not for actions that wait before they get this one."""
         if record:
@@ -790,9 +861,11 @@ class IlertSimulator(HttpServer):
             try:
                 for attempt in range(1, 4):
                     outcome: dict[str, Any] = {
-                        "action": action.name, "eventType": item.event_type,
-                        "alertId": item.alert_id, "attempt": attempt,
-                    }  # fmt: skip
+                        "action": action.name,
+                        "eventType": item.event_type,
+                        "alertId": item.alert_id,
+                        "attempt": attempt,
+                    }
                     try:
                         assert self._http is not None
                         response = await self._http.post(

@@ -150,9 +150,14 @@ class ModbusDeviceSimulator:
         return blocks
 
     async def _action(
-        self, function_code: int, _start: int, address: int, count: int,
-        _registers: list[int], set_values: list[int] | list[bool] | None,
-    ) -> ExcCodes | None:  # fmt: skip
+        self,
+        function_code: int,
+        _start: int,
+        address: int,
+        count: int,
+        _registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
         if set_values is not None:  # our own writes (async_setValues), not a client's read
             return None
         self.requests.append((function_code, address, count))

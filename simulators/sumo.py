@@ -155,9 +155,11 @@ class SumoSimulator(HttpServer):
 def main(argv: list[str] | None = None) -> None:
     options = parser("python -m simulators.sumo", __doc__, 8030)
     options.add_argument(
-        "--code", action="append", metavar="CODE[=CATEGORY]",
+        "--code",
+        action="append",
+        metavar="CODE[=CATEGORY]",
         help=f"an HTTP source and its source category (default {DEFAULT_CODE}=webhook/ilert)",
-    )  # fmt: skip
+    )
     options.add_argument("--store", type=Path, help="NDJSON file to keep messages in")
     options.add_argument("--fault", default="none", help="answer 408, 429 or 5xx to every POST")
     options.add_argument("--fault-count", type=int, help="requests affected (default: all)")

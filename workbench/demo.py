@@ -78,9 +78,12 @@ class LiveView:
     """Prints what the chain does as it happens, for a person watching a terminal."""
 
     def __init__(
-        self, config: Config, ilert: IlertSimulator, out: Any = sys.stdout,
+        self,
+        config: Config,
+        ilert: IlertSimulator,
+        out: Any = sys.stdout,
         sumo: SumoSimulator | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.config = config
         self.ilert = ilert
         self.sumo = sumo

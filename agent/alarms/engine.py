@@ -124,10 +124,14 @@ class AlarmEngine:
         if milestone(state.suppressed):
             log.warning(
                 "alarm %r is flapping: %s not notified (%d suppressed so far; at most %d starts"
-                " per %g s)", state.rule.name, transition.kind, state.suppressed,
-                state.rule.max_notifications, state.rule.flap_window,
+                " per %g s)",
+                state.rule.name,
+                transition.kind,
+                state.suppressed,
+                state.rule.max_notifications,
+                state.rule.flap_window,
                 extra={"alarm": state.rule.name},
-            )  # fmt: skip
+            )
 
     def _owed(self, state: AlarmState, now: float, out: list[Transition]) -> None:
         if state.start is not None and state.may_notify_start(now):

@@ -69,15 +69,27 @@ class AlarmRule:
 
     @classmethod
     def synthetic(
-        cls, name: str, public_id: str, severity: Literal["low", "medium", "high"],
-        instructions: str, condition_text: str, inputs: tuple[Input, ...] = (),
-    ) -> AlarmRule:  # fmt: skip
+        cls,
+        name: str,
+        public_id: str,
+        severity: Literal["low", "medium", "high"],
+        instructions: str,
+        condition_text: str,
+        inputs: tuple[Input, ...] = (),
+    ) -> AlarmRule:
         """A rule that no condition drives: a test message, a removed alarm's end."""
         return cls(
-            name=name, public_id=public_id, inputs=inputs, severity=severity, on_delay=0.0,
-            off_delay=0.0, instructions=instructions, condition_text=condition_text,
-            triggers=bool, holds=bool,
-        )  # fmt: skip
+            name=name,
+            public_id=public_id,
+            inputs=inputs,
+            severity=severity,
+            on_delay=0.0,
+            off_delay=0.0,
+            instructions=instructions,
+            condition_text=condition_text,
+            triggers=bool,
+            holds=bool,
+        )
 
     @classmethod
     def compile(cls, alarm: Alarm, config: Config) -> AlarmRule:
@@ -101,9 +113,13 @@ class AlarmRule:
                 inputs.append(Input(key, variable.display_name, variable.unit))
             predicate = formula.evaluate
             return cls(
-                inputs=tuple(inputs), condition_text=f"formula {alarm.formula}",
-                triggers=predicate, holds=predicate, kind="formula", **common,
-            )  # fmt: skip
+                inputs=tuple(inputs),
+                condition_text=f"formula {alarm.formula}",
+                triggers=predicate,
+                holds=predicate,
+                kind="formula",
+                **common,
+            )
         assert alarm.variable and alarm.condition and alarm.threshold is not None
         variable = config.variable(alarm.variable)[1]
         triggers = compare(alarm.condition, alarm.threshold)
@@ -115,8 +131,10 @@ class AlarmRule:
         return cls(
             inputs=(Input(alarm.variable, variable.display_name, variable.unit),),
             condition_text=describe_condition(alarm.condition, alarm.threshold),
-            triggers=triggers, holds=holds, **common,
-        )  # fmt: skip
+            triggers=triggers,
+            holds=holds,
+            **common,
+        )
 
 
 def offline_rule(source: Source, agent_id: str) -> AlarmRule:

@@ -238,8 +238,11 @@ class Deliverer:
             for entry in expired:
                 log.error(
                     "webhook %s: %s expired after %d attempt(s) (last error: %s); dead-lettered",
-                    entry.webhook, entry.label, entry.attempts, entry.last_error,
-                )  # fmt: skip
+                    entry.webhook,
+                    entry.label,
+                    entry.attempts,
+                    entry.last_error,
+                )
 
     async def _send(self, entry: Entry) -> None:
         try:
@@ -301,29 +304,46 @@ class Deliverer:
             self.store.delivered(entry.id)
             log.info(
                 "webhook %s: delivered %s (HTTP %s, attempt %d, %.0f ms)",
-                entry.webhook, entry.label, status, attempts, latency * 1000, extra=_about(entry),
-            )  # fmt: skip
+                entry.webhook,
+                entry.label,
+                status,
+                attempts,
+                latency * 1000,
+                extra=_about(entry),
+            )
         elif outcome == "rejected":
             text = self.redact(response.text)[:500]  # redacted whole: no key cut in two
             self.store.bury([entry.id], "rejected", status, text, error, attempted=True)
             log.error(
                 "webhook %s: %s rejected with HTTP %s: %s; dead-lettered",
-                entry.webhook, entry.label, status, text[:200], extra=_about(entry),
-            )  # fmt: skip
+                entry.webhook,
+                entry.label,
+                status,
+                text[:200],
+                extra=_about(entry),
+            )
         elif now - entry.enqueued >= self.max_age:
             outcome = "expired"
             self.store.bury(
                 [entry.id], "expired: undelivered for max_age", status, None, error, attempted=True
             )
             log.error(
-                "webhook %s: %s expired (%s); dead-lettered", entry.webhook, entry.label, error,
+                "webhook %s: %s expired (%s); dead-lettered",
+                entry.webhook,
+                entry.label,
+                error,
                 extra=_about(entry),
-            )  # fmt: skip
+            )
         else:
             delay = backoff(entry.attempts, retry_after)
             self.store.retry_later(entry.id, now + delay, error or "unknown error")
             log.warning(
                 "webhook %s: %s failed (attempt %d: %s); retrying in %.1fs",
-                entry.webhook, entry.label, attempts, error, delay, extra=_about(entry),
-            )  # fmt: skip
+                entry.webhook,
+                entry.label,
+                attempts,
+                error,
+                delay,
+                extra=_about(entry),
+            )
         return Result(entry, outcome, status, error, attempts, latency)

@@ -21,9 +21,16 @@ from agent.formats.base import FORMATS, Answer, WebhookFormat, format_of, regist
 from agent.outbox.store import Message
 
 __all__ = [
-    "FORMATS", "Answer", "WebhookFormat", "build", "format_of", "messages_for", "register",
-    "sample_transition", "wanted",
-]  # fmt: skip
+    "FORMATS",
+    "Answer",
+    "WebhookFormat",
+    "build",
+    "format_of",
+    "messages_for",
+    "register",
+    "sample_transition",
+    "wanted",
+]
 
 
 def wanted(webhook: Webhook, transition: Transition) -> bool:
@@ -56,9 +63,12 @@ def sample_transition(config: Config) -> Transition:
     """A start of a made-up high alarm, for ``ixon-agent send-test``."""
     agent_id = config.agent.agent_id
     rule = AlarmRule.synthetic(
-        "Test message from ixon-agent", short_id(agent_id, "alarm", "send-test"), "high",
-        "This is a test of the alarm chain; no action is needed.", "test",
+        "Test message from ixon-agent",
+        short_id(agent_id, "alarm", "send-test"),
+        "high",
+        "This is a test of the alarm chain; no action is needed.",
+        "test",
         inputs=(Input("agent.test", "Test"),),
-    )  # fmt: skip
+    )
     now = datetime.now(UTC)
     return Transition(rule, "start", new_id(), (True,), now, now)

@@ -185,8 +185,9 @@ def quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
         if throttle.count == 1:
             loop.default_exception_handler(context)
         else:
-            logger.error("%s (%s: %s), %d times so far", message, type(exc).__name__, exc,
-                         throttle.count)  # fmt: skip
+            logger.error(
+                "%s (%s: %s), %d times so far", message, type(exc).__name__, exc, throttle.count
+            )
 
     loop.set_exception_handler(handle)
 

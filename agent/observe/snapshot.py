@@ -38,9 +38,14 @@ class AlarmView:
     def of(cls, alarm: AlarmState) -> AlarmView:
         rule = alarm.rule
         return cls(
-            rule.name, rule.severity, alarm.state, alarm.active, alarm.notified,
-            alarm.suppressed, alarm.occurred_on,
-        )  # fmt: skip
+            rule.name,
+            rule.severity,
+            alarm.state,
+            alarm.active,
+            alarm.notified,
+            alarm.suppressed,
+            alarm.occurred_on,
+        )
 
 
 @dataclass(frozen=True)

@@ -49,13 +49,19 @@ class Metrics(Collector):
         self.connections_dropped: Callable[[], int] = lambda: 0  # the status server's count
         self.registry = CollectorRegistry(auto_describe=False)
         self.poll_seconds = Histogram(
-            f"{PREFIX}_poll_duration_seconds", "Time of one poll cycle of a source",
-            ["source"], registry=self.registry, buckets=LATENCY_BUCKETS,
-        )  # fmt: skip
+            f"{PREFIX}_poll_duration_seconds",
+            "Time of one poll cycle of a source",
+            ["source"],
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS,
+        )
         self.delivery_seconds = Histogram(
-            f"{PREFIX}_delivery_duration_seconds", "Time of one delivery attempt to a webhook",
-            ["webhook"], registry=self.registry, buckets=LATENCY_BUCKETS,
-        )  # fmt: skip
+            f"{PREFIX}_delivery_duration_seconds",
+            "Time of one delivery attempt to a webhook",
+            ["webhook"],
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS,
+        )
         self.transitions: Counter[tuple[str, str]] = Counter()
         self.attempts: Counter[tuple[str, str]] = Counter()
         self.registry.register(self)
@@ -111,21 +117,24 @@ class Metrics(Collector):
             "state_durable", "1 if the state database can be written", value=float(outbox.durable)
         )
         yield _gauge(
-            "state_waiting_messages", "New messages waiting in memory to be written",
+            "state_waiting_messages",
+            "New messages waiting in memory to be written",
             value=outbox.held,
-        )  # fmt: skip
+        )
         yield _counter_value(
-            "state_dropped_messages", "New messages dropped: memory full, not durable",
+            "state_dropped_messages",
+            "New messages dropped: memory full, not durable",
             outbox.dropped,
-        )  # fmt: skip
+        )
         attempts = _counter("delivery_attempts", "Delivery attempts", "webhook", "outcome")
         for labels, count in self.attempts.items():
             attempts.add_metric(list(labels), count)
         yield attempts
         yield _counter_value(
-            "status_connections_dropped", "Idle status connections closed for new ones",
+            "status_connections_dropped",
+            "Idle status connections closed for new ones",
             self.connections_dropped(),
-        )  # fmt: skip
+        )
         yield _gauge(
             "heartbeat_failures", "Heartbeat pings failed in a row", value=view.heartbeat_failures
         )
@@ -192,9 +201,13 @@ class StatusServer:
 
     async def start(self, host: str, port: int) -> None:
         runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
-            keepalive_timeout=IDLE_TIMEOUT, logger=http_log,
-        )  # fmt: skip
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            keepalive_timeout=IDLE_TIMEOUT,
+            logger=http_log,
+        )
         await runner.setup()
         try:
             listener = await asyncio.get_running_loop().create_server(
@@ -217,10 +230,11 @@ class StatusServer:
         handlers = server.connections  # oldest first
         if len(handlers) >= MAX_CONNECTIONS:
             idle = [
-                h for h in handlers
+                h
+                for h in handlers
                 if not getattr(h, "_request_in_progress", False)
                 and not getattr(h, "_force_close", False)  # already on its way out
-            ]  # fmt: skip
+            ]
             if not idle:
                 return _Refuse()
             idle[0].force_close()
@@ -299,9 +313,10 @@ def render(view: Snapshot) -> str:
     outbox = view.outbox
     waiting = "".join(
         f"<li>{e(m.webhook)}: {e(m.label)}, {m.attempts} attempt(s)"
-        + (f", last error {e(m.last_error)}" if m.last_error else "") + "</li>"
+        + (f", last error {e(m.last_error)}" if m.last_error else "")
+        + "</li>"
         for m in outbox.first
-    )  # fmt: skip
+    )
     problems = view.problems
     ready = "ready" if not problems else "not ready: " + "; ".join(problems)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -286,8 +286,10 @@ class Store:
             self._connect(exclusive=True)
             log.warning(
                 "%s opened for the agent alone (%s): `ixon-agent outbox` and `send-test` cannot"
-                " use it until the agent restarts with room on the disk", self.path, exc,
-            )  # fmt: skip
+                " use it until the agent restarts with room on the disk",
+                self.path,
+                exc,
+            )
         return self.db
 
     def _open(self) -> None:
@@ -350,8 +352,11 @@ class Store:
             log.error(
                 "state not durable: cannot write %s (%s) for %.0f s; %d new message(s) wait in"
                 " memory and saved messages are still delivered; free space to save them",
-                self.path, self.problem, self.monotonic() - self.since, len(self._messages),
-            )  # fmt: skip
+                self.path,
+                self.problem,
+                self.monotonic() - self.since,
+                len(self._messages),
+            )
 
     @property
     def held(self) -> int:
@@ -392,8 +397,11 @@ class Store:
         self._in_memory = False
         log.warning(
             "state durable again: %s written after %.0f s, with %d message(s) that waited in"
-            " memory", self.path, self.monotonic() - self.since, written,
-        )  # fmt: skip
+            " memory",
+            self.path,
+            self.monotonic() - self.since,
+            written,
+        )
         self.durable, self.problem = True, ""
         self._throttle.clear()
         return True
@@ -419,8 +427,10 @@ class Store:
         self.dropped += before - len(self._messages)
         log.error(
             "state not durable and %d new message(s) wait in memory: %d dropped (%s)",
-            self.max_held, before - len(self._messages), ", ".join(sorted(o for _, o in doomed)),
-        )  # fmt: skip
+            self.max_held,
+            before - len(self._messages),
+            ", ".join(sorted(o for _, o in doomed)),
+        )
 
     # -- the agent clock ------------------------------------------------------------------
 
@@ -533,16 +543,35 @@ class Store:
         for s in states:
             self.db.execute(
                 "INSERT OR REPLACE INTO alarm_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (s["alarm_id"], s["name"], s["severity"], int(s["active"]), s["occurrence_id"],
-                 s["occurred_on"], int(s["notified"]), s["suppressed"], json.dumps(s), wall),
-            )  # fmt: skip
+                (
+                    s["alarm_id"],
+                    s["name"],
+                    s["severity"],
+                    int(s["active"]),
+                    s["occurrence_id"],
+                    s["occurred_on"],
+                    int(s["notified"]),
+                    s["suppressed"],
+                    json.dumps(s),
+                    wall,
+                ),
+            )
         for m in messages:
             cursor = self.db.execute(
                 f"INSERT INTO outbox ({_MESSAGE}, created, enqueued, next_attempt)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (m.webhook, m.occurrence_id, m.kind, m.severity, m.label,
-                 json.dumps(m.body), wall, now, now),
-            )  # fmt: skip
+                (
+                    m.webhook,
+                    m.occurrence_id,
+                    m.kind,
+                    m.severity,
+                    m.label,
+                    json.dumps(m.body),
+                    wall,
+                    now,
+                    now,
+                ),
+            )
             ids.append(int(cursor.lastrowid or 0))
         self.db.execute("UPDATE clock SET elapsed = MAX(elapsed, ?)", (now,))
         return ids
@@ -652,9 +681,14 @@ class Store:
         self._write(write, instead)
 
     def bury(
-        self, entry_ids: Iterable[int], reason: str, status: int | None = None,
-        response: str | None = None, error: str | None = None, attempted: bool = False,
-    ) -> int:  # fmt: skip
+        self,
+        entry_ids: Iterable[int],
+        reason: str,
+        status: int | None = None,
+        response: str | None = None,
+        error: str | None = None,
+        attempted: bool = False,
+    ) -> int:
         """Move messages to the dead-letter table, with why."""
         ids = list(entry_ids)
         if not ids:
@@ -673,9 +707,15 @@ class Store:
         return len(ids)
 
     def _bury(
-        self, ids: list[int], reason: str, status: int | None, response: str | None,
-        error: str | None, attempted: bool, died: float,
-    ) -> None:  # fmt: skip
+        self,
+        ids: list[int],
+        reason: str,
+        status: int | None,
+        response: str | None,
+        error: str | None,
+        attempted: bool,
+        died: float,
+    ) -> None:
         self.db.executemany(
             f"INSERT INTO dead_letter SELECT id, {_MESSAGE}, created, attempts + ?,"
             " COALESCE(?, last_error), ?, ?, ?, ? FROM outbox WHERE id = ?",

@@ -108,10 +108,12 @@ class _Nothing:
 def _removed_rule(alarm_id: str, saved: dict[str, Any]) -> AlarmRule:
     """Stands in for an alarm that was active when it was removed from the config."""
     return AlarmRule.synthetic(
-        saved.get("name") or alarm_id, alarm_id, saved.get("severity") or "high",
+        saved.get("name") or alarm_id,
+        alarm_id,
+        saved.get("severity") or "high",
         "This alarm was removed from the agent's configuration while active.",
         "removed from the configuration",
-    )  # fmt: skip
+    )
 
 
 class Agent:
@@ -143,9 +145,14 @@ class Agent:
             self.engine = self.engine.adopt(*carry)
         self.pollers = open_pollers(config.sources)
         self.deliverer = Deliverer(
-            self.store, config.webhooks, self.http, max_age=config.outbox.max_age,
-            secrets=config.secrets(), on_result=self._delivered, on_fatal=self.on_fatal,
-        )  # fmt: skip
+            self.store,
+            config.webhooks,
+            self.http,
+            max_age=config.outbox.max_age,
+            secrets=config.secrets(),
+            on_result=self._delivered,
+            on_fatal=self.on_fatal,
+        )
         self.metrics = Metrics(self.snapshot)
         self.status = StatusServer(self.snapshot, self.metrics) if config.status.enabled else None
         self.answered: dict[str, bool] = {}  # per source: did its last cycle get an answer
@@ -183,18 +190,26 @@ class Agent:
             )
         if self.config.heartbeat is not None:
             self.scheduler.add_job(
-                self.ping_heartbeat, SteadyInterval(seconds=self.config.heartbeat.interval,
-                timezone=UTC), id="heartbeat", name="heartbeat", max_instances=1, coalesce=True,
-                misfire_grace_time=None, next_run_time=datetime.now(UTC),
-            )  # fmt: skip
+                self.ping_heartbeat,
+                SteadyInterval(seconds=self.config.heartbeat.interval, timezone=UTC),
+                id="heartbeat",
+                name="heartbeat",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=datetime.now(UTC),
+            )
         self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         self.scheduler.start()
         self._watchdog = asyncio.create_task(self._watch(), name="watchdog")
         log.info(
             "agent %r running: %d source(s), %d alarm(s), %d webhook(s); outbox: %d pending",
-            self.config.agent.name, len(self.pollers), len(self.engine.states),
-            len(self.config.webhooks), self.store.pending_count(),
-        )  # fmt: skip
+            self.config.agent.name,
+            len(self.pollers),
+            len(self.engine.states),
+            len(self.config.webhooks),
+            self.store.pending_count(),
+        )
 
     def _skipped(self, event: JobEvent) -> None:
         """A cycle did not start on time because the last one still ran: count it, and say
@@ -207,8 +222,10 @@ class Agent:
             log.warning(
                 "source %s: a poll cycle took longer than poll_interval (slow or silent device,"
                 " or a busy shared bus); %d cycle(s) skipped so far",
-                poller.source.name, poller.stats.skipped, extra={"source": poller.source.name},
-            )  # fmt: skip
+                poller.source.name,
+                poller.stats.skipped,
+                extra={"source": poller.source.name},
+            )
 
     async def stop(self, grace: float = 3.0) -> None:
         """Stop polling; in-flight sends get ``grace`` seconds; the outbox keeps the rest."""
@@ -263,8 +280,11 @@ class Agent:
                 if now - last > allowed and self.scheduler is not None:
                     log.warning(
                         "source %s: no poll cycle for %.0f s (was the clock set back?);"
-                        " polling again now", name, now - last, extra={"source": name},
-                    )  # fmt: skip
+                        " polling again now",
+                        name,
+                        now - last,
+                        extra={"source": name},
+                    )
                     self._last_start[name] = now
                     self.scheduler.modify_job(f"poll:{name}", next_run_time=datetime.now(UTC))
 
@@ -315,9 +335,13 @@ class Agent:
                 about["variable"] = t.rule.variable
             values = describe_values(t)
             log.info(
-                "alarm %r %s (%s, occurrence %s)", t.rule.name, verb, values, t.occurrence_id,
+                "alarm %r %s (%s, occurrence %s)",
+                t.rule.name,
+                verb,
+                values,
+                t.occurrence_id,
                 extra=about,
-            )  # fmt: skip
+            )
             self.observer.transition(t)
             self.metrics.transition(t)
         self.save(done.states, done.messages)
@@ -396,8 +420,9 @@ class Agent:
         if evicted:
             log.warning(
                 "outbox over max_pending (%d): %d low-priority message(s) dead-lettered",
-                self.config.outbox.max_pending, len(evicted),
-            )  # fmt: skip
+                self.config.outbox.max_pending,
+                len(evicted),
+            )
         self.deliverer.wake()
         return ids
 

@@ -23,19 +23,57 @@ from agent.common.values import BIT_KINDS
 
 TABLES = {"1": "coil", "2": "discrete_input", "3": "holding", "4": "input"}
 TYPES = {
-    "bool": "bool", "boolean": "bool", "int": "int", "integer": "int", "float": "float",
-    "real": "float", "str": "str", "string": "str",
-}  # fmt: skip
+    "bool": "bool",
+    "boolean": "bool",
+    "int": "int",
+    "integer": "int",
+    "float": "float",
+    "real": "float",
+    "str": "str",
+    "string": "str",
+}
 CONDITIONS = {
-    "==": "==", "=": "==", "eq": "==", "equal": "==", "equal to": "==", "equals": "==",
-    "!=": "!=", "<>": "!=", "ne": "!=", "not equal": "!=", "not equal to": "!=",
-    ">": ">", "gt": ">", "greater": ">", "greater than": ">",
-    ">=": ">=", "ge": ">=", "greater than or equal": ">=", "greater than or equal to": ">=",
-    "<": "<", "lt": "<", "less": "<", "less than": "<", "smaller than": "<",
-    "<=": "<=", "le": "<=", "less than or equal": "<=", "less than or equal to": "<=",
-}  # fmt: skip
-UNITS = {"ms": "ms", "millisecond": "ms", "s": "s", "sec": "s", "second": "s", "m": "m",
-         "min": "m", "minute": "m", "h": "h", "hour": "h"}  # fmt: skip
+    "==": "==",
+    "=": "==",
+    "eq": "==",
+    "equal": "==",
+    "equal to": "==",
+    "equals": "==",
+    "!=": "!=",
+    "<>": "!=",
+    "ne": "!=",
+    "not equal": "!=",
+    "not equal to": "!=",
+    ">": ">",
+    "gt": ">",
+    "greater": ">",
+    "greater than": ">",
+    ">=": ">=",
+    "ge": ">=",
+    "greater than or equal": ">=",
+    "greater than or equal to": ">=",
+    "<": "<",
+    "lt": "<",
+    "less": "<",
+    "less than": "<",
+    "smaller than": "<",
+    "<=": "<=",
+    "le": "<=",
+    "less than or equal": "<=",
+    "less than or equal to": "<=",
+}
+UNITS = {
+    "ms": "ms",
+    "millisecond": "ms",
+    "s": "s",
+    "sec": "s",
+    "second": "s",
+    "m": "m",
+    "min": "m",
+    "minute": "m",
+    "h": "h",
+    "hour": "h",
+}
 
 
 @dataclass
@@ -201,9 +239,12 @@ def _alarm(row: dict[str, str], variables: _Variables) -> dict[str, Any] | str:
     if on_delay is None:
         return f"on delay {row.get('on delay')!r} is not a duration"
     alarm: dict[str, Any] = {
-        "name": name, "variable": f"{{source}}.{target['name']}", "condition": condition,
-        "threshold": threshold, "severity": severity,
-    }  # fmt: skip
+        "name": name,
+        "variable": f"{{source}}.{target['name']}",
+        "condition": condition,
+        "threshold": threshold,
+        "severity": severity,
+    }
     if on_delay:
         alarm["on_delay"] = on_delay
     if row.get("operator instructions"):
@@ -212,9 +253,14 @@ def _alarm(row: dict[str, str], variables: _Variables) -> dict[str, Any] | str:
 
 
 def import_ixon(
-    variables_csv: Path, alarms_csv: Path | None = None, *, source: str = "plc",
-    host: str = "127.0.0.1", port: int = 502, unit_id: int = 1,
-) -> Imported:  # fmt: skip
+    variables_csv: Path,
+    alarms_csv: Path | None = None,
+    *,
+    source: str = "plc",
+    host: str = "127.0.0.1",
+    port: int = 502,
+    unit_id: int = 1,
+) -> Imported:
     """Translate the exports; rows that cannot be translated are reported, not guessed."""
     problems: list[str] = []
     variables = _Variables()

@@ -121,9 +121,12 @@ class _Lane:
         plain = [i for i, post in enumerate(posts) if post is None]
         posted = tuple((keys[i], i, post) for i, post in enumerate(posts) if post is not None)
         return cls(
-            swapped, struct.Struct(fmt), tuple(keys[i] for i in plain),
-            _getter(plain) if plain else _getter([0]), posted,
-        )  # fmt: skip
+            swapped,
+            struct.Struct(fmt),
+            tuple(keys[i] for i in plain),
+            _getter(plain) if plain else _getter([0]),
+            posted,
+        )
 
 
 class BlockDecoder:

@@ -76,9 +76,11 @@ class Link:
         """A valid reply: the link is sound again."""
         if self.failures:
             log.info(
-                "%s: answering again after %d failure(s)", self.label, self.failures,
+                "%s: answering again after %d failure(s)",
+                self.label,
+                self.failures,
                 extra={"source": self.sources},
-            )  # fmt: skip
+            )
             self.failures = 0
             self.throttle.clear()
 
@@ -230,10 +232,11 @@ class SourcePoller:
                 self.stats.splits += 1
                 log.info(
                     "source %s: device refused %s (illegal data address); split into %s",
-                    self.source.name, where,
+                    self.source.name,
+                    where,
                     ", ".join(f"{b.address}+{b.count}" for b, _ in self.plan[index : index + 2]),
                     extra={"source": self.source.name},
-                )  # fmt: skip
+                )
                 return "again"
             name = EXCEPTION_NAMES[code]
             self.stats.errors[name] += 1
