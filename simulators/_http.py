@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.observe.logs import one_line_logger
+from agent.observe.web import WebServer
 
 
 def _no_constant(name: str) -> Any:
@@ -26,41 +27,11 @@ async def read_json(request: web.Request) -> Any:
     return strict_json(await request.text())
 
 
-class HttpServer:
+class HttpServer(WebServer):
     """An aiohttp app bound to ``host:port`` (port 0: the OS chooses)."""
 
     def __init__(self, app: web.Application) -> None:
-        self.app = app
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-        self.host = "127.0.0.1"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        # a short shutdown: a test receiver may hold a request open on purpose
-        self._runner = web.AppRunner(
-            self.app,
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=1.0,
-            logger=one_line_logger(f"simulators.{type(self).__name__}"),
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self.host = host
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        super().__init__(app, one_line_logger(f"simulators.{type(self).__name__}"))
 
 
 async def serve_forever(server: HttpServer, host: str, port: int, banner: str) -> None:

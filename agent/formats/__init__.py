@@ -42,7 +42,7 @@ def wanted(webhook: Webhook, transition: Transition) -> bool:
 
 def build(agent: AgentSection, webhook: Webhook, t: Transition, now: datetime) -> dict[str, Any]:
     """The webhook's body for ``t``, strict JSON (no NaN or infinity)."""
-    return json_safe(format_of(webhook).build(agent, webhook, t, now))  # type: ignore[no-any-return]
+    return json_safe(format_of(webhook).build(agent, webhook, t, now))
 
 
 def messages_for(

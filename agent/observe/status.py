@@ -33,6 +33,7 @@ from agent.common.values import show
 from agent.delivery.deliverer import Result
 from agent.observe.logs import one_line_logger
 from agent.observe.snapshot import Snapshot
+from agent.observe.web import WebServer
 
 log = logging.getLogger("agent.status")
 
@@ -171,7 +172,7 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
-class StatusServer:
+class StatusServer(WebServer):
     """The listener; failing to bind is logged, never fatal: alarms matter more.
 
     It must not be a way to starve the agent: it holds at most ``MAX_CONNECTIONS``
@@ -184,9 +185,6 @@ class StatusServer:
         self.snapshot = snapshot
         self.registry = metrics.registry
         metrics.connections_dropped = lambda: self.dropped
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-        self._listener: asyncio.Server | None = None
         self.dropped = 0  # connections closed to make room
         app = web.Application()
         app.add_routes(
@@ -197,31 +195,20 @@ class StatusServer:
                 web.get("/readyz", self.readyz),
             ]
         )
-        self.app = app
+        super().__init__(app, http_log, keepalive=IDLE_TIMEOUT)
 
-    async def start(self, host: str, port: int) -> None:
-        runner = web.AppRunner(
-            self.app,
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=1.0,
-            keepalive_timeout=IDLE_TIMEOUT,
-            logger=http_log,
-        )
-        await runner.setup()
+    backlog = MAX_CONNECTIONS
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         try:
-            listener = await asyncio.get_running_loop().create_server(
-                self._connection, host, port, reuse_address=True, backlog=MAX_CONNECTIONS
-            )
+            url = await super().start(host, port)
         except OSError as exc:
             log.error(
                 "status page: cannot listen on %s:%d (%s); running without it", host, port, exc
             )
-            await runner.cleanup()
-            return
-        self._runner, self._listener = runner, listener
-        self.port = listener.sockets[0].getsockname()[1]
-        log.info("status page, metrics and health on http://%s:%d/", host, self.port)
+            return ""
+        log.info("status page, metrics and health on %s/", url)
+        return url
 
     def _connection(self) -> asyncio.BaseProtocol:
         """A protocol for a new connection, within ``MAX_CONNECTIONS``."""
@@ -240,14 +227,6 @@ class StatusServer:
             idle[0].force_close()
             self.dropped += 1
         return server()
-
-    async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)

@@ -49,39 +49,51 @@ def _float32(value: float) -> float:
     return value
 
 
-def _post(variable: Variable) -> Callable[[object], Value] | None:
-    """What happens to the raw struct value; None when it is already the final value."""
+#: turns what ``struct`` read (an int, a float or bytes, by the variable's type) into the
+#: variable's value
+Post = Callable[[Any], Value]
+
+
+def _bit(mask: int) -> Post:
+    return lambda raw: bool(raw & mask)
+
+
+def _text(length: int) -> Post:
+    return lambda raw: raw[:length].split(b"\0", 1)[0].rstrip(b" ").decode("latin-1")
+
+
+def _scaled(factor: float, offset: float, first: Callable[[Any], float] | None = None) -> Post:
+    def scale(raw: Any) -> Value:
+        number = first(raw) if first else raw
+        return float(f"{number * factor + offset:.12g}")
+
+    return scale
+
+
+def _int8(signed: bool) -> Callable[[int], int]:
+    def narrow(raw: int) -> int:
+        low = raw & 0xFF
+        return low - 256 if signed and low > 127 else low
+
+    return narrow
+
+
+def _post(variable: Variable) -> Post | None:
+    """What happens to the raw struct value; None when it is already the final value (most
+    ints and 64-bit floats: the hot path picks those out in bulk)."""
     kind, width = variable.type, variable.width
     if kind == "bool":
-        bit = variable.bit
-        if bit is not None:
-            mask = 1 << bit
-            return lambda raw: bool(raw & mask)  # type: ignore[operator]
-        return bool
+        return bool if variable.bit is None else _bit(1 << variable.bit)
     if kind == "str":
-        length = variable.length or 0
-        return lambda raw: raw[:length].split(b"\0", 1)[0].rstrip(b" ").decode("latin-1")  # type: ignore[index]
-    scale: Callable[[object], Value] | None = None
-    factor, offset = variable.factor, variable.offset
-    if factor != 1.0 or offset != 0.0:
-
-        def scale(raw: object) -> Value:
-            return float(f"{raw * factor + offset:.12g}")  # type: ignore[operator]
-
+        return _text(variable.length or 0)
+    first: Callable[[Any], float] | None = None
     if kind == "int" and width == 8:
-        signed = variable.signed
-
-        def narrow(raw: object) -> Value:
-            low = raw & 0xFF  # type: ignore[operator]
-            value = low - 256 if signed and low > 127 else low
-            return scale(value) if scale else value
-
-        return narrow
-    if kind == "float" and width == 32:
-        if scale:
-            return lambda raw: scale(_float32(raw))  # type: ignore[arg-type]
-        return _float32  # type: ignore[return-value]
-    return scale
+        first = _int8(variable.signed)
+    elif kind == "float" and width == 32:
+        first = _float32
+    if variable.factor != 1.0 or variable.offset != 0.0:
+        return _scaled(variable.factor, variable.offset, first)
+    return first
 
 
 def _code(variable: Variable) -> str:
@@ -115,9 +127,7 @@ class _Lane:
     posted: tuple[tuple[str, int, Callable[[Any], Value]], ...]
 
     @classmethod
-    def build(
-        cls, swapped: bool, fmt: str, keys: list[str], posts: list[Callable[[Any], Value] | None]
-    ) -> _Lane:
+    def build(cls, swapped: bool, fmt: str, keys: list[str], posts: list[Post | None]) -> _Lane:
         plain = [i for i, post in enumerate(posts) if post is None]
         posted = tuple((keys[i], i, post) for i, post in enumerate(posts) if post is not None)
         return cls(
