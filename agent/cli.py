@@ -113,7 +113,7 @@ def warn_if_exposed(path: Path, config: Config) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.runtime.service import Runner
+    from agent.runtime.reload import Runner
 
     path = config_path(args.config)
     config = load_config(path)

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -23,66 +22,32 @@ from apscheduler.events import (  # type: ignore[import-untyped]
     JobEvent,
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
-from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from agent.alarms.engine import AlarmEngine
 from agent.alarms.rules import AlarmRule
 from agent.alarms.states import Transition, describe_values
-from agent.common.ids import short_id
 from agent.common.retry import Throttle
 from agent.common.values import Value
-from agent.config import Config, ConfigError, load_config
+from agent.config import Config
 from agent.core import Step, step
 from agent.delivery.deliverer import Deliverer, Result, make_http_client
 from agent.formats import messages_for
-from agent.observe.logs import RedactSecrets
 from agent.observe.snapshot import AlarmView, OutboxView, Snapshot, SourceView, copy_stats
 from agent.observe.status import Metrics, StatusServer
 from agent.outbox.store import Message, Store, StoreDamaged, StoreError
+from agent.runtime.heartbeat import Heartbeat
+from agent.runtime.scheduling import Clock, SteadyInterval, WallJumps, pull_in_far_jobs, signed
 from agent.sources import PollResult, open_pollers
 
 log = logging.getLogger("agent")
 
 DB_NAME = "agent.db"
-#: seconds the wall clock may move against the monotonic clock before it counts as a jump
-JUMP = 2.0
 #: at shutdown, seconds a running poll cycle may still take before it is cancelled
 CYCLE_GRACE = 0.5
 
 
-class Clock:
-    """Monotonic time for delays, wall time for timestamps; tests inject their own."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-class SteadyInterval(IntervalTrigger):  # type: ignore[misc]
-    """An interval trigger that does not replay what a forward jump of the wall clock
-    skipped. APScheduler 3 lists every missed run before it coalesces them: after a 25 h jump
-    at a 100 ms interval that is 900,000 datetimes, seconds of CPU and tens of MB on a Pi.
-    Far behind, the next run is the first one from now on."""
-
-    def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:
-        following: datetime | None = super().get_next_fire_time(previous, now)
-        if previous is not None and following is not None and following < now - self.interval:
-            following = super().get_next_fire_time(None, now)
-        return following
-
-
 def _ignore(exc: StoreError) -> None:
     pass
-
-
-def _signed(seconds: float) -> str:
-    sign = "forward" if seconds > 0 else "back"
-    size = abs(seconds)
-    if size >= 7200:
-        return f"{sign} by {size / 3600:.1f} h"
-    return f"{sign} by {size / 60:.1f} min" if size >= 120 else f"{sign} by {size:.0f} s"
 
 
 class Observer(Protocol):
@@ -159,12 +124,13 @@ class Agent:
         self.started = time.monotonic()
         self.scheduler: AsyncIOScheduler | None = None
         self.values: dict[str, Value] = {}
-        self.heartbeat_failures = 0
+        self.heartbeat = (
+            Heartbeat(config.heartbeat, self.http) if config.heartbeat is not None else None
+        )
         self._cycles: set[asyncio.Task[None]] = set()  # poll cycles in flight
         self._last_start: dict[str, float] = {}  # monotonic start of each source's last cycle
         self._watchdog: asyncio.Task[None] | None = None
         self._skip_log: dict[str, Throttle] = {}
-        self._heartbeat_log = Throttle()
 
     async def start(self) -> None:
         """Start delivery and the polling schedule; must run inside the event loop."""
@@ -188,9 +154,9 @@ class Agent:
                 misfire_grace_time=None,
                 next_run_time=datetime.now(UTC),
             )
-        if self.config.heartbeat is not None:
+        if self.heartbeat is not None and self.config.heartbeat is not None:
             self.scheduler.add_job(
-                self.ping_heartbeat,
+                self.heartbeat.ping,
                 SteadyInterval(seconds=self.config.heartbeat.interval, timezone=UTC),
                 id="heartbeat",
                 name="heartbeat",
@@ -257,21 +223,17 @@ class Agent:
         ``SteadyInterval``'s); and a poll cycle overdue by the monotonic clock for any other
         reason is started now too."""
         period = min(1.0, *(s.poll_interval for s in self.config.sources))
-        skew = time.time() - time.monotonic()
+        jumps = WallJumps()
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            wall_skew = time.time() - now
-            jump, skew = wall_skew - skew, wall_skew
-            if abs(jump) > JUMP and self.scheduler is not None:
+            jump = jumps.check()
+            if jump and self.scheduler is not None:
                 log.warning(
                     "the wall clock jumped %s; timing goes on by the monotonic clock",
-                    _signed(jump),
+                    signed(jump),
                 )
-                wall = datetime.now(UTC)
-                for job in self.scheduler.get_jobs():  # set back: runs that went far away
-                    if job.next_run_time and job.next_run_time > wall + job.trigger.interval:
-                        job.modify(next_run_time=wall)
+                pull_in_far_jobs(self.scheduler)
                 continue
             for name, poller in self.pollers.items():
                 source = poller.source
@@ -401,7 +363,7 @@ class Agent:
                 store.held,
                 store.dropped,
             ),
-            heartbeat_failures=self.heartbeat_failures,
+            heartbeat_failures=self.heartbeat.failures if self.heartbeat else 0,
             problems=tuple(self.readiness()),
         )
 
@@ -448,96 +410,3 @@ class Agent:
                 messages += self.messages(end)
         self.save([], messages, forget=list(self._removed))
         self._removed = {}
-
-    async def ping_heartbeat(self) -> None:
-        """Tell the heartbeat monitor the agent is alive. The URL is a secret: never logged."""
-        beat = self.config.heartbeat
-        assert beat is not None
-        try:
-            response = await self.http.request(
-                beat.method, beat.url.get_secret_value(), timeout=beat.timeout
-            )
-            problem = None if response.status_code < 300 else f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            problem = type(exc).__name__
-        if problem is None:
-            if self.heartbeat_failures:
-                log.info(
-                    "heartbeat: ping answered again after %d failure(s)", self.heartbeat_failures
-                )
-            self.heartbeat_failures = 0
-            self._heartbeat_log.clear()
-            return
-        self.heartbeat_failures += 1
-        if self._heartbeat_log.hit():
-            log.warning(
-                "heartbeat: ping failed (%s), %d in a row", problem, self.heartbeat_failures
-            )
-
-
-def definitions(config: Config) -> dict[str, Any]:
-    """What each alarm (by public id) depends on in the config: equal means unchanged."""
-    agent_id = config.agent.agent_id
-    found: dict[str, Any] = {}
-    for alarm in config.alarms:
-        rule = AlarmRule.compile(alarm, config)
-        found[rule.public_id] = (alarm, tuple(config.variable(i.key)[1] for i in rule.inputs))
-    for source in config.sources:
-        found[short_id(agent_id, "offline", source.name)] = (
-            source.offline_after,
-            source.offline_severity,
-            source.address,
-            source.unit_id,
-        )
-    return found
-
-
-class Runner:
-    """``ixon-agent run``: one Agent at a time. ``reload`` validates the config file again and,
-    if it is sound, replaces the agent; alarms whose definition did not change keep their
-    whole state (delays running, occurrence, flapping window). An invalid file changes
-    nothing but a logged error."""
-
-    def __init__(self, path: Path, config: Config, redact: RedactSecrets | None = None) -> None:
-        self.path = path
-        self.error: StoreError | None = None  # why the agent had to stop, if it had to
-        self._stop = asyncio.Event()
-        self.agent = Agent(config, on_fatal=self._fatal)
-        self.redact = redact
-        self._lock = asyncio.Lock()
-
-    def _fatal(self, exc: StoreError) -> None:
-        self.error = self.error or exc
-        self._stop.set()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        self._stop = stop
-        await self.agent.start()
-        try:
-            await stop.wait()
-        finally:
-            async with self._lock:
-                await self.agent.stop()
-
-    async def reload(self) -> bool:
-        async with self._lock:
-            try:
-                config = load_config(self.path)
-            except ConfigError as exc:
-                log.error("reload: %s; the running config stays", "; ".join(exc.problems))
-                return False
-            if self.redact is not None:
-                self.redact.add(config.secrets())
-            old = self.agent
-            await old.stop()
-            unchanged = {
-                alarm_id
-                for alarm_id, definition in definitions(config).items()
-                if definitions(old.config).get(alarm_id) == definition
-            }
-            self.agent = Agent(config, carry=(old.engine, unchanged), on_fatal=self._fatal)
-            await self.agent.start()
-            log.info(
-                "reload: new config running; %d alarm(s) carried over unchanged", len(unchanged)
-            )
-            return True

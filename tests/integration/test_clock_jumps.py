@@ -25,7 +25,7 @@ import pytest
 from agent.config import Webhook
 from agent.delivery.deliverer import BACKOFF_CAP, Deliverer
 from agent.outbox.store import Message, Store
-from agent.runtime.service import SteadyInterval
+from agent.runtime.scheduling import SteadyInterval
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import wait_for, write_config
 from tests.receiver import Receiver

@@ -29,7 +29,7 @@ async def test_heartbeat_pings_and_never_logs_its_url(
         await wait_for(lambda: len(receiver.pings) >= 2, what="two heartbeat pings")
         assert receiver.pings[0] == ("GET", "/api/heartbeats/il1hbt0secret")
         await receiver.stop()
-        await wait_for(lambda: agent.heartbeat_failures >= 1, what="a failed ping")
+        await wait_for(lambda: agent.snapshot().heartbeat_failures >= 1, what="a failed ping")
     finally:
         await agent.stop()
     assert "heartbeat: ping failed (ConnectError), 1 in a row" in caplog.text

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config
-from agent.runtime.service import Runner
+from agent.runtime.reload import Runner
 from simulators.ilert import IlertSimulator
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import CONFIG, wait_for, write_config

@@ -1,0 +1,87 @@
+"""``ixon-agent run`` and its reload (SIGHUP): one ``Agent`` at a time; a reload validates
+the file again and, if it is sound, replaces the agent, carrying over the state of every
+alarm whose definition did not change."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from agent.alarms.rules import AlarmRule
+from agent.common.ids import short_id
+from agent.config import Config, ConfigError, load_config
+from agent.observe.logs import RedactSecrets
+from agent.outbox.store import StoreError
+from agent.runtime.service import Agent
+
+log = logging.getLogger("agent")
+
+
+def definitions(config: Config) -> dict[str, Any]:
+    """What each alarm (by public id) depends on in the config: equal means unchanged."""
+    agent_id = config.agent.agent_id
+    found: dict[str, Any] = {}
+    for alarm in config.alarms:
+        rule = AlarmRule.compile(alarm, config)
+        found[rule.public_id] = (alarm, tuple(config.variable(i.key)[1] for i in rule.inputs))
+    for source in config.sources:
+        found[short_id(agent_id, "offline", source.name)] = (
+            source.offline_after,
+            source.offline_severity,
+            source.address,
+            source.unit_id,
+        )
+    return found
+
+
+class Runner:
+    """``ixon-agent run``: one Agent at a time. ``reload`` validates the config file again and,
+    if it is sound, replaces the agent; alarms whose definition did not change keep their
+    whole state (delays running, occurrence, flapping window). An invalid file changes
+    nothing but a logged error."""
+
+    def __init__(self, path: Path, config: Config, redact: RedactSecrets | None = None) -> None:
+        self.path = path
+        self.error: StoreError | None = None  # why the agent had to stop, if it had to
+        self._stop = asyncio.Event()
+        self.agent = Agent(config, on_fatal=self._fatal)
+        self.redact = redact
+        self._lock = asyncio.Lock()
+
+    def _fatal(self, exc: StoreError) -> None:
+        self.error = self.error or exc
+        self._stop.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        await self.agent.start()
+        try:
+            await stop.wait()
+        finally:
+            async with self._lock:
+                await self.agent.stop()
+
+    async def reload(self) -> bool:
+        async with self._lock:
+            try:
+                config = load_config(self.path)
+            except ConfigError as exc:
+                log.error("reload: %s; the running config stays", "; ".join(exc.problems))
+                return False
+            if self.redact is not None:
+                self.redact.add(config.secrets())
+            old = self.agent
+            await old.stop()
+            unchanged = {
+                alarm_id
+                for alarm_id, definition in definitions(config).items()
+                if definitions(old.config).get(alarm_id) == definition
+            }
+            self.agent = Agent(config, carry=(old.engine, unchanged), on_fatal=self._fatal)
+            await self.agent.start()
+            log.info(
+                "reload: new config running; %d alarm(s) carried over unchanged", len(unchanged)
+            )
+            return True
