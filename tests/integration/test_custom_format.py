@@ -71,7 +71,8 @@ async def test_a_format_defined_in_one_class_goes_through_the_whole_chain(
         await wait_for(lambda: agent.store.pending_count() == 0, what="the 409 taken as done")
         await machine.hold(oil_temp=60.0)
         await wait_for(lambda: len(receiver.bodies) == 1, what="the end message")
-        assert agent.store.dead_count() == 0 and agent.store.pending_count() == 0
+        await wait_for(lambda: agent.store.pending_count() == 0, what="the end recorded as sent")
+        assert agent.store.dead_count() == 0
     finally:
         await agent.stop()
     start, end = (body for _, body in receiver.attempts)
