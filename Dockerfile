@@ -11,6 +11,7 @@ WORKDIR /opt/ixon-agent
 COPY pyproject.toml README.md ./
 COPY agent ./agent
 COPY simulators ./simulators
+COPY workbench ./workbench
 RUN pip install --no-cache-dir . && rm -rf /root/.cache
 
 ENV AGENT_CONFIG=/etc/ixon-agent/agent.toml \

@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check agent simulators workbench tests bench
 	$(BIN)/mypy agent simulators workbench
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # the suite beside one busy loop per core, RUNS times: what a shared CI machine does to it
 test-under-load: $(VENV)/.installed-test

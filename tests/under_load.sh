@@ -12,7 +12,7 @@ failed=0
 for run in $(seq "$runs"); do
   log=$(mktemp)
   start=$(date +%s)
-  if .venv/bin/python -m pytest -q -p no:cacheprovider >"$log" 2>&1; then verdict=passed; else verdict=FAILED; failed=1; fi
+  if .venv/bin/python -m pytest -q -n auto -p no:cacheprovider >"$log" 2>&1; then verdict=passed; else verdict=FAILED; failed=1; fi
   echo "run $run: $verdict in $(( $(date +%s) - start )) s: $(tail -1 "$log")"
   [ "$verdict" = FAILED ] && grep -E '^FAILED' "$log"
   rm -f "$log"

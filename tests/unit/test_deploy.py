@@ -36,3 +36,5 @@ def test_dockerfile() -> None:
     assert config.status.host == "0.0.0.0" and f"EXPOSE {config.status.port}" in docker
     assert 'ENTRYPOINT ["ixon-agent"]' in docker and "USER ixon-agent" in docker
     assert "/healthz" in docker
+    packages = {line.split()[1] for line in docker.splitlines() if line.startswith("COPY ")}
+    assert {"agent", "simulators", "workbench"} <= packages  # every installed package
