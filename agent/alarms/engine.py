@@ -140,6 +140,15 @@ class AlarmEngine:
             self.dirty.add(state)
             out.append(state.start)
 
+    def settled(self, source: str) -> bool:
+        """Whether another cycle of ``source`` with the same values and an answer could change
+        nothing: no delay runs and no suppressed start is owed in the alarms it drives. A
+        simulation may then skip its polls until a value changes."""
+        watched = [state for state, _ in self._watch.get(source, ())]
+        if source in self.offline:
+            watched.append(self.offline[source])
+        return all(s.state in _STABLE and not s.owed for s in watched)
+
     def take_dirty(self) -> list[AlarmState]:
         if not self.dirty:  # the usual cycle: nothing changed, nothing to allocate
             return []
