@@ -159,6 +159,9 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     if not args.live:
         return run_files(args.files, args.junit)
+    setup_logging(args.verbose)
+    if not args.verbose:  # the report is the output; the agent's own warnings with -v
+        logging.getLogger().setLevel(logging.ERROR)
     try:
         live = importlib.import_module(LIVE_TESTS)
     except ImportError as exc:
@@ -349,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--live", action="store_true", help="real time, through the real chain")
+    p.add_argument("-v", "--verbose", action="store_true", help="--live: the agent's log")
     p.add_argument("--junit", type=Path, metavar="PATH", help="also write JUnit XML here")
     p.set_defaults(func=cmd_test)
     p = command("outbox", "list pending and dead-lettered messages")

@@ -432,6 +432,8 @@ class IlertSimulator(HttpServer):
         self.faults = self.conf.faults.model_copy()
         self.alerts: list[Alert] = []
         self.received: list[dict[str, Any]] = []  # every accepted inbound body, in order
+        # the same, with when (monotonic) and the alert source's key
+        self.inbound: list[tuple[float, str, dict[str, Any]]] = []
         self.deliveries: list[dict[str, Any]] = []  # every alert-action POST and its outcome
         self._alert_ids = itertools.count(1)
         self._sent: dict[str, deque[float]] = {}
@@ -580,6 +582,7 @@ class IlertSimulator(HttpServer):
         if self._limited(source.conf.key):
             return _error(429, "TOO_MANY_REQUESTS", "more than 50 events a minute for this key")
         self.received.append(body)
+        self.inbound.append((time.monotonic(), source.conf.key, body))
         alarm = body.get("alarm") if isinstance(body.get("alarm"), dict) else {}
         occurrence = str(alarm.get("occurrenceId") or body.get("publicId") or "")
         template = source.conf.alert_key_template
@@ -656,6 +659,7 @@ class IlertSimulator(HttpServer):
         if self._limited(key):
             return _error(429, "TOO_MANY_REQUESTS", "more than 50 events a minute for this key")
         self.received.append(body)
+        self.inbound.append((time.monotonic(), key, body))
         alert_key = str(body.get("alertKey") or uuid.uuid4().hex)
         existing = self.open_alert(source, alert_key)
         if event_type == "ALERT":

@@ -1,6 +1,10 @@
 """A packaging machine on Modbus TCP: pymodbus's server plus a scripted machine model.
 
-Run ``python -m simulators.modbus_device [--host 127.0.0.1] [--port 5020]``. The scenario
+Run ``python -m simulators.modbus_device [--host 127.0.0.1] [--port 5020]``. With
+``--config agent.toml [--port 0] [--scenario FILE --test NAME] [--set plc.oil_temp=85]`` it is
+the user's own machine instead (``simulators.config_machine``): every modbus-tcp source of
+that config on its own host and port (``--port 0``: free ports, printed), values from an
+alarm test's series (repeating) or constants, else zero. Otherwise the scenario
 repeats every ``--period`` seconds and drives the values across the default alarms'
 thresholds and back: oil temperature climbs past 80 degC, a lubrication fault bit comes and
 goes, hydraulic pressure dips below 2 bar, the motor stops briefly.
@@ -22,17 +26,22 @@ import argparse
 import asyncio
 import contextlib
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from agent.common.values import BIT_KINDS, Value
-from agent.config import Variable
+from agent.config import Config, Variable
 from agent.sources.modbus.decode import encode
+from agent.tools.alarmtest.spec import AlarmTest, TestFileError, coerce
+from agent.tools.alarmtest.spec import load as load_tests
 from simulators._http import parser
+from simulators.config_machine import ConfigMachine
 
 FUNCTION_CODE = {"coil": 1, "discrete_input": 2, "holding": 3, "input": 4}
 REGISTER_SPACE = 1000  # addresses 0..999 of each kind exist; beyond answers "illegal address"
@@ -232,13 +241,89 @@ async def _main(args: argparse.Namespace) -> None:
         await sim.stop()
 
 
+def _constants(config: Config, settings: list[str]) -> dict[str, Value]:
+    """``--set plc.oil_temp=85``: a TOML value (or bare text for a string variable)."""
+    variables = {key: variable for key, _, variable in config.variables()}
+    found: dict[str, Value] = {}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep or key not in variables:
+            known = ", ".join(sorted(variables))
+            raise SystemExit(f"--set {setting}: expected <source>.<variable>=value ({known})")
+        try:
+            raw = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            raw = text
+        value = coerce(raw, variables[key])
+        if isinstance(value, str) and variables[key].type != "str":
+            raise SystemExit(f"--set {setting}: {value}")
+        found[key] = value
+    return found
+
+
+def scenario(test: AlarmTest) -> Callable[[float], dict[str, Value]]:
+    """A test's series as the machine's values, repeating every ``duration``."""
+    return lambda t: {k: s.at(t % test.duration) for k, s in test.series.items()}
+
+
+async def _serve_config(args: argparse.Namespace) -> None:
+    from agent.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+    machine = ConfigMachine(config, free_ports=args.port == 0)
+    machine.constants = _constants(config, args.set or [])
+    if args.scenario is not None:
+        try:
+            tests = {t.name: t for t in load_tests(Path(args.scenario)).tests}
+        except TestFileError as exc:
+            raise SystemExit(str(exc)) from None
+        if args.test not in tests:
+            raise SystemExit(
+                f"--test: no test {args.test!r} in {args.scenario} ({', '.join(tests)})"
+            )
+        machine.values = scenario(tests[args.test])
+    where = await machine.start()
+    print(f"Modbus simulator of {args.config}:", flush=True)
+    for source in machine.sources:
+        host, port = where[source.name]
+        print(f"  {source.name}: {host}:{port} unit {source.unit_id}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await machine.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     options = parser("python -m simulators.modbus_device", __doc__, 5020)
     options.add_argument("--unit-id", type=int, default=1)
-    options.add_argument("--scenario", choices=sorted(SCENARIOS), default="packaging")
+    options.add_argument(
+        "--scenario",
+        metavar="NAME|FILE",
+        help=f"{' | '.join(sorted(SCENARIOS))} (default packaging); with --config: an alarm"
+        " test file whose --test series the machine runs",
+    )
     options.add_argument("--period", type=float, default=30.0, help="scenario length in seconds")
+    options.add_argument(
+        "--config", type=Path, help="serve this agent.toml's modbus-tcp sources instead"
+    )
+    options.add_argument("--test", metavar="NAME", help="the test in --scenario whose series run")
+    options.add_argument(
+        "--set", action="append", metavar="SOURCE.VAR=VALUE", help="with --config: a constant"
+    )
+    args = options.parse_args(argv)
+    if args.config is None:
+        if args.set or args.test:
+            options.error("--set and --test need --config")
+        args.scenario = args.scenario or "packaging"
+        if args.scenario not in SCENARIOS:
+            options.error(f"--scenario {args.scenario}: one of {', '.join(sorted(SCENARIOS))}")
+    if args.scenario is not None and not args.test:
+        options.error("--scenario needs --test NAME")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(options.parse_args(argv)))
+        asyncio.run(_serve_config(args) if args.config else _main(args))
 
 
 if __name__ == "__main__":

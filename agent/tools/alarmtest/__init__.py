@@ -34,13 +34,15 @@ def run_files(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
     detail: str = "",
+    prepare: Callable[[TestFile], TestFile] | None = None,
 ) -> int:
     """Every test of every file: a line each, a diff for a failure; the exit code."""
     files = []
     bad = False
     for path in paths:
         try:
-            files.append(load(path))
+            file = load(path)
+            files.append(prepare(file) if prepare else file)
         except TestFileError as exc:
             print(exc, file=err)
             bad = True

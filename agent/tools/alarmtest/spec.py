@@ -143,12 +143,12 @@ class TestFile:
 _DEFAULTS: dict[str, Value] = {"bool": False, "int": 0, "float": 0.0, "str": ""}
 
 
-def _default(variable: Variable) -> Value:
+def default_value(variable: Variable) -> Value:
     """What a variable without a series holds: zero, false or empty."""
     return _DEFAULTS[variable.type]
 
 
-def _coerce(value: Any, variable: Variable) -> Value | str:
+def coerce(value: Any, variable: Variable) -> Value | str:
     """The value as the alarm sees it, or why it cannot be one (a str)."""
     kind = variable.type
     scaled = variable.factor != 1.0 or variable.offset != 0.0
@@ -213,7 +213,7 @@ def _series(at: str, spec: Any, variable: Variable, problems: list[str]) -> Seri
         return None
     values: list[Value] = []
     for t, raw in points:
-        value = _coerce(raw, variable)
+        value = coerce(raw, variable)
         if isinstance(value, str) and variable.type != "str":
             problems.append(f"{at}: at {t:g} s: {value} ({variable.type} variable)")
             return None
@@ -248,7 +248,7 @@ def _check(path: Path, spec: FileSpec, config: Config) -> tuple[AlarmTest, ...]:
             if made is not None:
                 series[key] = made
         for key, variable in variables.items():
-            series.setdefault(key, Series((0.0,), (_default(variable),)))
+            series.setdefault(key, Series((0.0,), (default_value(variable),)))
         offline: dict[str, list[tuple[float, float]]] = {}
         for j, window in enumerate(test.offline):
             where = f"{at}.offline[{j}]"
