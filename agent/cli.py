@@ -177,7 +177,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"ixon-agent demo needs the workbench package ({exc})", file=sys.stderr)
         return EXIT_FAILED
-    code: int = demo.run_demo(args.duration, args.period, args.verbose, args.config)
+    code: int = demo.run_demo(
+        args.duration, args.period, args.verbose, args.config, args.scenario, args.test
+    )
     return code
 
 
@@ -361,6 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo", "the whole chain on loopback (machine, agent, ilert), shown live")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--period", type=float, default=30.0, help="length of the machine scenario")
+    p.add_argument(
+        "--scenario",
+        type=Path,
+        metavar="FILE",
+        help="an alarm test file whose series drive"
+        " the simulated machine (with --config: the config's own register map)",
+    )
+    p.add_argument("--test", metavar="NAME", help="the test of --scenario (default: the first)")
     p.set_defaults(func=cmd_demo)
     return parser
 

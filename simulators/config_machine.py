@@ -57,6 +57,7 @@ def _blocks(spans: list[tuple[int, int]], bits: bool) -> list[SimData]:
 class ConfigMachine:
     config: Config
     free_ports: bool = False
+    bind: str | None = None  # serve every source on this host instead of its own
     tick: float = 0.05
     values: Callable[[float], dict[str, Value]] = lambda t: {}  # seconds since start -> values
     constants: dict[str, Value] = field(default_factory=dict)
@@ -109,7 +110,7 @@ class ConfigMachine:
         """Listen for every (host, port) of the config; returns where each source is."""
         groups: dict[tuple[str, int], dict[int, list[str]]] = {}
         for source in self.sources:
-            where = (source.host or "127.0.0.1", source.port)
+            where = self._where(source)
             groups.setdefault(where, {}).setdefault(source.unit_id, []).append(source.name)
         for (host, port), units in groups.items():
             devices = [self._device(unit, names) for unit, names in units.items()]
@@ -137,6 +138,9 @@ class ConfigMachine:
             await server.shutdown()  # type: ignore[no-untyped-call]
         self.servers = {}
 
+    def _where(self, source: Source) -> tuple[str, int]:
+        return (self.bind or source.host or "127.0.0.1", source.port)
+
     def elapsed(self) -> float:
         return time.monotonic() - self._started
 
@@ -154,7 +158,7 @@ class ConfigMachine:
 
     async def _write(self, item: Served, value: Value) -> None:
         source, variable = item.source, item.variable
-        server = self.servers[(source.host or "127.0.0.1", source.port)]
+        server = self.servers[self._where(source)]
         code = FUNCTION_CODE[variable.table]
         if variable.table in BIT_KINDS:
             await server.async_setValues(source.unit_id, code, variable.address, [bool(value)])

@@ -17,11 +17,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from pydantic import SecretStr
@@ -34,8 +33,19 @@ from agent.delivery.deliverer import Result
 from agent.observe.logs import setup_logging
 from agent.runtime.service import Agent
 from agent.sources import PollResult
-from simulators.ilert import TRIGGER_TYPES, ActionConf, Alert, IlertSimulator, recommended
-from simulators.modbus_device import ModbusDeviceSimulator
+from agent.tools.alarmtest.spec import AlarmTest, TestFileError
+from agent.tools.alarmtest.spec import load as load_tests
+from simulators.config_machine import ConfigMachine
+from simulators.ilert import (
+    EVENTS_KEY,
+    IXON_KEY,
+    TRIGGER_TYPES,
+    ActionConf,
+    Alert,
+    IlertSimulator,
+    recommended,
+)
+from simulators.modbus_device import ModbusDeviceSimulator, scenario
 from simulators.sumo import SumoSimulator
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -43,26 +53,35 @@ REPO_CONFIG = Path(__file__).resolve().parent.parent / "agent.toml"
 SUMO_CATEGORY = "webhook/ilert"  # the Sumo stand-in's demo source
 
 
-def demo_config(base: Config, modbus_port: int, ilert_url: str, state_dir: Path) -> Config:
-    """``base`` with loopback sources and webhooks pointed at the simulators."""
+def demo_config(base: Config, ports: Mapping[str, int], ilert_url: str, state_dir: Path) -> Config:
+    """``base`` with the simulated sources (``ports``: source -> its port on loopback) and
+    every webhook pointed at the ilert stand-in, whatever its URL: a demo never sends
+    anything off this machine (nor pings a heartbeat)."""
     sources = [
-        s.model_copy(update={"port": modbus_port})
-        if s.protocol == "modbus-tcp" and s.host in LOOPBACK
-        else s
+        s.model_copy(update={"host": "127.0.0.1", "port": ports[s.name]}) if s.name in ports else s
         for s in base.sources
     ]
-    target = urlsplit(ilert_url)
     webhooks = []
     for w in base.webhooks:
-        url = urlsplit(w.url.get_secret_value())
-        if url.hostname in LOOPBACK:
-            moved = urlunsplit((target.scheme, target.netloc, url.path, url.query, ""))
-            w = w.model_copy(update={"url": SecretStr(moved)})
-        webhooks.append(w)
+        if w.format == "ixon":
+            url = f"{ilert_url}/api/v1/events/ixon/{IXON_KEY}"
+            webhooks.append(w.model_copy(update={"url": SecretStr(url)}))
+        else:
+            update = {
+                "url": SecretStr(f"{ilert_url}/api/events"),
+                "integration_key": SecretStr(EVENTS_KEY),
+            }
+            webhooks.append(w.model_copy(update=update))
     agent = base.agent.model_copy(update={"state_dir": state_dir})
     status = base.status.model_copy(update={"port": 0})  # never clash with a running agent
     return base.model_copy(
-        update={"sources": sources, "webhooks": webhooks, "agent": agent, "status": status}
+        update={
+            "sources": sources,
+            "webhooks": webhooks,
+            "agent": agent,
+            "status": status,
+            "heartbeat": None,
+        }
     )
 
 
@@ -252,24 +271,52 @@ async def operator(ilert: IlertSimulator, view: LiveView, pause: float = 0.4) ->
 
 
 async def demo(
-    duration: float | None, period: float, config_file: Path, out: Any = sys.stdout
+    duration: float | None,
+    period: float,
+    config_file: Path,
+    out: Any = sys.stdout,
+    own_machine: bool = False,
+    series: AlarmTest | None = None,
 ) -> LiveView:
-    machine = ModbusDeviceSimulator(scenario="packaging", period=period)
+    """The packaging machine for the repository's config; with ``own_machine``, the config's
+    own register map (``simulators.config_machine``), driven by ``series`` if given."""
+    base = load_config(config_file)
     sumo = SumoSimulator()  # in memory: the demo writes nothing outside its temporary state
     sumo_url = await sumo.start()
     ilert = demo_ilert(period, f"{sumo_url}/receiver/v1/http/demo")
-    modbus_port = await machine.start()
+    machine: ModbusDeviceSimulator | ConfigMachine
+    if own_machine:
+        machine = ConfigMachine(base, free_ports=True, bind="127.0.0.1")
+        if series is not None:
+            machine.values = scenario(series)
+        ports = {name: port for name, (_, port) in (await machine.start()).items()}
+        where = ", ".join(f"{name} on 127.0.0.1:{port}" for name, port in ports.items())
+        story = (
+            f"values from test {series.name!r}, repeating every {series.duration:g}s"
+            if series is not None
+            else "all values zero (drive them: --scenario FILE --test NAME)"
+        )
+    else:
+        machine = ModbusDeviceSimulator(scenario="packaging", period=period)
+        modbus_port = await machine.start()
+        ports = {
+            s.name: modbus_port
+            for s in base.sources
+            if s.protocol == "modbus-tcp" and s.host in LOOPBACK
+        }
+        where = f"the packaging machine on 127.0.0.1:{modbus_port}"
+        story = f"scenario repeats every {period:g}s"
     ilert_url = await ilert.start()
     with tempfile.TemporaryDirectory(prefix="ixon-agent-demo-") as state:
-        config = demo_config(load_config(config_file), modbus_port, ilert_url, Path(state))
+        config = demo_config(base, ports, ilert_url, Path(state))
         view = LiveView(config, ilert, out, sumo)
         ilert.on_delivery = view.forwarded
         agent = Agent(config, observer=view)
         print(
-            f"ixon-agent demo: machine on 127.0.0.1:{modbus_port} -> agent -> ilert stand-in on"
+            f"ixon-agent demo: {where} -> agent -> ilert stand-in on"
             f" {ilert_url} (open it in a browser) -> Sumo stand-in on {sumo_url}\n"
             f"config {config_file}: {len(config.alarms)} alarm(s) on "
-            f"{', '.join(view.watched)}; scenario repeats every {period:g}s"
+            f"{', '.join(view.watched)}; {story}"
             + (f"; stopping after {duration:g}s" if duration else "; Ctrl-C stops"),
             file=out,
             flush=True,
@@ -300,13 +347,33 @@ async def demo(
 
 
 def run_demo(
-    duration: float | None, period: float, verbose: bool, config: str | None = None
+    duration: float | None,
+    period: float,
+    verbose: bool,
+    config: str | None = None,
+    scenario_file: Path | None = None,
+    test_name: str | None = None,
 ) -> int:
+    """``ixon-agent demo``: the repository's config against the packaging machine, or with
+    ``--config`` the user's own config against its own register map."""
     setup_logging(verbose)
     if not verbose:
         logging.getLogger().setLevel(logging.WARNING)
     path = (
         config_path(config) if config else (REPO_CONFIG if REPO_CONFIG.exists() else config_path())
     )
-    asyncio.run(demo(duration, period, path))
+    series = None
+    if scenario_file is not None:
+        try:
+            tests = load_tests(scenario_file).tests
+        except TestFileError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        chosen = [t for t in tests if test_name in (None, t.name)]
+        if not chosen:
+            print(f"--test: no test {test_name!r} in {scenario_file}", file=sys.stderr)
+            return 2
+        series = chosen[0]
+    own = config is not None or series is not None
+    asyncio.run(demo(duration, period, path, own_machine=own, series=series))
     return 0

@@ -105,7 +105,7 @@ def _sent(config: Config, at: float, key: str, body: dict[str, Any]) -> Sent | N
 
 
 async def run_test(file: TestFile, test: AlarmTest) -> list[Sent]:
-    machine = ConfigMachine(file.config, free_ports=True)
+    machine = ConfigMachine(file.config, free_ports=True, bind="127.0.0.1")
     machine.values = scenario(test)
     machine.offline = lambda t: _windows(test, t)
     ilert = stand_in(file.config)
