@@ -4,7 +4,7 @@ transitions out), restored from the store at start and carried over on a reload.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -34,17 +34,16 @@ class AlarmEngine:
         self.offline = {state.rule.source: state for state in offline}
         self.dirty: set[AlarmState] = set()
         self.last_cycle: dict[str, Mapping[str, Value]] = {}  # per source: its last values
-        # per source: each alarm reading it, with how to get its input from a cycle's values
-        self._watch: dict[str, list[tuple[AlarmState, Callable[[Mapping[str, Any]], Any]]]] = {}
+        # per source: each alarm reading it, with the key of its value in a cycle's values
+        # (None: a formula, whose inputs may come from several sources' last cycles)
+        self._watch: dict[str, list[tuple[AlarmState, str | None]]] = {}
         for state in states:
             rule = state.rule
             if rule.kind == "formula":
                 for source in rule.sources:
-                    read = lambda _values, rule=rule: self._inputs(rule)  # noqa: E731
-                    self._watch.setdefault(source, []).append((state, read))
+                    self._watch.setdefault(source, []).append((state, None))
             else:
-                read = lambda values, key=rule.variable: values.get(key, _MISSING)  # noqa: E731
-                self._watch.setdefault(rule.source, []).append((state, read))
+                self._watch.setdefault(rule.source, []).append((state, rule.variable))
 
     @classmethod
     def from_config(cls, config: Config) -> AlarmEngine:
@@ -62,13 +61,14 @@ class AlarmEngine:
         """Step the alarms of ``source`` with a cycle's values; returns what to notify."""
         self.last_cycle[source] = values
         out: list[Transition] = []
-        for state, read in self._watch.get(source, ()):
-            value = read(values)
+        get = values.get
+        for state, key in self._watch.get(source, ()):
+            value = get(key, _MISSING) if key is not None else self._inputs(state.rule)
             if value is _MISSING:
                 state.stale = True
             elif not (state.state in _STABLE and value == state.last_value):
                 self._advance(state, value, now, wall, out)
-            elif state.owed:
+            elif state.state is State.ACTIVE and not state.notified:  # owed, inlined: hot path
                 self._owed(state, now, out)
         return out
 
@@ -147,7 +147,9 @@ class AlarmEngine:
         watched = [state for state, _ in self._watch.get(source, ())]
         if source in self.offline:
             watched.append(self.offline[source])
-        return all(s.state in _STABLE and not s.owed for s in watched)
+        return all(
+            s.state is State.NORMAL or (s.state is State.ACTIVE and s.notified) for s in watched
+        )
 
     def take_dirty(self) -> list[AlarmState]:
         if not self.dirty:  # the usual cycle: nothing changed, nothing to allocate

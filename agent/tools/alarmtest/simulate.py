@@ -51,6 +51,13 @@ class _Source:
         self.series = {k: s for k, s in test.series.items() if k.startswith(prefix)}
         self.windows = test.offline.get(source.name, ())
         self.last: dict[str, Value] | None = None
+        # the values now, and when each next changes (linear series: every poll)
+        self.now: dict[str, Value] = {k: s.at(0.0) for k, s in self.series.items()}
+        self.linear = [k for k, s in self.series.items() if s.linear]
+        self.changes = [
+            (c, k) for k, s in self.series.items() if (c := s.changes_after(0.0)) is not None
+        ]
+        heapq.heapify(self.changes)
         self.last_answer: float | None = None
         self.skipped = False  # polls were skipped (all answering) before the next one
 
@@ -67,15 +74,29 @@ class _Source:
             self.skipped = False
             return PollResult(self.source.name, errors=["offline (test window)"])
         self.skipped = False
-        values = {key: series.at(t) for key, series in self.series.items()}
+        values = self._values(t)
         self.last_answer = t
         return PollResult(self.source.name, values, requests=1, answered=True)
+
+    def _values(self, t: float) -> dict[str, Value]:
+        """The series' values at ``t``, recomputing only those that changed since."""
+        changes, series, now = self.changes, self.series, self.now
+        while changes and changes[0][0] <= t:
+            _, key = heapq.heappop(changes)
+            now[key] = series[key].at(t)
+            following = series[key].changes_after(t)
+            if following is not None and not series[key].linear:
+                heapq.heappush(changes, (following, key))
+        for key in self.linear:
+            now[key] = series[key].at(t)
+        return dict(now)
 
     def next_poll(self, t: float, settled: bool, dense: bool) -> float:
         following = t + self.period
         if dense or not settled or _offline(self.windows, t):
             return following
-        changes = [c for s in self.series.values() if (c := s.changes_after(t)) is not None]
+        changes = [c for c, _ in self.changes[:1]]  # the heap's first is the soonest
+        changes += [c for k in self.linear if (c := self.series[k].changes_after(t)) is not None]
         changes += [edge for window in self.windows for edge in window if edge > t]
         after = max(following, self.tick(min(changes))) if changes else math.inf
         self.skipped = after > following
