@@ -275,6 +275,8 @@ async def _serve_config(args: argparse.Namespace) -> None:
         raise SystemExit(str(exc)) from None
     machine = ConfigMachine(config, free_ports=args.port == 0)
     machine.constants = _constants(config, args.set or [])
+    machine.fault = args.fault
+    machine.silent = set(args.silent or [])
     if args.scenario is not None:
         try:
             tests = {t.name: t for t in load_tests(Path(args.scenario)).tests}
@@ -311,12 +313,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     options.add_argument("--test", metavar="NAME", help="the test in --scenario whose series run")
     options.add_argument(
+        "--fault",
+        type=int,
+        metavar="CODE",
+        help="with --config: answer every read with this"
+        " Modbus exception code (e.g. 6, device busy)",
+    )
+    options.add_argument(
+        "--silent",
+        action="append",
+        metavar="SOURCE",
+        help="with --config: this source accepts requests and never answers",
+    )
+    options.add_argument(
         "--set", action="append", metavar="SOURCE.VAR=VALUE", help="with --config: a constant"
     )
     args = options.parse_args(argv)
     if args.config is None:
-        if args.set or args.test:
-            options.error("--set and --test need --config")
+        if args.set or args.test or args.fault or args.silent:
+            options.error("--set, --test, --fault and --silent need --config")
         args.scenario = args.scenario or "packaging"
         if args.scenario not in SCENARIOS:
             options.error(f"--scenario {args.scenario}: one of {', '.join(sorted(SCENARIOS))}")
