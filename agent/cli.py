@@ -154,6 +154,50 @@ WORKBENCH = "workbench.demo"
 LIVE_TESTS = "workbench.live"
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from agent.tools.backtest.data import DataError, Reading, rows
+    from agent.tools.backtest.replay import replay
+    from agent.tools.backtest.report import as_json, table
+
+    configs = [(config_path(args.config), _load(args.config))]
+    if args.compare is not None:
+        configs.append((args.compare, load_config(args.compare)))
+    runs = []
+    reading = Reading()
+    try:
+        for path, config in configs:
+            reading = Reading()
+            runs.append((path, replay(config, rows(args.data, config, reading, args.skip_bad))))
+    except (DataError, OSError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.json:
+        print(json.dumps(json_safe(as_json(args.data, reading, runs)), indent=2))
+    else:
+        print(table(args.data, reading, runs))
+    return EXIT_OK
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from agent.config import parse_duration
+    from agent.tools.backtest.record import record
+
+    config = _load(args.config)
+    try:
+        duration = parse_duration(args.duration)
+    except ValueError as exc:
+        print(f"--duration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(args.verbose)
+    try:
+        written = asyncio.run(record(config, duration, args.out))
+    except KeyboardInterrupt:
+        print(f"record: stopped; what was recorded is in {args.out}", file=sys.stderr)
+        return EXIT_OK
+    print(f"record: {written:,} rows in {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     from agent.tools.alarmtest import run_files
 
@@ -357,6 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="--live: the agent's log")
     p.add_argument("--junit", type=Path, metavar="PATH", help="also write JUnit XML here")
     p.set_defaults(func=cmd_test)
+    p = command("replay", "backtest: recorded values through the config's alarms")
+    p.add_argument("data", type=Path, metavar="DATA.csv")
+    p.add_argument("--compare", type=Path, metavar="OTHER.toml", help="a second config beside")
+    p.add_argument("--json", action="store_true", help="the same figures as JSON")
+    p.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable rows")
+    p.set_defaults(func=cmd_replay)
+    p = command("record", "poll the sources into a CSV that replay reads")
+    p.add_argument("--duration", required=True, metavar="D", help='e.g. "1h", "30m", 600')
+    p.add_argument("--out", type=Path, required=True, metavar="DATA.csv")
+    p.set_defaults(func=cmd_record)
     p = command("outbox", "list pending and dead-lettered messages")
     p.add_argument("--retry-dead", action="store_true", help="re-queue every dead letter")
     p.set_defaults(func=cmd_outbox)
