@@ -159,6 +159,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from agent.tools.backtest.replay import replay
     from agent.tools.backtest.report import as_json, table
 
+    # flapping is in the report ("held back"), not worth a log line per alarm here
+    logging.getLogger("agent.alarms").setLevel(logging.ERROR)
     configs = [(config_path(args.config), _load(args.config))]
     if args.compare is not None:
         configs.append((args.compare, load_config(args.compare)))

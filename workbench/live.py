@@ -25,7 +25,7 @@ from agent.config import Config
 from agent.runtime.service import Agent
 from agent.tools.alarmtest import run_files
 from agent.tools.alarmtest.simulate import Sent
-from agent.tools.alarmtest.spec import AlarmTest, Expectation, TestFile
+from agent.tools.alarmtest.spec import AlarmTest, Expectation, TestFile, rules
 from simulators.config_machine import ConfigMachine
 from simulators.ilert import IlertConf, IlertSimulator, SourceConf
 from simulators.modbus_device import scenario
@@ -129,11 +129,16 @@ async def run_test(file: TestFile, test: AlarmTest) -> list[Sent]:
 
 
 def widened(file: TestFile) -> TestFile:
-    """Each expectation's tolerance plus its source's poll interval and ``DELIVERY``."""
+    """Each expectation's tolerance plus its source's poll interval and ``DELIVERY``; an
+    offline alarm's also plus the source's ``timeout`` (live, a silent device is noticed
+    when a request times out)."""
     poll = max((s.poll_interval for s in file.config.sources), default=1.0)
+    timeout = max((s.timeout for s in file.config.sources), default=1.0)
+    offline = {name for name, rule in rules(file.config).items() if rule.kind == "offline"}
 
     def wider(e: Expectation) -> Expectation:
-        return dataclasses.replace(e, tolerance=e.tolerance + poll + DELIVERY)
+        extra = poll + DELIVERY + (timeout if e.alarm in offline else 0.0)
+        return dataclasses.replace(e, tolerance=e.tolerance + extra)
 
     tests = tuple(
         dataclasses.replace(t, expect=tuple(wider(e) for e in t.expect)) for t in file.tests

@@ -4,7 +4,7 @@ transitions out), restored from the store at start and carried over on a reload.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -34,16 +34,18 @@ class AlarmEngine:
         self.offline = {state.rule.source: state for state in offline}
         self.dirty: set[AlarmState] = set()
         self.last_cycle: dict[str, Mapping[str, Value]] = {}  # per source: its last values
-        # per source: each alarm reading it, with the key of its value in a cycle's values
-        # (None: a formula, whose inputs may come from several sources' last cycles)
-        self._watch: dict[str, list[tuple[AlarmState, str | None]]] = {}
+        # per source: each alarm reading it, the key of its value in a cycle's values (None:
+        # a formula, whose inputs may come from several sources' last cycles) and its trigger
+        Watch = tuple[AlarmState, str | None, Callable[[Any], Any]]
+        self._watch: dict[str, list[Watch]] = {}
         for state in states:
             rule = state.rule
             if rule.kind == "formula":
                 for source in rule.sources:
-                    self._watch.setdefault(source, []).append((state, None))
+                    self._watch.setdefault(source, []).append((state, None, rule.triggers))
             else:
-                self._watch.setdefault(rule.source, []).append((state, rule.variable))
+                watch = (state, rule.variable, rule.triggers)
+                self._watch.setdefault(rule.source, []).append(watch)
 
     @classmethod
     def from_config(cls, config: Config) -> AlarmEngine:
@@ -62,14 +64,31 @@ class AlarmEngine:
         self.last_cycle[source] = values
         out: list[Transition] = []
         get = values.get
-        for state, key in self._watch.get(source, ()):
+        normal, active = State.NORMAL, State.ACTIVE
+        for state, key, triggers in self._watch.get(source, ()):
             value = get(key, _MISSING) if key is not None else self._inputs(state.rule)
             if value is _MISSING:
                 state.stale = True
-            elif not (state.state in _STABLE and value == state.last_value):
+                continue
+            current = state.state
+            if current is normal:
+                if value == state.last_value:
+                    continue  # unchanged and quiet: nothing to do (the usual case)
+                triggered: bool | None = None
+                if not state.stale:  # the next usual case: a new value that triggers nothing
+                    try:
+                        if not triggers(value):
+                            state.last_value, state.last_seen = value, now
+                            continue
+                        triggered = True
+                    except (TypeError, ArithmeticError):
+                        pass  # a bad value: ``step`` decides what it means
+                self._advance(state, value, now, wall, out, triggered)
+            elif current is active and value == state.last_value:
+                if not state.notified:  # owed: its start was held back by flapping control
+                    self._owed(state, now, out)
+            else:
                 self._advance(state, value, now, wall, out)
-            elif state.state is State.ACTIVE and not state.notified:  # owed, inlined: hot path
-                self._owed(state, now, out)
         return out
 
     def connection(
@@ -79,6 +98,8 @@ class AlarmEngine:
         state = self.offline.get(source)
         if state is None:
             return []
+        if answered and state.state is State.NORMAL and state.last_value == "online":
+            return []  # online and it was: the usual cycle
         out: list[Transition] = []
         self._advance(state, "online" if answered else "offline", now, wall, out)
         if state.state is State.PENDING and last_answer is not None:
@@ -96,9 +117,15 @@ class AlarmEngine:
         return tuple(values)
 
     def _advance(
-        self, state: AlarmState, value: Any, now: float, wall: datetime, out: list[Transition]
+        self,
+        state: AlarmState,
+        value: Any,
+        now: float,
+        wall: datetime,
+        out: list[Transition],
+        triggered: bool | None = None,
     ) -> None:
-        transition = state.step(value, now, wall)
+        transition = state.step(value, now, wall, triggered)
         if transition is None:
             if state.owed:
                 self._owed(state, now, out)
@@ -144,7 +171,7 @@ class AlarmEngine:
         """Whether another cycle of ``source`` with the same values and an answer could change
         nothing: no delay runs and no suppressed start is owed in the alarms it drives. A
         simulation may then skip its polls until a value changes."""
-        watched = [state for state, _ in self._watch.get(source, ())]
+        watched = [state for state, _, _ in self._watch.get(source, ())]
         if source in self.offline:
             watched.append(self.offline[source])
         return all(

@@ -81,8 +81,11 @@ class AlarmState:
     starts: deque[float] = field(default_factory=deque)  # notified starts in the window
     suppressed: int = 0
 
-    def step(self, value: Any, now: float, wall: datetime) -> Transition | None:
-        """Advance with a fresh value; returns the start or end it causes, if any."""
+    def step(
+        self, value: Any, now: float, wall: datetime, triggered: bool | None = None
+    ) -> Transition | None:
+        """Advance with a fresh value; returns the start or end it causes, if any.
+        ``triggered``: what ``rule.triggers(value)`` gave, if the caller asked already."""
         if self.stale:
             if self.state in (State.PENDING, State.CLEARING):
                 self.since += now - self.last_seen  # the stale gap does not count
@@ -94,7 +97,10 @@ class AlarmState:
             return None  # no decision on a NaN
         try:
             held = self.state in (State.ACTIVE, State.CLEARING)
-            cond = bool(rule.holds(value) if held else rule.triggers(value))
+            if held:
+                cond = bool(rule.holds(value))
+            else:
+                cond = triggered if triggered is not None else bool(rule.triggers(value))
         except (TypeError, ArithmeticError):
             return None  # a value of the wrong type, a division by zero: no decision
         match self.state:

@@ -4,11 +4,14 @@ with simulated time on the same file."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from agent.tools.alarmtest.report import compare
 from agent.tools.alarmtest.simulate import simulate
@@ -230,3 +233,36 @@ async def test_demo_of_a_users_own_config_with_a_formula_on_its_own_register_map
     assert "ALARM START [low] Hot or faulty: oil_temp = 85.0, fault = false" in text, text
     assert view.counts["messages delivered"] >= 4 and view.counts["messages retry"] == 0, text
     assert sorted(os.listdir(tmp_path)) == before
+
+
+async def test_record_then_replay_round_trips_against_the_simulator(tmp_path: Path) -> None:
+    from agent.tools.backtest.data import Reading, rows
+    from agent.tools.backtest.record import record
+    from agent.tools.backtest.replay import replay
+
+    file = load(write(tmp_path))
+    test = file.tests[1]  # oil over 80 from 1 s to 4 s; the drive faults from 2 s to 3 s
+    machine = ConfigMachine(file.config, free_ports=True, bind="127.0.0.1")
+    machine.values = scenario(test)
+    ports = await machine.start()
+    try:
+        sources = [
+            s.model_copy(update={"host": "127.0.0.1", "port": ports[s.name][1]})
+            for s in file.config.sources
+        ]
+        config = file.config.model_copy(update={"sources": sources})
+        out = tmp_path / "recorded.csv"
+        progress = io.StringIO()
+        written = await record(config, 4.6, out, progress=progress)
+    finally:
+        await machine.stop()
+    header = out.read_text().splitlines()[0].split(",")
+    assert header == ["time", *(key for key, _, _ in config.variables())]
+    assert written >= 30  # two sources, 200 ms, 4.6 s
+    reading = Reading()
+    found = replay(file.config, rows(out, file.config, reading))
+    assert reading.unknown == [] and reading.skipped == 0
+    assert found.alarms["Oil hot"].sent[("ilert", "start")] == 1
+    assert found.alarms["Oil hot"].sent[("ilert", "end")] == 1
+    assert found.alarms["Drive fault"].pages == 1
+    assert found.alarms["Oil hot"].longest == pytest.approx(2.0, abs=0.6)  # 1 s + on_delay 1 s

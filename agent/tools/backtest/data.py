@@ -1,9 +1,10 @@
 """Recorded values (DESIGN.md 9.2): CSV, read as a stream of timed samples.
 
-A ``.gz`` file is read through gzip. Wide form: ``time`` then one column per ``<source>.<variable>``; an empty cell is no new
-sample. Long form: ``time,variable,value``. Time is ISO 8601 or Unix seconds. Columns the
-config does not know are listed and skipped; a bad cell is an error naming its line and
-column, or with ``skip_bad`` a skipped (and counted) row.
+A ``.gz`` file is read through gzip. Wide form: ``time`` then one column per
+``<source>.<variable>``; an empty cell is no new sample. Long form: ``time,variable,value``.
+Time is ISO 8601 or Unix seconds. Columns the config does not know are listed and skipped;
+a bad cell is an error naming its line and column, or with ``skip_bad`` a skipped (and
+counted) row.
 """
 
 from __future__ import annotations
@@ -81,12 +82,11 @@ def rows(path: Path, config: Config, reading: Reading, skip_bad: bool = False) -
     """Stream the file's samples in time order as written (one row, one moment)."""
     variables = {key: variable for key, _, variable in config.variables()}
     parsers = {key: parser(variable) for key, variable in variables.items()}
-    opened = (
-        gzip.open(path, "rt", newline="", encoding="utf-8")
-        if path.suffix == ".gz"
-        else path.open(newline="", encoding="utf-8")
-    )
-    with opened as handle:
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", newline="", encoding="utf-8") as zipped:
+            yield from _rows(zipped, path, parsers, reading, skip_bad)
+        return
+    with path.open(newline="", encoding="utf-8") as handle:
         yield from _rows(handle, path, parsers, reading, skip_bad)
 
 
@@ -107,20 +107,32 @@ def _rows(
         return
     columns = [(i, name, parsers[name]) for i, name in enumerate(names) if name in parsers]
     reading.unknown = [name for name in names[1:] if name not in parsers]
+    width = len(names)
+    # every column a known number variable, in order: a whole row converts in one go
+    plain = (
+        [name for _, name, _ in columns]
+        if (
+            [i for i, _, _ in columns] == list(range(1, width))
+            and all(parse is float for _, _, parse in columns)
+        )
+        else None
+    )
     for line, row in enumerate(table, start=2):
         if not row:
             continue
         try:
             at = parse_time(row[0])
-            samples: dict[str, Value] = {}
-            for i, name, parse in columns:
-                if i < len(row):
-                    cell = row[i]
-                    if cell:
-                        try:
-                            samples[name] = parse(cell)
-                        except ValueError as exc:
-                            raise DataError(f"{path}:{line}: column {name!r}: {exc}") from None
+            if len(row) >= width:  # the usual row: every cell at once
+                samples: dict[str, Value]
+                try:
+                    if plain is not None:
+                        samples = dict(zip(plain, map(float, row[1:width]), strict=True))
+                    else:
+                        samples = {name: parse(row[i]) for i, name, parse in columns if row[i]}
+                except ValueError:  # an empty cell (no new sample) or a bad one
+                    samples = _cells(row, columns, path, line)
+            else:
+                samples = _cells(row, columns, path, line)
         except DataError:
             if not skip_bad:
                 raise
@@ -134,6 +146,20 @@ def _rows(
         reading.rows += 1
         reading.values += len(samples)
         yield at, samples
+
+
+def _cells(
+    row: list[str], columns: list[tuple[int, str, Callable[[str], Value]]], path: Path, line: int
+) -> dict[str, Value]:
+    """A row cell by cell: a short row, or the error naming the cell that is wrong."""
+    samples: dict[str, Value] = {}
+    for i, name, parse in columns:
+        if i < len(row) and row[i]:
+            try:
+                samples[name] = parse(row[i])
+            except ValueError as exc:
+                raise DataError(f"{path}:{line}: column {name!r}: {exc}") from None
+    return samples
 
 
 def _long(

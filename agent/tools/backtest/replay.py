@@ -73,6 +73,8 @@ def replay(config: Config, data: Iterable[Row]) -> Replay:
     sources = {s.name: s for s in config.sources}
     held: dict[str, dict[str, Value]] = {name: {} for name in sources}
     last_sample: dict[str, float] = {}
+    source_of = {key: source.name for key, source, _ in config.variables()}
+    single = config.sources[0].name if len(config.sources) == 1 else None
     origin: float | None = None
     t = 0.0
     for at, samples in data:
@@ -80,9 +82,12 @@ def replay(config: Config, data: Iterable[Row]) -> Replay:
             origin = found.first = at
         found.last = at
         t = at - origin
-        polled: dict[str, dict[str, Value]] = {}
-        for key, value in samples.items():
-            polled.setdefault(key.partition(".")[0], {})[key] = value
+        if single is not None:
+            polled = {single: samples} if samples else {}
+        else:
+            polled = {}
+            for key, value in samples.items():
+                polled.setdefault(source_of[key], {})[key] = value
         for name, values in polled.items():
             source = sources[name]
             before = last_sample.get(name)
@@ -90,8 +95,8 @@ def replay(config: Config, data: Iterable[Row]) -> Replay:
                 gone = before + source.offline_after  # not answering since the last sample
                 for _ in range(2):  # the first makes it pending since ``before``, the second
                     _count(found, _poll(engine, config, origin, PollResult(name), before, gone))
-            held[name].update(values)
-            result = PollResult(name, dict(held[name]), requests=1, answered=True)
+            held[name].update(values)  # (the engine keeps it as the source's last cycle: the
+            result = PollResult(name, held[name], requests=1, answered=True)  # held values)
             _count(found, _poll(engine, config, origin, result, t, t))
             last_sample[name] = t
     for figures in found.alarms.values():  # still active at the end of the data
