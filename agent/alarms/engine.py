@@ -64,10 +64,10 @@ class AlarmEngine:
         self.last_cycle[source] = values
         out: list[Transition] = []
         get = values.get
-        normal, active = State.NORMAL, State.ACTIVE
+        normal, active, missing = State.NORMAL, State.ACTIVE, _MISSING
         for state, key, triggers in self._watch.get(source, ()):
-            value = get(key, _MISSING) if key is not None else self._inputs(state.rule)
-            if value is _MISSING:
+            value = get(key, missing) if key is not None else self._inputs(state.rule)
+            if value is missing:
                 state.stale = True
                 continue
             current = state.state
@@ -77,8 +77,8 @@ class AlarmEngine:
                 triggered: bool | None = None
                 if not state.stale:  # the next usual case: a new value that triggers nothing
                     try:
-                        if not triggers(value):
-                            state.last_value, state.last_seen = value, now
+                        if not triggers(value):  # (a normal alarm's last_seen times nothing)
+                            state.last_value = value
                             continue
                         triggered = True
                     except (TypeError, ArithmeticError):

@@ -127,6 +127,8 @@ def _ended(figures: Figures, t: float) -> None:
 
 def _count(found: Replay, done_at: tuple[Step, float]) -> None:
     done, t = done_at
+    if not (done.states or done.transitions):
+        return  # the usual row: nothing happened
     for m in done.messages:
         found.alarms[_name(done, m.occurrence_id)].sent[(m.webhook, m.kind)] += 1
     for transition in done.transitions:
