@@ -335,8 +335,8 @@ def main(argv: list[str] | None = None) -> None:
         args.scenario = args.scenario or "packaging"
         if args.scenario not in SCENARIOS:
             options.error(f"--scenario {args.scenario}: one of {', '.join(sorted(SCENARIOS))}")
-    if args.scenario is not None and not args.test:
-        options.error("--scenario needs --test NAME")
+    elif args.scenario is not None and not args.test:
+        options.error("--scenario FILE needs --test NAME")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_config(args) if args.config else _main(args))
 

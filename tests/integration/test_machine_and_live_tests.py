@@ -18,6 +18,7 @@ from agent.tools.alarmtest.simulate import simulate
 from agent.tools.alarmtest.spec import load
 from simulators.config_machine import ConfigMachine
 from simulators.modbus_device import scenario
+from tests.conftest import REPO, wait_for
 from workbench.live import run_test, widened
 
 MACHINE = """
@@ -266,3 +267,41 @@ async def test_record_then_replay_round_trips_against_the_simulator(tmp_path: Pa
     assert found.alarms["Oil hot"].sent[("ilert", "end")] == 1
     assert found.alarms["Drive fault"].pages == 1
     assert found.alarms["Oil hot"].longest == pytest.approx(2.0, abs=0.6)  # 1 s + on_delay 1 s
+
+
+async def test_the_packaging_machine_runs_as_a_process_and_record_reads_it(tmp_path: Path) -> None:
+    """``python -m simulators.modbus_device`` as the README runs it, then ``ixon-agent
+    record`` against it, interrupted: what was recorded is kept and replays."""
+    import signal
+
+    device = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulators.modbus_device", "--port", "0", "--period", "10",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert device.stdout is not None
+        line = (await asyncio.wait_for(device.stdout.readline(), 30)).decode()
+        port = int(line.split(":")[1].split()[0])
+        config = tmp_path / "agent.toml"
+        config.write_text(
+            (REPO / "agent.toml").read_text().replace("port = 5020", f"port = {port}")
+        )
+        out = tmp_path / "rec.csv"
+        record = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent", "record", "--config", str(config), "--duration",
+            "1h", "--out", str(out), stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        await wait_for(
+            lambda: out.exists() and len(out.read_text().splitlines()) >= 6,
+            timeout=30, what="five recorded rows",
+        )  # fmt: skip
+        record.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(record.communicate(), 30)
+    finally:
+        device.terminate()
+        await device.wait()
+    assert record.returncode == 0 and b"what was recorded is in" in err
+    from agent.cli import main as cli_main
+
+    code = cli_main(["replay", "--config", str(config), str(out), "--json"])
+    assert code == 0
