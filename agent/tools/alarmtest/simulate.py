@@ -18,7 +18,7 @@ from agent.alarms.engine import AlarmEngine
 from agent.common.values import Value
 from agent.config import Config, Source
 from agent.core import step
-from agent.sources import PollResult
+from agent.sources.base import PollResult
 from agent.tools.alarmtest.spec import AlarmTest
 
 #: the wall-clock time a simulated test starts at (messages carry timestamps)

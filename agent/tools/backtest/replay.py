@@ -18,7 +18,7 @@ from agent.alarms.engine import AlarmEngine
 from agent.common.values import Value
 from agent.config import Config
 from agent.core import Step, step
-from agent.sources import PollResult
+from agent.sources.base import PollResult
 from agent.tools.alarmtest.spec import rules
 from agent.tools.backtest.data import Row
 
