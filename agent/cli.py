@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import signal
 import stat
 import sys
@@ -325,20 +326,24 @@ def _outbox_report(store: Any) -> str:
 
 
 def cmd_import_ixon(args: argparse.Namespace) -> int:
-    from agent.tools.ixon_import import import_ixon
+    from agent.tools.ixon_import import ImportError_, import_ixon
 
     for path in filter(None, [args.variables, args.alarms]):
         if not path.is_file():
             print(f"{path}: file not found", file=sys.stderr)
             return EXIT_CONFIG
-    result = import_ixon(
-        args.variables,
-        args.alarms,
-        source=args.source,
-        host=args.host,
-        port=args.port,
-        unit_id=args.unit_id,
-    )
+    try:
+        result = import_ixon(
+            args.variables,
+            args.alarms,
+            source=args.source,
+            host=args.host,
+            port=args.port,
+            unit_id=args.unit_id,
+        )
+    except ImportError_ as exc:
+        print(f"import-ixon: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.output:
         args.output.write_text(result.toml)
     else:
@@ -434,7 +439,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, where a closed pipe can be handled
+        return code
+    except BrokenPipeError:
+        # the reader stopped reading (``ixon-agent check | head``): not an error of ours;
+        # stdout goes nowhere from now on, so the exit flush does not complain either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG

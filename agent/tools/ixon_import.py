@@ -86,12 +86,36 @@ class Imported:
     alarms: int = 0
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) with header names lower-cased and trimmed; ``,`` or ``;``."""
-    text = path.read_text(encoding="utf-8-sig")
+class ImportError_(ValueError):
+    """A file that is not an IXON export this command can read; says which and why."""
+
+
+def _text(path: Path) -> str:
+    """UTF-8 (with or without BOM), or UTF-16 as Excel's "Unicode text" saves it."""
+    raw = path.read_bytes()
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return raw.decode("utf-16")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportError_(f"{path}: not a text file (neither UTF-8 nor UTF-16)") from None
+
+
+def _rows(path: Path, needs: tuple[str, ...] = ()) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) with header names lower-cased and trimmed; ``,``, ``;`` or tab.
+    A header without the ``needs`` columns is an error, not an empty import."""
+    text = _text(path)
     first = text.splitlines()[0] if text.strip() else ""
-    delimiter = ";" if first.count(";") > first.count(",") else ","
+    delimiter = max(",;\t", key=first.count)
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    header = {(name or "").strip().lower() for name in reader.fieldnames or []}
+    missing = [n for n in needs if n not in header]
+    if missing:
+        found = ", ".join(sorted(h for h in header if h)) or "no header"
+        raise ImportError_(
+            f"{path}: no {' or '.join(repr(m) for m in missing)} column (found: {found});"
+            " is this IXON's export?"
+        )
     for line, row in enumerate(reader, start=2):
         cleaned = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
         if any(cleaned.values()):
@@ -264,14 +288,14 @@ def import_ixon(
     """Translate the exports; rows that cannot be translated are reported, not guessed."""
     problems: list[str] = []
     variables = _Variables()
-    for line, row in _rows(variables_csv):
+    for line, row in _rows(variables_csv, ("address", "type")):
         why = variables.add(row)
         if why:
             problems.append(f"{variables_csv.name} line {line} ({row.get('name') or '?'}): {why}")
     alarms: list[dict[str, Any]] = []
     if alarms_csv is not None:
         names: set[str] = set()
-        for line, row in _rows(alarms_csv):
+        for line, row in _rows(alarms_csv, ("address", "condition")):
             result = _alarm(row, variables)
             if isinstance(result, dict) and result["name"] in names:
                 result = f"alarm name {result['name']!r} appears twice"

@@ -63,3 +63,15 @@ def test_read_json_of_nothing_read_is_still_json(
 ) -> None:
     code, out, err = run(capsys, "read", "--json", "--config", str(write_config(tmp_path, port=1)))
     assert code == cli.EXIT_FAILED and json.loads(out) == {} and "source plc" in err
+
+
+def test_output_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
+    """``ixon-agent check | head -1``: the reader goes away; no BrokenPipeError on stderr."""
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path)
+    # head exits before the agent writes: the reader is gone when the output comes
+    shell = f"{sys.executable} -m agent check --config {config} | (exec 0<&-; true)"
+    done = subprocess.run(shell, shell=True, capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

@@ -109,3 +109,32 @@ def test_import_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "7 variable(s) and 0 alarm(s) imported, 0 row(s) left out" in capsys.readouterr().err
     assert main(["import-ixon", "--variables", str(DATA / "ixon_variables.csv")]) == 1
     assert main(["import-ixon", "--variables", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_utf16_tab_separated_as_excel_saves_unicode_text(tmp_path: Path) -> None:
+    text = (DATA / "ixon_variables.csv").read_text(encoding="utf-8")
+    delimiter = ";" if text.splitlines()[0].count(";") > text.splitlines()[0].count(",") else ","
+    utf16 = tmp_path / "variables.txt"
+    utf16.write_bytes(text.replace(delimiter, "\t").encode("utf-16"))
+    plain = import_ixon(DATA / "ixon_variables.csv")
+    same = import_ixon(utf16).toml.replace("variables.txt", "ixon_variables.csv")
+    assert same == plain.toml and plain.variables > 0
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\x00\xff\xfe\xfa binary", "not a text file (neither UTF-8 nor UTF-16)"),
+        (b"Name,Colour\nx,red\n", "no 'address' or 'type' column (found: colour, name)"),
+    ],
+)
+def test_a_file_that_is_not_an_ixon_export_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, problem: str
+) -> None:
+    from agent import cli
+
+    path = tmp_path / "export.csv"
+    path.write_bytes(content)
+    assert cli.main(["import-ixon", "--variables", str(path)]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert problem in err and "Traceback" not in err
