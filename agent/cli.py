@@ -71,6 +71,9 @@ def cmd_read(args: argparse.Namespace) -> int:
     from agent.sources import open_pollers
 
     config = _load(args.config)
+    setup_logging(args.verbose)  # pymodbus quiet; its lines (and hex dumps) only with -v
+    if not args.verbose:  # one line per failed source below says what went wrong
+        logging.getLogger("agent.modbus").setLevel(logging.ERROR)
 
     async def read_all() -> tuple[dict[str, object], list[str]]:
         values: dict[str, object] = {}

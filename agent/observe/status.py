@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -34,10 +34,13 @@ from agent.delivery.deliverer import Result
 from agent.observe.logs import one_line_logger
 from agent.observe.snapshot import Snapshot
 from agent.observe.web import WebServer
+from agent.sources.modbus.wire import EXCEPTION_NAMES
 
 log = logging.getLogger("agent.status")
 
 PREFIX = "ixon_agent"
+#: the failure kinds a Modbus source counts: exported at 0 before they first happen
+ERROR_KINDS = ("not connected", "no reply", "protocol error", *EXCEPTION_NAMES.values())
 MAX_VALUES = 200  # variables listed on the status page
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -66,6 +69,7 @@ class Metrics(Collector):
         self.transitions: Counter[tuple[str, str]] = Counter()
         self.attempts: Counter[tuple[str, str]] = Counter()
         self.registry.register(self)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, memory, fds
 
     def transition(self, t: Transition) -> None:
         self.transitions[(t.rule.name, t.kind)] += 1
@@ -88,8 +92,10 @@ class Metrics(Collector):
             polls.add_metric([name, "ok"], stats.cycles - stats.failed)
             polls.add_metric([name, "failed"], stats.failed)
             requests.add_metric([name], stats.requests)
-            for kind, count in stats.errors.items():
-                errors.add_metric([name, kind], count)
+            # every known kind from the start (at 0), so a rate() has a baseline; label
+            # values without spaces
+            for kind in sorted({*ERROR_KINDS, *stats.errors}):
+                errors.add_metric([name, kind.replace(" ", "_")], stats.errors.get(kind, 0))
             skipped.add_metric([name], stats.skipped)
             values.add_metric([name], stats.values)
             up.add_metric([name], 1.0 if source.online else 0.0)

@@ -75,3 +75,11 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
     shell = f"{sys.executable} -m agent check --config {config} | (exec 0<&-; true)"
     done = subprocess.run(shell, shell=True, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_read_says_which_source_failed_in_one_line_and_nothing_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "read", "--config", str(write_config(tmp_path, port=1)))
+    assert code == cli.EXIT_FAILED and "(not read)" in out
+    assert err.strip().splitlines() == ["source plc: not connected"], err
