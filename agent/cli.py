@@ -235,8 +235,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_send_test(args: argparse.Namespace) -> int:
     from agent.delivery.deliverer import Deliverer, make_http_client
-    from agent.formats import messages_for, sample_transition
-    from agent.outbox.store import Store
+    from agent.formats import ended, sample_transition, test_messages
+    from agent.outbox.store import Message, Store
     from agent.runtime.service import DB_NAME
 
     config = _load(args.config)
@@ -248,10 +248,11 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         print(f"no webhook {unknown[0] if unknown else ''!r} (known: {known})", file=sys.stderr)
         return EXIT_CONFIG
 
-    async def send() -> tuple[list[int], Store]:
-        store = Store(config.agent.state_dir / DB_NAME)
-        transition = sample_transition(config)
-        ids = store.record([], messages_for(config, transition, transition.at, names))
+    async def deliver(store: Store, messages: list[Message], until: float) -> list[str]:
+        """Send ``messages`` through the outbox: "sent", "rejected" or "late" for each.
+        Those not delivered by ``until`` are withdrawn, so a test never pages anyone later
+        (when ``run`` starts, say)."""
+        ids = store.record([], messages)
         async with make_http_client() as http:
             deliverer = Deliverer(
                 store,
@@ -261,27 +262,59 @@ def cmd_send_test(args: argparse.Namespace) -> int:
                 secrets=config.secrets(),
             )
             deliverer.start()
-            deadline = asyncio.get_running_loop().time() + args.timeout
+            loop = asyncio.get_running_loop()
             while any(store.is_pending(i) for i in ids):
-                if asyncio.get_running_loop().time() > deadline:
+                if loop.time() > until:
                     break
                 await asyncio.sleep(0.05)
             await deliverer.stop(grace=1.0)
-        return ids, store
+        late = [i for i in ids if store.is_pending(i)]
+        store.withdraw(late)
+        return [
+            "late" if i in late else "rejected" if store.is_dead(i) else "sent" for i in ids
+        ]
 
-    ids, store = asyncio.run(send())
-    failed = 0
-    for webhook, entry_id in zip(names, ids, strict=True):
-        if store.is_pending(entry_id):
-            print(f"webhook {webhook}: not delivered yet; it stays in the outbox (#{entry_id})")
-        elif store.is_dead(entry_id):
-            print(f"webhook {webhook}: rejected; see `ixon-agent outbox` (#{entry_id})")
-        else:
-            print(f"webhook {webhook}: test message delivered")
-            continue
-        failed += 1
-    store.close()
-    return EXIT_FAILED if failed else EXIT_OK
+    async def send() -> list[str]:
+        store = Store(config.agent.state_dir / DB_NAME)
+        try:
+            start = sample_transition(config)
+            webhooks = [w for w in config.webhooks if w.name in names]
+            now = asyncio.get_running_loop().time()
+            sent = await deliver(store, test_messages(config, webhooks, start), now + args.timeout)
+            started = {w.name for w, how in zip(webhooks, sent, strict=True) if how == "sent"}
+            report = {}
+            for webhook, how in zip(webhooks, sent, strict=True):
+                if how == "sent":
+                    report[webhook.name] = "test alarm delivered"
+                elif how == "rejected":
+                    report[webhook.name] = "rejected; see `ixon-agent outbox`"
+                else:
+                    report[webhook.name] = (
+                        f"not delivered within {args.timeout:g} s; withdrawn from the outbox"
+                        " (nothing is sent later)"
+                    )
+            if started and not args.keep_open:
+                end = ended(start)
+                to_end = [w for w in webhooks if w.name in started]
+                now = asyncio.get_running_loop().time()
+                sent = await deliver(store, test_messages(config, to_end, end), now + args.timeout)
+                for webhook, how in zip(to_end, sent, strict=True):
+                    report[webhook.name] += (
+                        ", and resolved"
+                        if how == "sent"
+                        else "; its end was not delivered: resolve the alert by hand"
+                    )
+            return [f"webhook {name}: {text}" for name, text in report.items()]
+        finally:
+            store.close()
+
+    lines = asyncio.run(send())
+    print("\n".join(lines))
+    return (
+        EXIT_OK
+        if all("delivered" in ln and "not delivered" not in ln for ln in lines)
+        else (EXIT_FAILED)
+    )
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -384,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("send-test", "send one test alarm through the normal delivery path")
     p.add_argument("--webhook", metavar="NAME", help="only this webhook (default: all)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for delivery")
+    p.add_argument(
+        "--keep-open", action="store_true", help="do not send the end: the alert stays open"
+    )
     p.set_defaults(func=cmd_send_test)
     p = sub.add_parser(
         "import-ixon",

@@ -72,3 +72,27 @@ def sample_transition(config: Config) -> Transition:
     )
     now = datetime.now(UTC)
     return Transition(rule, "start", new_id(), (True,), now, now)
+
+
+def ended(start: Transition) -> Transition:
+    """The end of ``start`` (``send-test`` resolves what it opened), a moment later."""
+    return Transition(
+        start.rule,
+        "end",
+        start.occurrence_id,
+        start.values,
+        start.occurred_on,
+        datetime.now(UTC),
+    )
+
+
+def test_messages(config: Config, webhooks: Sequence[Webhook], t: Transition) -> list[Message]:
+    """``t`` for each of ``webhooks``, whatever their severity floor or ``notify_ended``: a
+    test reaches the webhooks it names, and an opened test alert is always resolved."""
+    label = f"{t.kind} of {t.rule.name!r} (occurrence {t.occurrence_id})"
+    return [
+        Message(
+            w.name, t.occurrence_id, t.kind, t.rule.severity, label, build(config.agent, w, t, t.at)
+        )
+        for w in webhooks
+    ]

@@ -776,6 +776,15 @@ class Store:
         sql = "SELECT 1 FROM outbox WHERE id = ? AND id NOT IN temp.gone"
         return bool(self._rows(sql, (entry_id,)))
 
+    def is_gone(self, entry_id: int) -> bool:
+        """Delivered (or withdrawn): neither waiting nor a dead letter."""
+        return not self.is_pending(entry_id) and not self.is_dead(entry_id)
+
+    def withdraw(self, entry_ids: Iterable[int]) -> None:
+        """Take waiting messages back unsent (``send-test`` leaves nothing behind)."""
+        for entry_id in entry_ids:
+            self.delivered(entry_id)  # the same deletion; nothing was sent
+
     def is_dead(self, entry_id: int) -> bool:
         return bool(self._rows("SELECT 1 FROM dead_letter WHERE id = ?", (entry_id,)))
 

@@ -73,10 +73,36 @@ async def test_send_test_goes_through_the_outbox(
     code = await asyncio.to_thread(main, ["send-test", "--config", str(path), "--timeout", "10"])
     await receiver.stop()
     assert code == 0
-    assert "webhook ilert: test message delivered" in capsys.readouterr().out
-    [body] = receiver.bodies
-    assert body["alarm"]["name"] == "Test message from ixon-agent"
-    assert body["systemLabel"] == "alarm-high"
+    assert "webhook ilert: test alarm delivered, and resolved" in capsys.readouterr().out
+    start, end = receiver.bodies  # the test alert is opened, then resolved
+    assert start["alarm"]["name"] == "Test message from ixon-agent"
+    assert start["systemLabel"] == "alarm-high"
+    assert (start["alarm"]["state"], end["alarm"]["state"]) == ("active", "ended")
+    assert start["alarm"]["occurrenceId"] == end["alarm"]["occurrenceId"]
+
+
+async def test_send_test_keep_open_and_a_test_that_cannot_go_leaves_nothing_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    receiver = Receiver()
+    await receiver.start()
+    path = write_config(tmp_path, ilert=receiver.url)
+    argv = ["send-test", "--config", str(path), "--timeout", "10"]
+    code = await asyncio.to_thread(main, [*argv, "--keep-open"])
+    assert code == 0 and [b["alarm"]["state"] for b in receiver.bodies] == ["active"]
+    receiver.default = 503  # the receiver is down for the whole test
+    code = await asyncio.to_thread(main, [*argv[:-1], "1"])
+    await receiver.stop()
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "not delivered within 1 s; withdrawn from the outbox (nothing is sent later)" in out
+    store = Store(tmp_path / "state" / "agent.db")
+    try:
+        assert store.pending_count() == 0 and store.dead_count() == 0
+    finally:
+        store.close()
 
 
 def test_send_test_names_unknown_webhooks(
