@@ -17,13 +17,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from agent.alarms.rules import AlarmRule
 from agent.alarms.states import Transition, describe_values
@@ -37,8 +36,6 @@ from agent.tools.alarmtest.spec import AlarmTest, TestFileError
 from agent.tools.alarmtest.spec import load as load_tests
 from simulators.config_machine import ConfigMachine
 from simulators.ilert import (
-    EVENTS_KEY,
-    IXON_KEY,
     TRIGGER_TYPES,
     ActionConf,
     Alert,
@@ -47,42 +44,11 @@ from simulators.ilert import (
 )
 from simulators.modbus_device import ModbusDeviceSimulator, scenario
 from simulators.sumo import SumoSimulator
+from workbench.wiring import to_stand_ins
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "agent.toml"
 SUMO_CATEGORY = "webhook/ilert"  # the Sumo stand-in's demo source
-
-
-def demo_config(base: Config, ports: Mapping[str, int], ilert_url: str, state_dir: Path) -> Config:
-    """``base`` with the simulated sources (``ports``: source -> its port on loopback) and
-    every webhook pointed at the ilert stand-in, whatever its URL: a demo never sends
-    anything off this machine (nor pings a heartbeat)."""
-    sources = [
-        s.model_copy(update={"host": "127.0.0.1", "port": ports[s.name]}) if s.name in ports else s
-        for s in base.sources
-    ]
-    webhooks = []
-    for w in base.webhooks:
-        if w.format == "ixon":
-            url = f"{ilert_url}/api/v1/events/ixon/{IXON_KEY}"
-            webhooks.append(w.model_copy(update={"url": SecretStr(url)}))
-        else:
-            update = {
-                "url": SecretStr(f"{ilert_url}/api/events"),
-                "integration_key": SecretStr(EVENTS_KEY),
-            }
-            webhooks.append(w.model_copy(update=update))
-    agent = base.agent.model_copy(update={"state_dir": state_dir})
-    status = base.status.model_copy(update={"port": 0})  # never clash with a running agent
-    return base.model_copy(
-        update={
-            "sources": sources,
-            "webhooks": webhooks,
-            "agent": agent,
-            "status": status,
-            "heartbeat": None,
-        }
-    )
 
 
 class _Style:
@@ -308,7 +274,7 @@ async def demo(
         story = f"scenario repeats every {period:g}s"
     ilert_url = await ilert.start()
     with tempfile.TemporaryDirectory(prefix="ixon-agent-demo-") as state:
-        config = demo_config(base, ports, ilert_url, Path(state))
+        config = to_stand_ins(base, ports, ilert_url, Path(state))
         view = LiveView(config, ilert, out, sumo)
         ilert.on_delivery = view.forwarded
         agent = Agent(config, observer=view)

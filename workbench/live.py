@@ -19,9 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import SecretStr
-
-from agent.config import Config
+from agent.config import Config, Webhook
 from agent.runtime.service import Agent
 from agent.tools.alarmtest import run_files
 from agent.tools.alarmtest.simulate import Sent
@@ -29,6 +27,7 @@ from agent.tools.alarmtest.spec import AlarmTest, Expectation, TestFile, rules
 from simulators.config_machine import ConfigMachine
 from simulators.ilert import IlertConf, IlertSimulator, SourceConf
 from simulators.modbus_device import scenario
+from workbench.wiring import to_stand_ins
 
 #: seconds live mode allows, beyond a poll interval, for a message to reach the stand-in
 DELIVERY = 0.5
@@ -38,36 +37,8 @@ def _windows(test: AlarmTest, t: float) -> set[str]:
     return {s for s, ws in test.offline.items() if any(a <= t < b for a, b in ws)}
 
 
-def wired(config: Config, machine: ConfigMachine, ilert_url: str, state: Path) -> Config:
-    """``config`` reading the simulator and sending to the stand-in, its state in ``state``."""
-    sources = [
-        s.model_copy(update={"host": machine.ports[s.name][0], "port": machine.ports[s.name][1]})
-        if s.name in machine.ports
-        else s
-        for s in config.sources
-    ]
-    webhooks = []
-    for n, w in enumerate(config.webhooks):
-        if w.format == "ixon":
-            url = f"{ilert_url}/api/v1/events/ixon/il1live{n}"
-            w = w.model_copy(update={"url": SecretStr(url)})
-        else:
-            w = w.model_copy(
-                update={
-                    "url": SecretStr(f"{ilert_url}/api/events"),
-                    "integration_key": SecretStr(f"il1live{n}"),
-                }
-            )
-        webhooks.append(w)
-    return config.model_copy(
-        update={
-            "sources": sources,
-            "webhooks": webhooks,
-            "agent": config.agent.model_copy(update={"state_dir": state}),
-            "status": config.status.model_copy(update={"enabled": False}),
-            "heartbeat": None,
-        }
-    )
+def _live_key(index: int, webhook: Webhook) -> str:
+    return f"il1live{index}"  # one alert source per webhook: what came from which
 
 
 def stand_in(config: Config) -> IlertSimulator:
@@ -76,7 +47,7 @@ def stand_in(config: Config) -> IlertSimulator:
     sources = [
         SourceConf(
             name=w.name,
-            key=f"il1live{n}",
+            key=_live_key(n, w),
             integration="ixon" if w.format == "ixon" else "api",
             alert_key_template="{{alarm.occurrenceId}}" if w.format == "ixon" else None,
         )
@@ -114,7 +85,11 @@ async def run_test(file: TestFile, test: AlarmTest) -> list[Sent]:
     started = machine._started
     try:
         with tempfile.TemporaryDirectory(prefix="ixon-agent-live-") as state:
-            agent = Agent(wired(file.config, machine, ilert_url, Path(state)))
+            ports = {name: port for name, (_, port) in machine.ports.items()}
+            config = to_stand_ins(
+                file.config, ports, ilert_url, Path(state), key=_live_key, status=False
+            )
+            agent = Agent(config)
             await agent.start()
             try:
                 await asyncio.sleep(test.duration - (time.monotonic() - started))
