@@ -121,7 +121,7 @@ def _rows(
         if not row:
             continue
         try:
-            at = parse_time(row[0])
+            at = _time(row[0], path, line)
             if len(row) >= width:  # the usual row: every cell at once
                 samples: dict[str, Value]
                 try:
@@ -133,19 +133,26 @@ def _rows(
                     samples = _cells(row, columns, path, line)
             else:
                 samples = _cells(row, columns, path, line)
-        except DataError:
-            if not skip_bad:
-                raise
-            reading.skipped += 1
-            continue
-        except ValueError as exc:
-            if not skip_bad:
-                raise DataError(f"{path}:{line}: column 'time': {exc}") from None
-            reading.skipped += 1
+        except DataError as exc:
+            _skip(exc, reading, skip_bad)
             continue
         reading.rows += 1
         reading.values += len(samples)
         yield at, samples
+
+
+def _time(text: str, path: Path, line: int) -> float:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise DataError(f"{path}:{line}: column 'time': {exc}") from None
+
+
+def _skip(exc: DataError, reading: Reading, skip_bad: bool) -> None:
+    """A bad row: counted and skipped with ``skip_bad``, else the error."""
+    if not skip_bad:
+        raise exc
+    reading.skipped += 1
 
 
 def _cells(
@@ -179,7 +186,7 @@ def _long(
         try:
             if len(row) < 3:
                 raise DataError(f"{path}:{line}: expected time,variable,value")
-            at = parse_time(row[0])
+            at = _time(row[0], path, line)
             name = row[1].strip()
             if name not in parsers:
                 unknown.add(name)
@@ -188,15 +195,8 @@ def _long(
                 value = parsers[name](row[2])
             except ValueError as exc:
                 raise DataError(f"{path}:{line}: column 'value' ({name}): {exc}") from None
-        except DataError:
-            if not skip_bad:
-                raise
-            reading.skipped += 1
-            continue
-        except ValueError as exc:
-            if not skip_bad:
-                raise DataError(f"{path}:{line}: column 'time': {exc}") from None
-            reading.skipped += 1
+        except DataError as exc:
+            _skip(exc, reading, skip_bad)
             continue
         if current is not None and at != current:
             reading.rows += 1
