@@ -200,6 +200,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"record: stopped; what was recorded is in {args.out}", file=sys.stderr)
         return EXIT_OK
+    except OSError as exc:  # cannot create or write the file (a full disk, say)
+        print(
+            f"record: {args.out}: {exc.strerror or exc}; what was written is kept", file=sys.stderr
+        )
+        return EXIT_FAILED
     print(f"record: {written:,} rows in {args.out}", file=sys.stderr)
     return EXIT_OK
 
@@ -270,9 +275,7 @@ def cmd_send_test(args: argparse.Namespace) -> int:
             await deliverer.stop(grace=1.0)
         late = [i for i in ids if store.is_pending(i)]
         store.withdraw(late)
-        return [
-            "late" if i in late else "rejected" if store.is_dead(i) else "sent" for i in ids
-        ]
+        return ["late" if i in late else "rejected" if store.is_dead(i) else "sent" for i in ids]
 
     async def send() -> list[str]:
         store = Store(config.agent.state_dir / DB_NAME)

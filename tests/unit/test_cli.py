@@ -83,3 +83,12 @@ def test_read_says_which_source_failed_in_one_line_and_nothing_else(
     code, out, err = run(capsys, "read", "--config", str(write_config(tmp_path, port=1)))
     assert code == cli.EXIT_FAILED and "(not read)" in out
     assert err.strip().splitlines() == ["source plc: not connected"], err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_record_onto_a_full_disk_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["record", "--config", str(write_config(tmp_path, port=1)), "--duration", "2s"]
+    code, _, err = run(capsys, *argv, "--out", "/dev/full")
+    assert code == cli.EXIT_FAILED and "record: /dev/full: No space left on device" in err

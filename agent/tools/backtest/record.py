@@ -66,7 +66,10 @@ async def record(config: Config, duration: float, out: Path, progress: TextIO = 
         tasks = [asyncio.create_task(poll(p)) for p in pollers.values()]
         tasks.append(asyncio.create_task(report()))
         try:
-            await asyncio.sleep(duration)
+            # a task ends only by failing (a write to a full disk): then the recording does
+            done, _ = await asyncio.wait(
+                tasks, timeout=duration, return_when=asyncio.FIRST_EXCEPTION
+            )
         finally:
             for task in tasks:
                 task.cancel()
@@ -75,4 +78,6 @@ async def record(config: Config, duration: float, out: Path, progress: TextIO = 
                     await task
             for poller in pollers.values():
                 poller.close()
+        for task in done:
+            task.result()  # raises what stopped it
     return written
