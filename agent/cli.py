@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import importlib
 import json
 import logging
@@ -12,6 +13,7 @@ import signal
 import stat
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             assert alarm.condition is not None and alarm.threshold is not None
             trigger = f"{alarm.variable} {describe_condition(alarm.condition, alarm.threshold)}"
-        print(f"  [{alarm.severity}] {alarm.name}: {trigger}")
+        off = "" if alarm.enabled else "; out of service (enabled = false)"
+        print(f"  [{alarm.severity}] {alarm.name}: {trigger}{off}")
     print(
         f"{len(config.webhooks)} webhook(s): {', '.join(w.name for w in config.webhooks) or 'none'}"
     )
@@ -364,6 +367,105 @@ def _outbox_report(store: Any) -> str:
     return "\n".join(lines)
 
 
+#: the longest a person may shelve an alarm: shelving is for a while, not for good (that is
+#: ``enabled = false``, which shows in the config for everyone to see)
+MAX_SHELF = 30 * 86_400.0
+
+
+def _alarm_ids(config: Config) -> dict[str, tuple[str, bool]]:
+    """Every alarm a person can name, with its id and whether it is evaluated: the
+    configured ones and each source's offline alarm."""
+    from agent.alarms.rules import AlarmRule, offline_rule
+
+    found = {a.name: (AlarmRule.compile(a, config).public_id, a.enabled) for a in config.alarms}
+    for source in config.sources:
+        if source.offline_after:
+            rule = offline_rule(source, config.agent.agent_id)
+            found[rule.name] = (rule.public_id, True)
+    return found
+
+
+def _pick_alarm(config: Config, path: Path, name: str) -> str:
+    """The id of the alarm called ``name``; a ConfigError with the likely one if none is."""
+    known = _alarm_ids(config)
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+        raise ConfigError(path, [f"no alarm {name!r}{hint}"])
+    alarm_id, enabled = known[name]
+    if not enabled:
+        raise ConfigError(path, [f"alarm {name!r} is out of service (enabled = false)"])
+    return alarm_id
+
+
+def cmd_shelve(args: argparse.Namespace) -> int:
+    from agent.common.times import span
+    from agent.config import parse_duration
+    from agent.outbox.store import Store
+    from agent.runtime.service import DB_NAME
+
+    path = config_path(args.config)
+    config = load_config(path)
+    store = Store(config.agent.state_dir / DB_NAME)
+    try:
+        if args.name is None:  # list what is shelved
+            now = store.now()
+            rows = [r for r in store.shelves() if r.until > now]
+            for row in rows:
+                reason = f": {row.reason}" if row.reason else ""
+                print(f"{row.name}: shelved for {span(row.until - now)} more{reason}")
+            if not rows:
+                print("no alarm is shelved")
+            return EXIT_OK
+        alarm_id = _pick_alarm(config, path, args.name)
+        if args.duration is None:
+            print("shelve: give --for, e.g. --for 2h", file=sys.stderr)
+            return EXIT_CONFIG
+        try:
+            seconds = parse_duration(args.duration)
+        except ValueError as exc:
+            print(f"shelve: --for: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        if not 0 < seconds <= MAX_SHELF:
+            print(
+                f"shelve: --for must be more than 0 and at most {span(MAX_SHELF)}", file=sys.stderr
+            )
+            return EXIT_CONFIG
+        store.shelve(alarm_id, args.name, seconds, args.reason or "", _user())
+    finally:
+        store.close()
+    ends = datetime.now().astimezone() + timedelta(seconds=seconds)
+    print(
+        f"{args.name}: shelved for {span(seconds)}, until about {ends:%Y-%m-%d %H:%M %Z}"
+        f" (agent running time); no start is notified until then"
+    )
+    return EXIT_OK
+
+
+def cmd_unshelve(args: argparse.Namespace) -> int:
+    from agent.outbox.store import Store
+    from agent.runtime.service import DB_NAME
+
+    path = config_path(args.config)
+    config = load_config(path)
+    alarm_id = _pick_alarm(config, path, args.name)
+    store = Store(config.agent.state_dir / DB_NAME)
+    try:
+        removed = store.unshelve([alarm_id])
+    finally:
+        store.close()
+    if not removed:
+        print(f"{args.name}: was not shelved")
+        return EXIT_OK
+    print(f"{args.name}: unshelved; if it is active, the running agent notifies it now")
+    return EXIT_OK
+
+
+def _user() -> str:
+    """Who shelves: shown beside the reason, on the page and in the agent's log."""
+    return os.environ.get("SUDO_USER") or os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+
+
 def cmd_import_ixon(args: argparse.Namespace) -> int:
     from agent.tools.ixon_import import ImportError_, import_ixon
 
@@ -460,6 +562,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", required=True, metavar="D", help='e.g. "1h", "30m", 600')
     p.add_argument("--out", type=Path, required=True, metavar="DATA.csv")
     p.set_defaults(func=cmd_record)
+    p = command("shelve", "put an alarm aside for a while: it notifies no start until then")
+    p.add_argument("name", nargs="?", metavar="NAME", help="the alarm; none: list shelved ones")
+    p.add_argument("--for", dest="duration", metavar="D", help='how long, e.g. "2h", "30m", "1d"')
+    p.add_argument("--reason", metavar="TEXT", help="shown on the status page and logged")
+    p.set_defaults(func=cmd_shelve)
+    p = command("unshelve", "end an alarm's shelf now")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_unshelve)
     p = command("outbox", "list pending and dead-lettered messages")
     p.add_argument("--retry-dead", action="store_true", help="re-queue every dead letter")
     p.set_defaults(func=cmd_outbox)

@@ -40,8 +40,8 @@ ENV_PREFIX = "AGENT_"
 ENV_DELIMITER = "__"
 DEFAULT_CONFIG = "agent.toml"
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86_400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|m|h|d)?\s*$")
 
 
 def parse_duration(value: Any) -> float:
@@ -238,6 +238,8 @@ class Alarm(_Model):
     #: flapping control: at most this many starts notified per window; ends always go out
     max_notifications: int = Field(default=20, ge=1)
     flap_window: Duration = Field(default=3600.0, gt=0)
+    #: false: configured and checked, never evaluated (IXON's out of service)
+    enabled: bool = True
 
 
 class Webhook(_Model):

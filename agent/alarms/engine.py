@@ -29,8 +29,14 @@ class AlarmEngine:
     same transaction as the messages.
     """
 
-    def __init__(self, states: list[AlarmState], offline: Iterable[AlarmState] = ()) -> None:
+    def __init__(
+        self,
+        states: list[AlarmState],
+        offline: Iterable[AlarmState] = (),
+        out_of_service: Iterable[AlarmRule] = (),
+    ) -> None:
         self.states = states
+        self.out_of_service = tuple(out_of_service)  # configured with enabled = false
         self.offline = {state.rule.source: state for state in offline}
         self.dirty: set[AlarmState] = set()
         self.last_cycle: dict[str, Mapping[str, Value]] = {}  # per source: its last values
@@ -51,8 +57,12 @@ class AlarmEngine:
     def from_config(cls, config: Config) -> AlarmEngine:
         agent_id = config.agent.agent_id
         rules = [AlarmRule.compile(alarm, config) for alarm in config.alarms]
+        enabled = [rule for rule, alarm in zip(rules, config.alarms, strict=True) if alarm.enabled]
+        disabled = [
+            rule for rule, alarm in zip(rules, config.alarms, strict=True) if not alarm.enabled
+        ]
         offline = [AlarmState(offline_rule(s, agent_id)) for s in config.sources if s.offline_after]
-        return cls([AlarmState(rule) for rule in rules], offline)
+        return cls([AlarmState(rule) for rule in enabled], offline, disabled)
 
     def all_states(self) -> list[AlarmState]:
         return [*self.states, *self.offline.values()]
@@ -131,18 +141,20 @@ class AlarmEngine:
                 self._owed(state, now, out)
             return
         self.dirty.add(state)
+        shelved = state.shelved(now)
         if transition.kind == "start":
-            if state.may_notify_start(now):
+            if not shelved and state.may_notify_start(now):
                 state.starts.append(now)
                 state.notified = True
                 out.append(transition)
             else:
                 state.notified = False
-                self._suppressed(state, transition)
+                if not shelved:
+                    self._suppressed(state, transition)
         elif state.notified:
             state.notified = False
             out.append(transition)
-        else:
+        elif not shelved:
             self._suppressed(state, transition)  # the end of a start nobody was told about
 
     @staticmethod
@@ -161,6 +173,8 @@ class AlarmEngine:
             )
 
     def _owed(self, state: AlarmState, now: float, out: list[Transition]) -> None:
+        if state.shelved(now):
+            return
         if state.start is not None and state.may_notify_start(now):
             state.starts.append(now)
             state.notified = True
@@ -200,6 +214,6 @@ class AlarmEngine:
         old = {s.rule.public_id: s for s in previous.all_states() if s.rule.public_id in ids}
         states = [old.get(s.rule.public_id, s) for s in self.states]
         offline = [old.get(s.rule.public_id, s) for s in self.offline.values()]
-        engine = AlarmEngine(states, offline)
+        engine = AlarmEngine(states, offline, self.out_of_service)
         engine.last_cycle = dict(previous.last_cycle)
         return engine

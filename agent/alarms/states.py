@@ -11,6 +11,9 @@
   delays are frozen until fresh values arrive.
 - A start and its end share one occurrence id; the alarm's public id is stable across
   restarts.
+- Shelved (ISA-18.2; ``ixon-agent shelve``): evaluated as usual, but no start is notified
+  until the shelf time ends; an alarm still active then is notified at that moment. The end
+  of an occurrence notified before it was shelved still goes out, so no alert stays open.
 - Flapping: at most ``max_notifications`` starts are notified per ``flap_window``; the rest are
   suppressed and counted. The end of a notified start always goes out, and a suppressed
   occurrence still active when the window reopens is notified then, so the receiver always
@@ -40,6 +43,16 @@ class State(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     CLEARING = "clearing"
+
+
+@dataclass(frozen=True, slots=True)
+class Shelf:
+    """An alarm put aside by a person for a while (``ixon-agent shelve``)."""
+
+    until: float  # monotonic, the engine's clock
+    ends_on: datetime  # for people
+    reason: str = ""
+    by: str = ""  # who shelved it
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +93,10 @@ class AlarmState:
     start: Transition | None = None  # the current occurrence's start, to send when owed
     starts: deque[float] = field(default_factory=deque)  # notified starts in the window
     suppressed: int = 0
+    shelf: Shelf | None = None
+
+    def shelved(self, now: float) -> bool:
+        return self.shelf is not None and now < self.shelf.until
 
     def step(
         self, value: Any, now: float, wall: datetime, triggered: bool | None = None
@@ -199,5 +216,16 @@ class AlarmState:
 
 def describe_values(t: Transition) -> str:
     """``Oil temperature = 84.2 degC, Pump running = true``."""
-    pairs = zip(t.rule.inputs, t.values, strict=False)
+    return _describe(t.rule, t.values)
+
+
+def describe_reading(rule: AlarmRule, value: Any) -> str:
+    """What an alarm's inputs read now (``AlarmState.last_value``); empty before any."""
+    if value is None:
+        return ""
+    return _describe(rule, value if rule.kind == "formula" else (value,))
+
+
+def _describe(rule: AlarmRule, values: tuple[Value, ...]) -> str:
+    pairs = zip(rule.inputs, values, strict=False)
     return ", ".join(f"{i.label} = {show(v, i.unit)}" for i, v in pairs)

@@ -7,13 +7,20 @@ cannot change it by accident, and the runtime can change its insides without tou
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Protocol
 
-from agent.alarms.states import AlarmState, State
+from agent.alarms.rules import AlarmRule
+from agent.alarms.states import AlarmState, Shelf, State, describe_reading
 from agent.common.values import Value
+from agent.outbox.journal import Occurrence
 from agent.outbox.store import Entry
 from agent.sources.base import SourceStats
+
+#: seconds between two points of a status page sparkline (per source; a slower poll: each)
+TREND_STEP = 5.0
 
 
 @dataclass(frozen=True)
@@ -30,13 +37,26 @@ class AlarmView:
     severity: str
     state: State
     active: bool
-    notified: bool  # False while flapping control holds it back
+    notified: bool  # False while flapping control or a shelf holds it back
     suppressed: int
     occurred_on: datetime | None
+    kind: str = "variable"
+    condition: str = ""
+    instructions: str = ""
+    reading: str = ""  # its input values now: "Oil temperature = 84.2 degC"
+    inputs: tuple[str, ...] = ()  # the keys of its variables
+    due_in: float | None = None  # pending or clearing: seconds until it starts or ends
+    shelf: Shelf | None = None  # shelved now: until when, and why
+    in_service: bool = True  # false: ``enabled = false`` in the config
 
     @classmethod
-    def of(cls, alarm: AlarmState) -> AlarmView:
+    def of(cls, alarm: AlarmState, now: float) -> AlarmView:
         rule = alarm.rule
+        due_in = None
+        if alarm.state is State.PENDING:
+            due_in = max(0.0, alarm.since + rule.on_delay - now)
+        elif alarm.state is State.CLEARING:
+            due_in = max(0.0, alarm.since + rule.off_delay - now)
         return cls(
             rule.name,
             rule.severity,
@@ -45,7 +65,22 @@ class AlarmView:
             alarm.notified,
             alarm.suppressed,
             alarm.occurred_on,
+            rule.kind,
+            rule.condition_text,
+            rule.instructions,
+            describe_reading(rule, alarm.last_value),
+            tuple(i.key for i in rule.inputs if rule.kind != "offline"),
+            due_in,
+            alarm.shelf if alarm.shelved(now) else None,
         )
+
+    @classmethod
+    def out_of_service(cls, rule: AlarmRule) -> AlarmView:
+        return cls(
+            rule.name, rule.severity, State.NORMAL, False, False, 0, None, rule.kind,
+            rule.condition_text, rule.instructions, "", tuple(i.key for i in rule.inputs),
+            in_service=False,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -60,15 +95,32 @@ class OutboxView:
 
 
 @dataclass(frozen=True)
+class VariableView:
+    key: str  # source.variable
+    label: str
+    unit: str | None
+    value: Value
+
+
+@dataclass(frozen=True)
 class Snapshot:
     agent_name: str
     started: float  # monotonic
     sources: tuple[SourceView, ...]
-    values: tuple[tuple[str, str | None, Value], ...]  # (key, unit, value), config order
+    values: tuple[VariableView, ...]  # config order
     alarms: tuple[AlarmView, ...]
     outbox: OutboxView
     heartbeat_failures: int
     problems: tuple[str, ...]  # why it is not ready; empty: ready
+    # for the status page only (``Agent.snapshot(detail=True)``): the store is read for them
+    history: tuple[Occurrence, ...] = ()
+    trends: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # recent values
+
+
+class Snapshots(Protocol):
+    """Where a snapshot comes from (``Agent.snapshot``)."""
+
+    def __call__(self, first: int = 10, detail: bool = False) -> Snapshot: ...
 
 
 def copy_stats(stats: SourceStats) -> SourceStats:

@@ -5,6 +5,8 @@
   next attempt time and last error, so a restart resumes exactly where it was.
 - ``dead_letter``: messages that cannot be delivered (rejected, expired, evicted), kept with
   the reason, never silently dropped; ``retry_dead`` puts them back.
+- ``history`` and ``shelf``: the alarm journal (``agent.outbox.journal``): recent
+  occurrences for the status page, and alarms a person shelved.
 - ``clock``: the agent clock (``Store.now``), seconds the agent has run against this file.
 
 Durations are never taken from the wall clock, which a Raspberry Pi without a battery sets
@@ -47,13 +49,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.common.retry import Throttle
+from agent.outbox import journal
 
 log = logging.getLogger("agent.store")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS alarm_state (
     alarm_id      TEXT PRIMARY KEY,
     name          TEXT NOT NULL,
@@ -108,6 +112,9 @@ CREATE TABLE IF NOT EXISTS clock (
     elapsed       REAL NOT NULL
 );
 """
+    + journal.SCHEMA
+    + ";"
+)
 
 #: from a schema version to the next; a message's due time and lease were wall time in 1
 _MIGRATIONS = {
@@ -115,8 +122,9 @@ _MIGRATIONS = {
         "ALTER TABLE outbox ADD COLUMN enqueued REAL NOT NULL DEFAULT 0",
         "UPDATE outbox SET enqueued = :now, next_attempt = :now, lease_until = NULL,"
         " lease_pid = NULL",
-        _SCHEMA.split(";")[-2],  # the clock table
+        _SCHEMA.split(";")[-4],  # the clock table
     ],
+    2: journal.SCHEMA.split(";"),
 }
 
 #: how often the agent clock is written while nothing else is (it is also written with
@@ -247,6 +255,7 @@ class Store:
         self.dropped = 0  # new messages dropped: memory full while writes failed
         self._states: dict[str, Mapping[str, Any]] = {}
         self._messages: list[Message] = []
+        self._history: list[Mapping[str, Any]] = []
         self._forget: set[str] = set()
         self._burials: list[tuple[Any, ...]] = []
         self._in_memory = False  # delivery bookkeeping waits in the temp tables
@@ -319,9 +328,12 @@ class Store:
     # -- reading, and writing when the disk may be full -------------------------------------
 
     def _rows(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        return self._read(lambda: self.db.execute(sql, params).fetchall())
+
+    def _read(self, action: Callable[[], T]) -> T:
         """A query; damaged pages raise ``StoreDamaged``."""
         try:
-            return self.db.execute(sql, params).fetchall()
+            return action()
         except sqlite3.DatabaseError as exc:
             if damaged(exc):
                 raise StoreDamaged(damage_report(self.path, str(exc))) from None
@@ -387,13 +399,16 @@ class Store:
                 self.db.execute("DELETE FROM outbox WHERE id IN temp.gone")
                 self.db.execute("DELETE FROM temp.later")
                 self.db.execute("DELETE FROM temp.gone")
-                self._insert(list(self._states.values()), self._messages, self._forget)
+                self._insert(
+                    list(self._states.values()), self._messages, self._forget, self._history
+                )
         except sqlite3.Error as exc:
             self._failed(exc)
             return False
         finally:
             self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._states, self._messages, self._forget, self._burials = {}, [], set(), []
+        self._history = []
         self._in_memory = False
         log.warning(
             "state durable again: %s written after %.0f s, with %d message(s) that waited in"
@@ -407,7 +422,11 @@ class Store:
         return True
 
     def _hold(
-        self, states: Iterable[Mapping[str, Any]], messages: Iterable[Message], forget: set[str]
+        self,
+        states: Iterable[Mapping[str, Any]],
+        messages: Iterable[Message],
+        forget: set[str],
+        history: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         """Keep new states and messages in memory, within ``max_held`` messages: past it,
         whole occurrences go, oldest first, low severity before medium before high."""
@@ -417,6 +436,7 @@ class Store:
             self._states[state["alarm_id"]] = state
         self._forget |= forget
         self._messages += messages
+        self._history = [*self._history, *history][-journal.HISTORY_KEEP :]
         excess = len(self._messages) - self.max_held
         if excess <= 0:
             return
@@ -518,24 +538,31 @@ class Store:
         states: Iterable[Mapping[str, Any]],
         messages: Iterable[Message],
         forget: Iterable[str] = (),
+        history: Iterable[Mapping[str, Any]] = (),
     ) -> list[int]:
-        """Alarm state changes and the messages they cause, in one transaction. While the
-        file cannot be written they wait in memory (and the ids returned are fewer)."""
+        """Alarm state changes, the messages they cause and their journal entries
+        (``journal.event``), in one transaction. While the file cannot be written they
+        wait in memory (and the ids returned are fewer)."""
         states, messages, forget = list(states), list(messages), set(forget)
+        history = list(history)
         if not self.flush(force=True):
-            self._hold(states, messages, forget)
+            self._hold(states, messages, forget, history)
             return []
         try:
             with self.transaction():
-                ids = self._insert(states, messages, forget)
+                ids = self._insert(states, messages, forget, history)
         except sqlite3.Error as exc:
             self._failed(exc)
-            self._hold(states, messages, forget)
+            self._hold(states, messages, forget, history)
             return []
         return ids
 
     def _insert(
-        self, states: list[Mapping[str, Any]], messages: list[Message], forget: set[str]
+        self,
+        states: list[Mapping[str, Any]],
+        messages: list[Message],
+        forget: set[str],
+        history: list[Mapping[str, Any]],
     ) -> list[int]:
         now, wall = self.now(), self.wall()
         ids = []
@@ -573,6 +600,7 @@ class Store:
                 ),
             )
             ids.append(int(cursor.lastrowid or 0))
+        journal.write(self.db, history)
         self.db.execute("UPDATE clock SET elapsed = MAX(elapsed, ?)", (now,))
         return ids
 
@@ -785,26 +813,53 @@ class Store:
         for entry_id in entry_ids:
             self.delivered(entry_id)  # the same deletion; nothing was sent
 
+    # -- the alarm journal ------------------------------------------------------------------
+
+    def history(self, limit: int = 20) -> list[journal.Occurrence]:
+        """Recent occurrences, newest first, with where their messages are."""
+        gone = "o.id IN temp.gone" if self._in_memory else ""
+        return self._read(lambda: journal.recent(self.db, limit, gone))
+
+    def shelves(self) -> list[journal.ShelfRow]:
+        return self._read(lambda: journal.shelves(self.db))
+
+    def shelve(self, alarm_id: str, name: str, seconds: float, reason: str, by: str) -> float:
+        """Shelve an alarm for ``seconds`` of agent clock; returns when it ends (agent clock)."""
+        row = journal.ShelfRow(alarm_id, name, self.now() + seconds, reason, by, self.wall())
+        self._command(lambda: journal.shelve(self.db, row))
+        return row.until
+
+    def unshelve(self, alarm_ids: Iterable[str]) -> int:
+        return self._command(lambda: journal.unshelve(self.db, alarm_ids))
+
+    def _command(self, action: Callable[[], T]) -> T:
+        """A person's change (the CLI): it is written now, or it fails with the reason."""
+        try:
+            with self.transaction():
+                return action()
+        except sqlite3.Error as exc:
+            if damaged(exc):
+                raise StoreDamaged(damage_report(self.path, str(exc))) from None
+            raise StoreError(f"agent.state_dir: cannot write {self.path}: {exc}") from None
+
     def is_dead(self, entry_id: int) -> bool:
         return bool(self._rows("SELECT 1 FROM dead_letter WHERE id = ?", (entry_id,)))
 
     def retry_dead(self) -> int:
         """Put every dead letter back in the outbox, due now, attempts reset."""
         now = self.now()
-        try:
-            with self.transaction():
-                cursor = self.db.execute(
-                    f"INSERT INTO outbox (id, {_MESSAGE}, created, enqueued, attempts,"
-                    f" next_attempt, last_error) SELECT id, {_MESSAGE}, ?, ?, 0, ?, last_error"
-                    " FROM dead_letter",
-                    (self.wall(), now, now),
-                )
-                self.db.execute("DELETE FROM dead_letter")
-        except sqlite3.Error as exc:
-            if damaged(exc):
-                raise StoreDamaged(damage_report(self.path, str(exc))) from None
-            raise StoreError(f"agent.state_dir: cannot write {self.path}: {exc}") from None
-        return cursor.rowcount
+
+        def move() -> int:
+            cursor = self.db.execute(
+                f"INSERT INTO outbox (id, {_MESSAGE}, created, enqueued, attempts,"
+                f" next_attempt, last_error) SELECT id, {_MESSAGE}, ?, ?, 0, ?, last_error"
+                " FROM dead_letter",
+                (self.wall(), now, now),
+            )
+            self.db.execute("DELETE FROM dead_letter")
+            return cursor.rowcount
+
+        return self._command(move)
 
 
 def _doomed(

@@ -9,11 +9,14 @@ reloaded (SIGHUP), carrying the state of alarms that did not change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -25,15 +28,25 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 
 from agent.alarms.engine import AlarmEngine
 from agent.alarms.rules import AlarmRule
-from agent.alarms.states import Transition, describe_values
+from agent.alarms.states import Shelf, Transition, describe_values
 from agent.common.retry import Throttle
-from agent.common.values import Value
+from agent.common.times import iso, span
+from agent.common.values import Value, json_safe
 from agent.config import Config
 from agent.core import Step, step
 from agent.delivery.deliverer import Deliverer, Result, make_http_client
 from agent.formats import messages_for
-from agent.observe.snapshot import AlarmView, OutboxView, Snapshot, SourceView, copy_stats
+from agent.observe.snapshot import (
+    TREND_STEP,
+    AlarmView,
+    OutboxView,
+    Snapshot,
+    SourceView,
+    VariableView,
+    copy_stats,
+)
 from agent.observe.status import Metrics, StatusServer
+from agent.outbox import journal
 from agent.outbox.store import Message, Store, StoreDamaged, StoreError
 from agent.runtime.heartbeat import Heartbeat
 from agent.runtime.scheduling import Clock, SteadyInterval, WallJumps, pull_in_far_jobs, signed
@@ -42,6 +55,10 @@ from agent.sources import PollResult, open_pollers
 log = logging.getLogger("agent")
 
 DB_NAME = "agent.db"
+#: seconds between two looks at the shelf table (``ixon-agent shelve`` applies within this)
+SHELF_CHECK = 1.0
+#: the status page's sparklines: points kept per variable, one each TREND_STEP: ten minutes
+TREND_POINTS = 120
 #: at shutdown, seconds a running poll cycle may still take before it is cancelled
 CYCLE_GRACE = 0.5
 
@@ -131,6 +148,17 @@ class Agent:
         self._last_start: dict[str, float] = {}  # monotonic start of each source's last cycle
         self._watchdog: asyncio.Task[None] | None = None
         self._skip_log: dict[str, Throttle] = {}
+        # sparklines: the recent values of what the alarms read, per source
+        self.trends: dict[str, deque[float]] = {}
+        self._trend_keys: dict[str, list[str]] = {}
+        for rule in [s.rule for s in self.engine.states]:
+            if rule.kind != "offline":
+                for item in rule.inputs:
+                    keys = self._trend_keys.setdefault(item.source, [])
+                    if item.key not in keys:
+                        keys.append(item.key)
+        self._trend_at: dict[str, float] = {}
+        self._shelves: dict[str, float] = {}  # shelved alarm ids: their end, agent clock
 
     async def start(self) -> None:
         """Start delivery and the polling schedule; must run inside the event loop."""
@@ -139,6 +167,7 @@ class Agent:
             await self.status.start(self.config.status.host, self.config.status.port)
         self.deliverer.start()
         self._end_removed_alarms()
+        self.apply_shelves()
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         for source in self.config.sources:
             self.scheduler.add_job(
@@ -224,9 +253,13 @@ class Agent:
         reason is started now too."""
         period = min(1.0, *(s.poll_interval for s in self.config.sources))
         jumps = WallJumps()
+        shelves_read = time.monotonic()
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
+            if now - shelves_read >= SHELF_CHECK:
+                shelves_read = now
+                self.apply_shelves()
             jump = jumps.check()
             if jump and self.scheduler is not None:
                 log.warning(
@@ -281,6 +314,7 @@ class Agent:
             self.values.update(result.values)
             self.observer.polled(result)
             now, wall = self.clock.monotonic(), self.clock.now()
+            self._sample(name, result.values, now)
             self.handle(step(self.engine, self.config, result, poller.stats.last_answer, now, wall))
         except StoreDamaged as exc:
             log.critical("%s", exc)
@@ -288,8 +322,72 @@ class Agent:
         except Exception:
             log.exception("source %s: poll cycle failed", name, extra={"source": name})
 
+    def _sample(self, source: str, values: Mapping[str, Value], now: float) -> None:
+        """Keep a point of each alarm variable of ``source`` for the sparklines, now and then."""
+        keys = self._trend_keys.get(source)
+        if not keys or now - self._trend_at.get(source, -TREND_STEP) < TREND_STEP:
+            return
+        self._trend_at[source] = now
+        for key in keys:
+            value = values.get(key)
+            if isinstance(value, bool | int | float):
+                points = self.trends.get(key)
+                if points is None:
+                    points = self.trends[key] = deque(maxlen=TREND_POINTS)
+                points.append(float(value))
+
+    def apply_shelves(self) -> None:
+        """Take shelves set or lifted by ``ixon-agent shelve``/``unshelve`` (or ended) into
+        the alarms, and say so in the log. A shelf's end is in agent-clock seconds."""
+        try:
+            rows = {row.alarm_id: row for row in self.store.shelves()}
+        except sqlite3.Error:
+            return  # the next tick tries again
+        remaining = self.store.now()
+        mono, wall = self.clock.monotonic(), self.clock.now()
+        states = {s.rule.public_id: s for s in self.engine.all_states()}
+        for alarm_id, row in rows.items():
+            state = states.get(alarm_id)
+            if state is None or self._shelves.get(alarm_id) == row.until:
+                continue
+            left = row.until - remaining
+            if left <= 0:
+                continue
+            self._shelves[alarm_id] = row.until
+            ends = wall + timedelta(seconds=left)
+            state.shelf = Shelf(mono + left, ends, row.reason, row.by)
+            log.warning(
+                "alarm %r shelved%s for %s, until %s%s: no start is notified until then",
+                state.rule.name,
+                f" by {row.by}" if row.by else "",
+                span(left),
+                iso(ends),
+                f" ({row.reason})" if row.reason else "",
+                extra={"alarm": state.rule.name},
+            )
+        for alarm_id, until in list(self._shelves.items()):
+            state = states.get(alarm_id)
+            ended = until - remaining <= 0
+            if alarm_id in rows and not ended:
+                continue
+            del self._shelves[alarm_id]
+            if state is not None:
+                state.shelf = None
+                log.warning(
+                    "alarm %r %s%s",
+                    state.rule.name,
+                    "shelf time ended" if ended else "unshelved",
+                    ": it is active, so it is notified now" if state.active else "",
+                    extra={"alarm": state.rule.name},
+                )
+        expired = [a for a, row in rows.items() if row.until <= remaining]
+        if expired:
+            with contextlib.suppress(StoreError):
+                self.store.unshelve(expired)
+
     def handle(self, done: Step) -> None:
-        """Tell of the step's transitions; save its states and messages in one transaction."""
+        """Tell of the step's transitions; save its states, messages and journal entries
+        in one transaction."""
         for t in done.transitions:
             verb = "started" if t.kind == "start" else "ended"
             about = {"alarm": t.rule.name, "source": t.rule.source, "occurrence": t.occurrence_id}
@@ -306,7 +404,16 @@ class Agent:
             )
             self.observer.transition(t)
             self.metrics.transition(t)
-        self.save(done.states, done.messages)
+        history = [
+            journal.event(
+                t.kind, t.occurrence_id, t.rule.public_id, t.rule.name, t.rule.severity,
+                iso(t.at), [json_safe(v) for v in t.values],
+                (m.webhook for m in done.messages
+                 if m.occurrence_id == t.occurrence_id and m.kind == t.kind),
+            )
+            for t in done.transitions
+        ]  # fmt: skip
+        self.save(done.states, done.messages, history=history)
 
     def _delivered(self, result: Result) -> None:
         self.metrics.delivered(result)
@@ -337,10 +444,14 @@ class Agent:
             problems.append(f"outbox holds {pending} messages, over max_pending")
         return problems
 
-    def snapshot(self, first: int = 10) -> Snapshot:
-        """A copy of what observers may see (status page, metrics): they never hold ``self``."""
+    def snapshot(self, first: int = 10, detail: bool = False) -> Snapshot:
+        """A copy of what observers may see (status page, metrics): they never hold ``self``.
+        ``detail``: with the history and the sparklines (the page's; metrics need neither)."""
         store = self.store
         values = self.values
+        now = self.clock.monotonic()
+        alarms = [AlarmView.of(alarm, now) for alarm in self.engine.all_states()]
+        alarms += [AlarmView.out_of_service(rule) for rule in self.engine.out_of_service]
         return Snapshot(
             agent_name=self.config.agent.name,
             started=self.started,
@@ -349,11 +460,11 @@ class Agent:
                 for name, p in self.pollers.items()
             ),
             values=tuple(
-                (key, variable.unit, values[key])
+                VariableView(key, variable.display_name, variable.unit, values[key])
                 for key, _, variable in self.config.variables()
                 if key in values
             ),
-            alarms=tuple(AlarmView.of(alarm) for alarm in self.engine.all_states()),
+            alarms=tuple(alarms),
             outbox=OutboxView(
                 store.pending_count(),
                 store.dead_count(),
@@ -365,19 +476,25 @@ class Agent:
             ),
             heartbeat_failures=self.heartbeat.failures if self.heartbeat else 0,
             problems=tuple(self.readiness()),
+            history=tuple(store.history()) if detail else (),
+            trends={k: tuple(v) for k, v in self.trends.items()} if detail else {},
         )
 
     def messages(self, t: Transition, webhooks: Sequence[str] | None = None) -> list[Message]:
         return messages_for(self.config, t, self.clock.now(), webhooks)
 
     def save(
-        self, states: list[dict[str, Any]], messages: list[Message], forget: Sequence[str] = ()
+        self,
+        states: list[dict[str, Any]],
+        messages: list[Message],
+        forget: Sequence[str] = (),
+        history: Sequence[Mapping[str, Any]] = (),
     ) -> list[int]:
         """Write states and messages in one transaction. While the disk is full the store
         keeps them in memory and writes them, in order, as soon as it can."""
-        if not (states or messages or forget):
+        if not (states or messages or forget or history):
             return []
-        ids = self.store.record(states, messages, forget)
+        ids = self.store.record(states, messages, forget, history)
         evicted = self.store.evict_overflow(self.config.outbox.max_pending)
         if evicted:
             log.warning(

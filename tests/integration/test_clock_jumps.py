@@ -24,7 +24,7 @@ import pytest
 
 from agent.config import Webhook
 from agent.delivery.deliverer import BACKOFF_CAP, Deliverer
-from agent.outbox.store import Message, Store
+from agent.outbox.store import SCHEMA_VERSION, Message, Store
 from agent.runtime.scheduling import SteadyInterval
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import wait_for, write_config
@@ -181,7 +181,8 @@ def test_a_schema_1_outbox_is_migrated_with_every_message_due_now(tmp_path: Path
     store = Store(path)
     [entry] = store.due(store.now(), 10)
     assert entry.attempts == 3 and entry.label == "start of A"
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.history() == [] and store.shelves() == []  # the journal came with it
 
 
 def test_the_scheduler_does_not_replay_the_runs_a_jump_skipped() -> None:

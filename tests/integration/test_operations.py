@@ -122,3 +122,37 @@ def test_an_unusable_state_dir_is_a_clear_error(
     err = capsys.readouterr().err
     assert err.startswith(f"agent.state_dir: cannot use {blocker}: {blocker} is not a directory")
     assert "Traceback" not in err
+
+
+async def test_a_shelved_alarm_is_notified_when_its_shelf_ends_if_still_active(
+    tmp_path: Path, machine: ModbusDeviceSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = Receiver()
+    await receiver.start()
+    path = write_config(tmp_path, CONFIG, port=machine.port, ilert=receiver.url)
+    await machine.hold(oil_temp=60.0)
+    agent = Agent(load_config(path, environ={}))
+    await agent.start()
+    try:
+        args = ["--config", str(path)]
+        assert main(["shelve", "Oil temperature high", "--for", "2s", *args]) == 0
+        state = agent.engine.states[0]
+        await wait_for(lambda: state.shelf is not None, what="the agent to take the shelf")
+        await machine.hold(oil_temp=95.0)
+        await wait_for(lambda: state.active, what="the alarm to start, shelved")
+        assert receiver.bodies == []
+        # the shelf ends, the condition holds: notified then
+        await wait_for(lambda: len(receiver.bodies) == 1, timeout=15, what="the start")
+        assert receiver.bodies[0]["alarm"]["name"] == "Oil temperature high"
+        ended = "'Oil temperature high' shelf time ended: it is active, so it is notified now"
+        await wait_for(lambda: ended in caplog.text, what="the log line")
+        # shelved again, then unshelved by hand: the end of a notified start always goes
+        assert main(["shelve", "Oil temperature high", "--for", "1h", *args]) == 0
+        await wait_for(lambda: state.shelf is not None, what="the second shelf")
+        assert main(["unshelve", "Oil temperature high", *args]) == 0
+        await wait_for(lambda: state.shelf is None, what="the unshelve")
+        await machine.hold(oil_temp=60.0)
+        await wait_for(lambda: len(receiver.bodies) == 2, what="the end")
+    finally:
+        await agent.stop()
+        await receiver.stop()

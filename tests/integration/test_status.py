@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import resource
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from agent.config import load_config
 from agent.runtime.service import Agent
 from simulators.ilert import IlertSimulator
 from simulators.modbus_device import ModbusDeviceSimulator
-from tests.conftest import CHROMIUM, CONFIG, wait_for, write_config
+from tests.conftest import CONFIG, wait_for, write_config
 
 
 async def start_agent(path: Path) -> Agent:
@@ -131,33 +130,6 @@ async def test_a_busy_status_port_does_not_stop_the_agent(
     finally:
         await agent.stop()
     assert f"status page: cannot listen on 127.0.0.1:{ilert.port}" in caplog.text
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian package: chromium)")
-async def test_status_page_in_headless_chromium(
-    running: Agent, machine: ModbusDeviceSimulator, ilert: IlertSimulator, tmp_path: Path
-) -> None:
-    assert running.status is not None and CHROMIUM is not None
-    await machine.hold(oil_temp=91.5)
-    await wait_for(
-        lambda: ilert.received and running.store.pending_count() == 0,
-        what="an active, notified alarm",
-    )
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--window-size=390,844", f"--user-data-dir={tmp_path / 'profile'}",
-        "--dump-dom", f"http://127.0.0.1:{running.status.port}/",
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    dom = out.decode()
-    assert "<h1>Test line</h1>" in dom and "ready." in dom
-    assert '<tr class="online"><td>plc</td>' in dom
-    assert '<td>plc.oil_temp</td><td class="num">91.5 degC</td>' in dom
-    assert '<tr class="sev-high"><td>Oil temperature high</td><td>high</td>' in dom
-    assert "0 waiting, 0 dead-lettered" in dom
-    assert 'name="viewport"' in dom and "il1ixon0demo" not in dom
 
 
 async def test_malformed_requests_are_one_log_line_now_and_then(

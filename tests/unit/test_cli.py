@@ -92,3 +92,51 @@ def test_record_onto_a_full_disk_says_so(
     argv = ["record", "--config", str(write_config(tmp_path, port=1)), "--duration", "2s"]
     code, _, err = run(capsys, *argv, "--out", "/dev/full")
     assert code == cli.EXIT_FAILED and "record: /dev/full: No space left on device" in err
+
+
+def test_shelve_names_the_alarm_it_could_not_find_and_checks_its_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path))
+    code, _, err = run(capsys, "shelve", "Oil temprature high", "--for", "2h", "--config", config)
+    assert code == cli.EXIT_CONFIG and "did you mean 'Oil temperature high'?" in err
+    code, _, err = run(capsys, "shelve", "Oil temperature high", "--config", config)
+    assert code == cli.EXIT_CONFIG and "--for" in err
+    for bad in ("forever", "0s", "31d"):
+        code, _, err = run(
+            capsys, "shelve", "Oil temperature high", "--for", bad, "--config", config
+        )
+        assert code == cli.EXIT_CONFIG and "--for" in err, bad
+
+
+def test_shelve_list_and_unshelve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(write_config(tmp_path))
+    code, out, _ = run(
+        capsys, "shelve", "Source plc offline", "--for", "45m", "--reason", "PLC swap",
+        "--config", config,
+    )  # fmt: skip
+    assert code == cli.EXIT_OK and "shelved for 45 min" in out
+    code, out, _ = run(capsys, "shelve", "--config", config)
+    assert out.startswith("Source plc offline: shelved for 45 min more: PLC swap")
+    code, out, _ = run(capsys, "unshelve", "Source plc offline", "--config", config)
+    assert code == cli.EXIT_OK and "unshelved" in out
+    code, out, _ = run(capsys, "unshelve", "Source plc offline", "--config", config)
+    assert "was not shelved" in out
+    code, out, _ = run(capsys, "shelve", "--config", config)
+    assert out.strip() == "no alarm is shelved"
+
+
+def test_check_shows_an_alarm_out_of_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path)
+    path.write_text(
+        path.read_text().replace('severity = "high"', 'severity = "high"\nenabled = false')
+    )
+    code, out, _ = run(capsys, "check", "--config", str(path))
+    assert code == cli.EXIT_OK and "[high] Oil temperature high: plc.oil_temp > 80" in out
+    assert "out of service (enabled = false)" in out
+    code, _, err = run(
+        capsys, "shelve", "Oil temperature high", "--for", "1h", "--config", str(path)
+    )
+    assert code == cli.EXIT_CONFIG and "out of service" in err

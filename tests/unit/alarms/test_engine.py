@@ -277,6 +277,50 @@ def test_final_normal_state_needs_no_message() -> None:
     assert state.suppressed == 2
 
 
+# --- shelving and out of service ------------------------------------------------------------
+
+
+def test_a_shelved_alarm_notifies_no_start_and_is_notified_when_its_shelf_ends() -> None:
+    from agent.alarms.engine import AlarmEngine
+    from agent.alarms.states import Shelf
+
+    state = AlarmState(rule())
+    engine = AlarmEngine([state])
+    state.shelf = Shelf(until=100.0, ends_on=T0, reason="sensor swap")
+    assert flap(engine, [(0, 90.0), (10, 70.0), (20, 91.0)]) == []  # starts and ends, silent
+    assert state.suppressed == 0  # not flapping: a person chose this
+    assert flap(engine, [(99, 91.0)]) == []
+    assert flap(engine, [(100, 91.0)]) == [(100, "start")]  # still active at the shelf's end
+    assert flap(engine, [(101, 70.0)]) == [(101, "end")]
+
+
+def test_an_alarm_notified_before_its_shelf_still_sends_its_end() -> None:
+    from agent.alarms.engine import AlarmEngine
+    from agent.alarms.states import Shelf
+
+    state = AlarmState(rule())
+    engine = AlarmEngine([state])
+    assert flap(engine, [(0, 90.0)]) == [(0, "start")]
+    state.shelf = Shelf(until=100.0, ends_on=T0)
+    assert flap(engine, [(5, 70.0)]) == [(5, "end")]  # no alert stays open
+    assert flap(engine, [(6, 90.0), (200, 90.0)]) == [(200, "start")]
+
+
+def test_an_alarm_out_of_service_is_never_evaluated() -> None:
+    from agent.alarms.engine import AlarmEngine
+
+    cfg = config(
+        {"name": "Oil hot", "variable": "plc.oil_temp", "condition": ">", "threshold": 80.0},
+        {"name": "Oil warm", "variable": "plc.oil_temp", "condition": ">", "threshold": 60.0,
+         "enabled": False},
+    )  # fmt: skip
+    engine = AlarmEngine.from_config(cfg)
+    assert [s.rule.name for s in engine.states] == ["Oil hot"]
+    assert [r.name for r in engine.out_of_service] == ["Oil warm"]
+    out = engine.evaluate("plc", {"plc.oil_temp": 90.0}, 0.0, T0)
+    assert [t.rule.name for t in out] == ["Oil hot"]
+
+
 # --- restart -----------------------------------------------------------------------------
 
 

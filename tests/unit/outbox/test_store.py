@@ -128,3 +128,55 @@ def test_the_agent_clock_goes_on_from_where_it_was_not_from_the_boot(
         assert second.now() >= reached
     finally:
         second.close()
+
+
+def _event(kind: str, occurrence: str, webhooks: tuple[str, ...] = ("w",)) -> dict[str, Any]:
+    from agent.outbox import journal
+
+    at = "2026-11-23T10:00:00.000Z" if kind == "start" else "2026-11-23T10:05:00.000Z"
+    return journal.event(kind, occurrence, "a1", "Oil hot", "high", at, [90.0], webhooks)
+
+
+def test_history_shows_where_each_message_is_and_keeps_a_bounded_size(store: Any) -> None:
+    from agent.outbox import journal
+
+    store.record(
+        [], [message("o1"), message("o1", webhook="v")], history=[_event("start", "o1", ("v", "w"))]
+    )
+    [start_w, start_v] = store.pending()
+    assert store.history()[0].deliveries == (
+        journal.Delivery("v", "waiting", "0 attempt(s)"),
+        journal.Delivery("w", "waiting", "0 attempt(s)"),
+    )
+    store.delivered(start_w.id)
+    store.bury([start_v.id], "rejected", status=400)
+    store.record([], [], history=[_event("end", "o1", ())])
+    [o1] = store.history()
+    assert o1.ended == "2026-11-23T10:05:00.000Z" and o1.started == "2026-11-23T10:00:00.000Z"
+    assert [(d.webhook, d.state) for d in o1.deliveries] == [("v", "failed"), ("w", "delivered")]
+    store.record([], [], history=[_event("start", "o1")])  # a restart's resend: kept as it was
+    assert store.history()[0].ended is not None
+    events = [_event("start", f"x{i}") for i in range(journal.HISTORY_KEEP + 10)]
+    store.record([], [], history=events)
+    kept = store.history(limit=10_000)
+    assert (
+        len(kept) == journal.HISTORY_KEEP and kept[0].occurrence_id == events[-1]["occurrence_id"]
+    )
+
+
+def test_an_older_database_gets_the_journal_tables(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "agent.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE history")
+    db.execute("DROP TABLE shelf")
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    store = Store(path)
+    try:
+        assert store.history() == [] and store.shelves() == []
+    finally:
+        store.close()
