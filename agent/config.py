@@ -39,6 +39,9 @@ from agent.common.values import BIT_KINDS
 ENV_PREFIX = "AGENT_"
 ENV_DELIMITER = "__"
 DEFAULT_CONFIG = "agent.toml"
+#: the commented starter config, shipped in the package: ``ixon-agent init`` writes it, the
+#: demo runs it; the repository's agent.toml is the same file
+STARTER = Path(__file__).resolve().parent / "data" / "agent.toml"
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86_400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|m|h|d)?\s*$")
@@ -360,8 +363,12 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read, override from the environment, validate and cross-check; raise ConfigError."""
     path = Path(path)
+    if not path.exists():
+        hint = "write a commented starter config with `ixon-agent init"
+        hint += f" {path}`" if path != Path(DEFAULT_CONFIG) else "`"
+        raise ConfigError(path, [f"file not found: {hint}, or give --config PATH"])
     if not path.is_file():
-        raise ConfigError(path, ["file not found" if not path.exists() else "not a file"])
+        raise ConfigError(path, ["not a file"])
     try:
         data = TomlConfigSettingsSource(Config, toml_file=path)()
     except tomllib.TOMLDecodeError as exc:

@@ -27,7 +27,7 @@ import httpx
 from agent.alarms.rules import AlarmRule
 from agent.alarms.states import Transition, describe_values
 from agent.common.values import Value
-from agent.config import Config, config_path, load_config
+from agent.config import STARTER, Config, config_path, load_config
 from agent.delivery.deliverer import Result
 from agent.observe.logs import setup_logging
 from agent.runtime.service import Agent
@@ -47,7 +47,6 @@ from simulators.sumo import SumoSimulator
 from workbench.wiring import to_stand_ins
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-REPO_CONFIG = Path(__file__).resolve().parent.parent / "agent.toml"
 SUMO_CATEGORY = "webhook/ilert"  # the Sumo stand-in's demo source
 
 
@@ -325,9 +324,7 @@ def run_demo(
     setup_logging(verbose)
     if not verbose:
         logging.getLogger().setLevel(logging.WARNING)
-    path = (
-        config_path(config) if config else (REPO_CONFIG if REPO_CONFIG.exists() else config_path())
-    )
+    path = config_path(config) if config else STARTER  # the repository's agent.toml
     series = None
     if scenario_file is not None:
         try:

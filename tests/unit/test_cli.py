@@ -140,3 +140,23 @@ def test_check_shows_an_alarm_out_of_service(
         capsys, "shelve", "Oil temperature high", "--for", "1h", "--config", str(path)
     )
     assert code == cli.EXIT_CONFIG and "out of service" in err
+
+
+def test_init_writes_a_starter_config_that_checks_and_never_overwrites(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # outside the repository, as after a plain `pip install`
+    code, _, err = run(capsys, "check")
+    assert code == cli.EXIT_CONFIG and "file not found" in err and "ixon-agent init" in err
+    code, out, _ = run(capsys, "init")
+    assert code == cli.EXIT_OK and "wrote agent.toml" in out
+    assert (tmp_path / "agent.toml").stat().st_mode & 0o777 == 0o600  # it will hold keys
+    code, out, _ = run(capsys, "check")
+    assert code == cli.EXIT_OK and "agent.toml: OK" in out
+    (tmp_path / "agent.toml").write_text("# mine\n")
+    code, _, err = run(capsys, "init")
+    assert code == cli.EXIT_CONFIG and "not overwritten" in err
+    assert (tmp_path / "agent.toml").read_text() == "# mine\n"
+    code, out, _ = run(capsys, "init", "--force", "site/line4.toml")
+    assert code == cli.EXIT_OK and "--config site/line4.toml" in out
+    assert "# " in (tmp_path / "site/line4.toml").read_text()  # commented

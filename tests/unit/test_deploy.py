@@ -38,3 +38,31 @@ def test_dockerfile() -> None:
     assert "/healthz" in docker
     packages = {line.split()[1] for line in docker.splitlines() if line.startswith("COPY ")}
     assert {"agent", "simulators", "workbench"} <= packages  # every installed package
+
+
+def test_the_starter_config_is_the_repositorys_and_ships_in_the_wheel(tmp_path: Path) -> None:
+    """A plain `pip install .` has a config to start from (`init`, `demo`)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from agent.config import STARTER
+
+    assert STARTER.read_text() == (REPO / "agent.toml").read_text()
+    load_config(STARTER, environ={})
+    import shutil
+
+    source = tmp_path / "src"  # a copy: building leaves build/ behind
+    for name in ("agent", "simulators", "workbench"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [wheel] = tmp_path.glob("ixon_agent-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "agent/data/agent.toml" in names
