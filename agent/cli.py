@@ -105,25 +105,30 @@ def cmd_read(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)  # pymodbus quiet; its lines (and hex dumps) only with -v
     if not args.verbose:  # one line per failed source below says what went wrong
         logging.getLogger("agent.modbus").setLevel(logging.ERROR)
+    if args.raw or args.range:
+        return _read_raw(config, args)
 
-    async def read_all() -> tuple[dict[str, object], list[str]]:
+    async def read_all() -> tuple[dict[str, object], dict[str, str]]:
         values: dict[str, object] = {}
-        problems: list[str] = []
+        failed: dict[str, str] = {}
         pollers = open_pollers(config.sources)
         try:
             for name, poller in pollers.items():
                 result = await poller.poll()
                 values.update(result.values)
-                problems += [f"source {name}: {e}" for e in result.errors]
+                if result.errors:
+                    failed[name] = "; ".join(result.errors)
         finally:
             for poller in pollers.values():
                 poller.close()
-        return values, problems
+        return values, failed
 
-    values, problems = asyncio.run(read_all())
+    values, failed = asyncio.run(read_all())
     keys = [key for key, _, _ in config.variables()]
     if args.json:
-        read = {key: values[key] for key in keys if key in values}
+        read: dict[str, Any] = {key: values[key] for key in keys if key in values}
+        if failed:  # "errors" is no variable's key: those all have a dot
+            read["errors"] = failed
         print(json.dumps(json_safe(read), indent=2, allow_nan=False))
     else:
         width = max(len(key) for key in keys) if keys else 8
@@ -132,9 +137,40 @@ def cmd_read(args: argparse.Namespace) -> int:
             shown = show(values[key]) if key in values else "(not read)"
             unit = variable.unit or ""
             print(f"{key:<{width}}  {shown:>14}  {unit:<6}  {variable.display_name}")
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    return EXIT_FAILED if problems else EXIT_OK
+    for name, why in failed.items():
+        print(f"source {name}: {why}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _read_raw(config: Config, args: argparse.Namespace) -> int:
+    """``read --raw``: registers in hex, each variable in every byte order (* configured)."""
+    from agent.sources.modbus import raw
+
+    sources = [s for s in config.sources if args.source in (None, s.name)]
+    if not sources:
+        names = ", ".join(s.name for s in config.sources)
+        print(f"read: --source: no source {args.source!r} (known: {names})", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        ranges = [v for text in args.range for v in raw.parse_range(text)]
+    except ValueError as exc:
+        print(f"read: --range {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    failed = 0
+    for index, source in enumerate(sources):
+        extra = ranges if index == 0 else []  # ranges: the first (or --source) source's
+        registers, result = asyncio.run(raw.read_raw(source, extra))
+        print(f"source {source.name} ({source.address}, unit {source.unit_id}),"
+              f" byte order {source.byte_order}:")  # fmt: skip
+        if args.raw:  # (--range alone: only the range)
+            for variable in source.variables:
+                print("  " + raw.describe_variable(variable, registers, source.byte_order))
+        for line in raw.describe_range(extra, registers):
+            print("  " + line)
+        if result.errors:
+            failed += 1
+            print(f"source {source.name}: {'; '.join(result.errors)}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def warn_if_exposed(path: Path, config: Config) -> None:
@@ -553,6 +589,14 @@ def build_parser() -> argparse.ArgumentParser:
     command("check", "validate the config and print the read plan").set_defaults(func=cmd_check)
     p = command("read", "read every variable once")
     p.add_argument("--json", action="store_true", help='print {"source.variable": value}')
+    p.add_argument(
+        "--raw", action="store_true", help="registers in hex, each variable in every byte order"
+    )
+    p.add_argument(
+        "--range", action="append", default=[], metavar="TABLE:ADDRESS[:COUNT]",
+        help="read raw registers no variable names, e.g. holding:100:8 (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--source", metavar="NAME", help="--raw/--range: only this source")
     p.set_defaults(func=cmd_read)
     p = command("send-test", "send one test alarm through the normal delivery path")
     p.add_argument("--webhook", metavar="NAME", help="only this webhook (default: all)")

@@ -220,3 +220,54 @@ def test_machine_register_map_matches_the_default_config() -> None:
         simulated = MACHINE.get(name) or MACHINE["fault_word"]
         assert variable.table == simulated.table and variable.address == simulated.address, key
         assert variable.table in FUNCTION_CODE
+
+
+async def test_read_raw_shows_each_byte_order_with_the_agents_decoder(
+    device: ModbusDeviceSimulator,
+) -> None:
+    """A float written CDAB reads right only in CDAB: the line a user looks for."""
+    from agent.sources.modbus.decode import encode
+    from agent.sources.modbus.raw import describe_range, describe_variable, parse_range, read_raw
+
+    assert device.server is not None
+    temp = Source.model_validate(
+        {
+            "name": "t",
+            "host": "x",
+            "variables": [holding("temp", 200, type="float", byte_order="CDAB")],
+        }
+    ).variables[0]
+    await device.server.async_setValues(1, FUNCTION_CODE["holding"], 200, encode(temp, 84.25))
+    src = source(device.port, [holding("temp", 200, type="float")])  # configured ABCD: wrong
+    registers, result = await read_raw(src, parse_range("holding:200:2"))
+    assert result.ok
+    line = describe_variable(src.variables[0], registers, src.byte_order)
+    assert line.startswith("temp  holding 200+2  8000 42A8  ABCD* ")
+    assert "CDAB 84.25 |" in line
+    [first, _] = describe_range(parse_range("holding:200:2"), registers)
+    assert first.startswith("holding 200: 8000  u16 32768  i16 -32768") and "CDAB 84.25" in first
+    with pytest.raises(ValueError, match="TABLE:ADDRESS"):
+        parse_range("holding-200")
+    with pytest.raises(ValueError, match="COUNT"):
+        parse_range("holding:65535:2")
+
+
+async def test_read_raw_command(
+    machine: ModbusDeviceSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from agent import cli
+
+    await machine.hold(oil_temp=65.0)
+    path = str(write_config(tmp_path, port=machine.port))
+    code = await asyncio.to_thread(
+        cli.main, ["read", "--raw", "--range", "holding:100", "--config", path]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "  oil_temp  holding 100+2  4282 0000  ABCD* 65.0 degC | CDAB " in out
+    assert "  motor_running  coil 0  " in out
+    assert "  holding 100: 4282  u16 17026" in out
+    code = await asyncio.to_thread(cli.main, ["read", "--range", "flags:1", "--config", path])
+    assert code == cli.EXIT_CONFIG and "TABLE:ADDRESS" in capsys.readouterr().err

@@ -62,7 +62,8 @@ def test_read_json_of_nothing_read_is_still_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(capsys, "read", "--json", "--config", str(write_config(tmp_path, port=1)))
-    assert code == cli.EXIT_FAILED and json.loads(out) == {} and "source plc" in err
+    assert code == cli.EXIT_FAILED and "source plc" in err
+    assert json.loads(out) == {"errors": {"plc": "not connected"}}  # which source, and why
 
 
 def test_output_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:

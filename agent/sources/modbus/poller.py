@@ -154,6 +154,8 @@ class SourcePoller:
         self.failures = 0  # failures since this unit's last valid reply (serial: per unit)
         self.retry_at = 0.0
         self.throttle = Throttle(FAILURE_LOG_INTERVAL)
+        #: every register (bit) read, by (table, address), when set (``read --raw``)
+        self.capture: dict[tuple[str, int], int | bool] | None = None
         self.plan: list[tuple[Block, BlockDecoder]] = [
             (block, self._decoder(block)) for block in plan_reads(source.variables, source.max_gap)
         ]
@@ -243,7 +245,11 @@ class SourcePoller:
             names = ", ".join(v.name for v in block.variables)
             result.errors.append(f"{where} ({names}): device answered {name}")
             return "next"
-        decoder.decode_into(reply_data(reply, request), result.values)
+        data = reply_data(reply, request)
+        decoder.decode_into(data, result.values)
+        if self.capture is not None:
+            for offset, item in enumerate(data[: block.count]):
+                self.capture[(block.table, block.address + offset)] = item
         return "next"
 
     def _failed(self, kind: str, reason: str, result: PollResult) -> None:
