@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import importlib
 import json
 import logging
@@ -19,9 +18,10 @@ from typing import Any
 
 from agent import __version__
 from agent.alarms.conditions import describe_condition
+from agent.common.hints import did_you_mean
 from agent.common.times import iso_from_timestamp
 from agent.common.values import BIT_KINDS, json_safe, show
-from agent.config import Config, ConfigError, config_path, load_config
+from agent.config import Config, ConfigError, config_path, config_warnings, load_config
 from agent.observe.logs import quiet_loop_errors, raise_file_limit, setup_logging
 from agent.outbox.store import StoreError, state_dir_problem
 
@@ -67,6 +67,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(
         f"{len(config.webhooks)} webhook(s): {', '.join(w.name for w in config.webhooks) or 'none'}"
     )
+    for warning in config_warnings(config):
+        print(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -190,6 +192,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(path)
     redact = setup_logging(args.verbose, config.secrets(), args.log_format)
     warn_if_exposed(path, config)
+    for warning in config_warnings(config):
+        log.warning("config: %s", warning)
 
     raise_file_limit()
 
@@ -315,9 +319,12 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, config.secrets(), args.log_format)
     names = [args.webhook] if args.webhook else [w.name for w in config.webhooks]
     unknown = [n for n in names if n not in {w.name for w in config.webhooks}]
-    if unknown or not names:
-        known = ", ".join(w.name for w in config.webhooks) or "none configured"
-        print(f"no webhook {unknown[0] if unknown else ''!r} (known: {known})", file=sys.stderr)
+    if not names:
+        print("no webhook configured: add a [[webhooks]] section", file=sys.stderr)
+        return EXIT_CONFIG
+    if unknown:
+        hint = did_you_mean(unknown[0], (w.name for w in config.webhooks))
+        print(f"no webhook {unknown[0]!r}{hint}", file=sys.stderr)
         return EXIT_CONFIG
 
     async def deliver(store: Store, messages: list[Message], until: float) -> list[str]:
@@ -453,9 +460,7 @@ def _pick_alarm(config: Config, path: Path, name: str) -> str:
     """The id of the alarm called ``name``; a ConfigError with the likely one if none is."""
     known = _alarm_ids(config)
     if name not in known:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
-        raise ConfigError(path, [f"no alarm {name!r}{hint}"])
+        raise ConfigError(path, [f"no alarm {name!r}{did_you_mean(name, known)}"])
     alarm_id, enabled = known[name]
     if not enabled:
         raise ConfigError(path, [f"alarm {name!r} is out of service (enabled = false)"])

@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from agent.alarms.formula import FormulaError, compile_formula
+from agent.common.hints import did_you_mean
 from agent.common.ids import short_id
 from agent.common.values import BIT_KINDS
 
@@ -382,7 +383,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     try:
         config = Config(**data)
     except ValidationError as exc:
-        raise ConfigError(path, _describe(exc, env_places)) from None
+        raise ConfigError(path, _describe(exc, env_places, data)) from None
     problems = list(_cross_check(config))
     if problems:
         raise ConfigError(path, problems)
@@ -393,25 +394,71 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     return config
 
 
-def place(loc: tuple[str | int, ...]) -> str:
-    """``('sources', 0, 'variables', 2, 'width')`` -> ``sources[0].variables[2].width``."""
+def place(loc: tuple[str | int, ...], data: Any = None) -> str:
+    """``('sources', 0, 'variables', 2, 'width')`` -> ``sources[0].variables[2].width``; with
+    the file's ``data``, the item the key is in is named too:
+    ``sources[0].variables[2] (oil_temp).width``."""
     text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    node = data
+    last = max((i for i, part in enumerate(loc) if isinstance(part, int)), default=-1)
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            text += item_place("", part, item if i == last else None)
+            node = item
+        else:
+            text += f".{part}" if text else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
     return text or "(top level)"
 
 
-def _describe(exc: ValidationError, env_places: dict[str, str]) -> list[str]:
+def item_place(where: str, index: int, item: Any) -> str:
+    """``alarms[3] (Oil temperature high)``: the index, and the name a person knows it by."""
+    name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
+    return f"{where}[{index}]" + (f" ({name})" if isinstance(name, str) and name else "")
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The schema model that the key at ``loc`` belongs to."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = {f.alias or name: f for name, f in model.model_fields.items()}
+        found = _inner_model(fields[part].annotation) if part in fields else None
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    """``list[Source]``, ``HeartbeatSection | None`` -> the model inside."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(exc: ValidationError, env_places: dict[str, str], data: Any) -> list[str]:
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
         loc = tuple(error["loc"])
-        where = place(loc)
+        plain, where = place(loc), place(loc, data)
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key (not part of the config schema)"
+            model = _model_at(loc)
+            if model is not None and isinstance(loc[-1], str):
+                keys = [f.alias or name for name, f in model.model_fields.items()]
+                hint = did_you_mean(loc[-1], keys)
+                message += hint if hint.startswith(";") else ""
         elif error["type"] == "missing":
             message = "required key is missing"
-        origin = next((name for p, name in env_places.items() if where.startswith(p)), None)
+        origin = next((name for p, name in env_places.items() if plain.startswith(p)), None)
         if origin:
             message += f" (set by environment variable {origin})"
         problems.append(f"{where}: {message}")
@@ -451,13 +498,69 @@ def _apply_env(
     return problems
 
 
+#: environment variables with the prefix that are not settings, and mean something
+_OTHER_ENV = frozenset({"AGENT_CONFIG"})
+
+
+def config_warnings(config: Config, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What runs but is likely not what was meant: ``check`` prints these, ``run`` logs them."""
+    environ = os.environ if environ is None else environ
+    found = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in _OTHER_ENV:
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
+        sections = list(Config.model_fields)
+        if parts[0] not in sections:
+            rest = ENV_DELIMITER.join(parts[1:]).upper()
+            known = [f"{ENV_PREFIX}{sec.upper()}{ENV_DELIMITER}{rest}" for sec in sections]
+            hint = did_you_mean(name, known)
+            hint = hint if hint.startswith(";") else f" (sections: {', '.join(sections)})"
+            found.append(f"environment variable {name} matches no setting and is ignored{hint}")
+        elif len(parts) < 2:
+            found.append(
+                f"environment variable {name} names a section, not a setting, and is ignored:"
+                f" {name}{ENV_DELIMITER}KEY (list items by index: AGENT_SOURCES__0__HOST)"
+            )
+    if not config.webhooks:
+        found.append(
+            "webhooks: none configured: alarms are evaluated and logged, but nobody is notified"
+        )
+    for s_index, source in enumerate(config.sources):
+        found += _overlaps(source, f"sources[{s_index}].variables")
+    return found
+
+
+def _overlaps(source: Source, where: str) -> Iterator[str]:
+    """Variables that read the same registers: usually an address off by one. Bits of one
+    register (``bit``), and a register read whole beside its bits, are meant to share."""
+    placed = sorted(
+        (v.table, v.address, v.address + v.register_count, i, v)
+        for i, v in enumerate(source.variables)
+    )
+    for n, (table, start, end, index, variable) in enumerate(placed):
+        for other_table, other_start, _, other_index, other in placed[n + 1 :]:
+            if other_table != table or other_start >= end:
+                break
+            bits = (variable.bit, other.bit)
+            if bits != (None, None) and bits[0] != bits[1]:
+                continue  # bits of a register, or the register beside its bits
+            first, second = sorted([(index, variable), (other_index, other)], key=lambda t: t[0])
+            shared = f"{table} {max(start, other_start)}"
+            yield (
+                f"{item_place(where, second[0], second[1])}: reads {shared}, as does"
+                f" {item_place(where, first[0], first[1])}; check the addresses"
+            )
+
+
 def _duplicates(items: list[Any], attr: str, where: str) -> Iterator[str]:
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
         value = getattr(item, attr)
         if value in seen:
             first = f"{where}[{seen[value]}]"
-            yield f"{where}[{index}].{attr}: duplicate {attr} {value!r} (first at {first})"
+            at = item_place(where, index, item)
+            yield f"{at}.{attr}: duplicate {attr} {value!r} (first at {first})"
         else:
             seen[value] = index
 
@@ -470,8 +573,8 @@ def _cross_check(config: Config) -> Iterator[str]:
     yield from _duplicates(config.alarms, "name", "alarms")
     yield from _duplicates(config.webhooks, "name", "webhooks")
     for s_index, source in enumerate(config.sources):
-        at = f"sources[{s_index}]"
-        yield from _duplicates(source.variables, "name", f"{at}.variables")
+        at = item_place("sources", s_index, source)
+        yield from _duplicates(source.variables, "name", f"sources[{s_index}].variables")
         if source.protocol == "modbus-tcp" and not source.host:
             yield f"{at}.host: required for protocol 'modbus-tcp'"
         if source.protocol == "modbus-rtu" and not source.serial_port:
@@ -481,19 +584,23 @@ def _cross_check(config: Config) -> Iterator[str]:
             end = variable.address + variable.register_count
             if end > 65536:
                 yield (
-                    f"{at}.variables[{v_index}].address: {variable.name} would end at register "
-                    f"{end - 1}, past the last Modbus address 65535"
+                    f"{item_place(f'sources[{s_index}].variables', v_index, variable)}.address:"
+                    f" {variable.name}"
+                    f" would end at register {end - 1}, past the last Modbus address 65535"
                 )
     known = {key: variable for key, _, variable in config.variables()}
     for index, alarm in enumerate(config.alarms):
-        yield from _check_alarm(f"alarms[{index}]", alarm, known)
+        yield from _check_alarm(item_place("alarms", index, alarm), alarm, known)
     for index, webhook in enumerate(config.webhooks):
+        at = item_place("webhooks", index, webhook)
         fmt = FORMATS.get(webhook.format)
         if fmt is None:
             names = ", ".join(repr(name) for name in sorted(FORMATS))
-            yield f"webhooks[{index}].format: {webhook.format!r} is not a format: one of {names}"
+            hint = did_you_mean(webhook.format, FORMATS)
+            hint = hint if hint.startswith(";") else ""
+            yield f"{at}.format: {webhook.format!r} is not a format: one of {names}{hint}"
             continue
-        yield from (f"webhooks[{index}].{problem}" for problem in fmt.problems(webhook))
+        yield from (f"{at}.{problem}" for problem in fmt.problems(webhook))
 
 
 _LINE_SETTINGS = ("baudrate", "parity", "stopbits", "bytesize", "timeout")
@@ -509,7 +616,8 @@ def _check_shared_bus(sources: list[Source], index: int) -> Iterator[str]:
             for name in _LINE_SETTINGS:
                 if getattr(first, name) != getattr(source, name):
                     yield (
-                        f"sources[{index}].{name}: differs from sources[{first_index}] on the same"
+                        f"{item_place('sources', index, source)}.{name}: differs from"
+                        f" sources[{first_index}] on the same"
                         f" serial port {source.serial_port} ({getattr(first, name)!r})"
                     )
             return
@@ -534,8 +642,7 @@ def _check_alarm(at: str, alarm: Alarm, known: dict[str, Variable]) -> Iterator[
     assert alarm.variable is not None and alarm.threshold is not None
     variable = known.get(alarm.variable)
     if variable is None:
-        hint = ", ".join(sorted(known)[:8]) or "none configured"
-        yield f"{at}.variable: no variable {alarm.variable!r} (known: {hint})"
+        yield f"{at}.variable: no variable {alarm.variable!r}{did_you_mean(alarm.variable, known)}"
         return
     ranged = alarm.condition in ("between", "outside")
     if ranged != isinstance(alarm.threshold, tuple):

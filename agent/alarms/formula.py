@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.common.hints import did_you_mean
+
 Expr = Callable[[Sequence[Any]], Any]
 
 
@@ -74,8 +76,8 @@ def compile_formula(text: str, variable_types: Mapping[str, str]) -> Formula:
         if token.startswith("$"):
             key = token[1:]
             if key not in variable_types:
-                known = ", ".join(f"${k}" for k in sorted(variable_types)[:6])
-                raise FormulaError(f"{where}: no variable {key!r} (known: {known or 'none'})")
+                hint = did_you_mean(f"${key}", (f"${k}" for k in variable_types), listed=6)
+                raise FormulaError(f"{where}: no variable {key!r}{hint}")
             if key not in inputs:
                 inputs.append(key)
             index = inputs.index(key)

@@ -11,7 +11,7 @@ from typing import Any
 
 from agent.alarms.rules import AlarmRule
 from agent.common.ids import short_id
-from agent.config import Config, ConfigError, load_config
+from agent.config import Config, ConfigError, config_warnings, load_config
 from agent.observe.logs import RedactSecrets
 from agent.outbox.store import StoreError
 from agent.runtime.service import Agent
@@ -72,6 +72,8 @@ class Runner:
                 return False
             if self.redact is not None:
                 self.redact.add(config.secrets())
+            for warning in config_warnings(config):
+                log.warning("reload: %s", warning)
             old = self.agent
             await old.stop()
             unchanged = {

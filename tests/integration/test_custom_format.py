@@ -89,10 +89,12 @@ def test_a_format_states_its_own_config_problems(chat: None, tmp_path: Any) -> N
     without_token = CONFIG.replace('user_id = "UsrWebhook01"', 'format = "chat"')
     with pytest.raises(ConfigError) as raised:
         load_config(write_config(tmp_path, without_token), environ={})
-    assert raised.value.problems == ["webhooks[0].integration_key: the room's token is required"]
+    assert raised.value.problems == [
+        "webhooks[0] (ilert).integration_key: the room's token is required"
+    ]
     unknown = CONFIG.replace('user_id = "UsrWebhook01"', 'format = "pager"')
     with pytest.raises(ConfigError) as raised:
         load_config(write_config(tmp_path, unknown), environ={})
     assert raised.value.problems == [
-        "webhooks[0].format: 'pager' is not a format: one of 'chat', 'ilert-events', 'ixon'"
+        "webhooks[0] (ilert).format: 'pager' is not a format: one of 'chat', 'ilert-events', 'ixon'"
     ]

@@ -110,6 +110,8 @@ def test_send_test_names_unknown_webhooks(
 ) -> None:
     assert main(["send-test", "--config", str(write_config(tmp_path)), "--webhook", "pager"]) == 2
     assert "no webhook 'pager' (known: ilert)" in capsys.readouterr().err
+    assert main(["send-test", "--config", str(write_config(tmp_path)), "--webhook", "ilrt"]) == 2
+    assert "no webhook 'ilrt'; did you mean 'ilert'?" in capsys.readouterr().err
 
 
 def test_an_unusable_state_dir_is_a_clear_error(

@@ -93,7 +93,7 @@ async def test_an_invalid_config_keeps_the_running_one(
         path.write_text(path.read_text().replace('condition = ">"', 'condition = "hot"'))
         assert not await runner.reload()
         assert runner.agent is first and first.scheduler is not None and first.scheduler.running
-        assert "reload: alarms[0].condition: Input should be" in caplog.text
+        assert "reload: alarms[0] (Oil temperature high).condition: Input should be" in caplog.text
         assert "the running config stays" in caplog.text
         await machine.hold(oil_temp=95.0)
         await wait_for(lambda: ilert.received, what="the old config still at work")

@@ -33,7 +33,7 @@ def test_a_config_problem_is_one_placed_line_and_exit_2(
     path = write_config(tmp_path)
     path.write_text(path.read_text().replace('type = "float"', 'type = "double"', 1))
     code, out, err = run(capsys, "check", "--config", str(path))
-    assert code == cli.EXIT_CONFIG and "sources[0].variables[0].type" in err
+    assert code == cli.EXIT_CONFIG and "sources[0].variables[0] (oil_temp).type" in err
     assert "Traceback" not in out + err
 
 

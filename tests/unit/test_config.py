@@ -57,7 +57,8 @@ def test_parse_duration_rejects(text: object) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    assert problems_of(tmp_path / "nope.toml") == ["file not found"]
+    [problem] = problems_of(tmp_path / "nope.toml")
+    assert problem.startswith("file not found") and "ixon-agent init" in problem
 
 
 def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
@@ -70,20 +71,22 @@ def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
 def test_unknown_key_names_its_place(tmp_path: Path) -> None:
     path = edited(tmp_path, 'type = "bool"', 'type = "bool"\n  colour = "red"')
     assert problems_of(path) == [
-        "sources[0].variables[2].colour: unknown key (not part of the config schema)"
+        "sources[0].variables[2] (motor_running).colour: unknown key (not part of the config schema)"
     ]
 
 
 def test_bad_enum_value(tmp_path: Path) -> None:
     path = edited(tmp_path, 'register = "coil"', 'register = "coils"')
     (problem,) = problems_of(path)
-    assert problem.startswith("sources[0].variables[2].register: Input should be 'coil'")
+    assert problem.startswith(
+        "sources[0].variables[2] (motor_running).register: Input should be 'coil'"
+    )
 
 
 def test_bad_width_for_type(tmp_path: Path) -> None:
     path = edited(tmp_path, 'type = "float"', 'type = "float"\n  width = 16')
     assert problems_of(path) == [
-        "sources[0].variables[0].width: width 16 is not valid for float: use one of (32, 64)"
+        "sources[0].variables[0] (oil_temp).width: width 16 is not valid for float: use one of (32, 64)"
     ]
 
 
@@ -93,22 +96,22 @@ def test_every_problem_is_reported(tmp_path: Path) -> None:
     )
     problems = problems_of(write_config(tmp_path, text))
     places = [p.split(":")[0] for p in problems]
-    assert "sources[0].variables[0].type" in places
-    assert "alarms[0].severity" in places
+    assert "sources[0].variables[0] (oil_temp).type" in places
+    assert "alarms[0] (Oil temperature high).severity" in places
 
 
 def test_alarm_on_unknown_variable(tmp_path: Path) -> None:
     path = edited(tmp_path, 'variable = "plc.oil_temp"', 'variable = "plc.oil_tmp"')
     (problem,) = problems_of(path)
     assert problem.startswith(
-        "alarms[0].variable: no variable 'plc.oil_tmp' (known: plc.motor_running, plc.oil_temp"
+        "alarms[0] (Oil temperature high).variable: no variable 'plc.oil_tmp'; did you mean 'plc.oil_temp'?"
     )
 
 
 def test_duplicate_names(tmp_path: Path) -> None:
     path = edited(tmp_path, 'name = "pressure"', 'name = "oil_temp"')
     assert problems_of(path) == [
-        "sources[0].variables[1].name: duplicate name 'oil_temp' (first at sources[0].variables[0])"
+        "sources[0].variables[1] (oil_temp).name: duplicate name 'oil_temp' (first at sources[0].variables[0])"
     ]
 
 
@@ -116,22 +119,22 @@ def test_duplicate_alarm_names(tmp_path: Path) -> None:
     alarm = CONFIG[CONFIG.index("[[alarms]]") : CONFIG.index("[[webhooks]]")]
     path = write_config(tmp_path, CONFIG.replace(alarm, alarm + alarm))
     assert problems_of(path) == [
-        "alarms[1].name: duplicate name 'Oil temperature high' (first at alarms[0])"
+        "alarms[1] (Oil temperature high).name: duplicate name 'Oil temperature high' (first at alarms[0])"
     ]
 
 
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ('condition = ">"', 'condition = "between"', "alarms[0].threshold: condition 'between' needs [low, high]"),
-        ("threshold = 80.0", "threshold = true", "alarms[0].threshold: plc.oil_temp is a number; the threshold must be one too"),
-        ("threshold = 80.0", "threshold = [90, 10]", "alarms[0].threshold: [low, high] needs low <= high, got [90, 10]"),
-        ('variable = "plc.oil_temp"', 'variable = "plc.motor_running"', "alarms[0].condition: '>' needs a numeric variable; plc.motor_running is bool"),
-        ('host = "127.0.0.1"\n', "", "sources[0].host: required for protocol 'modbus-tcp'"),
-        ('type = "bool"', 'type = "int"', "sources[0].variables[2].type: a coil holds one bit: type must be 'bool'"),
-        ('unit = "bar"', 'unit = "bar"\n  length = 4', "sources[0].variables[1].length: length applies to type 'str' only"),
-        ('address = 102', 'address = 65535\n  width = 32', "sources[0].variables[1].address: pressure would end at register 65536, past the last Modbus address 65535"),
-        ('poll_interval = "100ms"', 'poll_interval = "soon"', "sources[0].poll_interval: 'soon' is not a duration: use seconds (1.5) or a string like '500ms', '5s', '2m', '1h'"),
+        ('condition = ">"', 'condition = "between"', "alarms[0] (Oil temperature high).threshold: condition 'between' needs [low, high]"),
+        ("threshold = 80.0", "threshold = true", "alarms[0] (Oil temperature high).threshold: plc.oil_temp is a number; the threshold must be one too"),
+        ("threshold = 80.0", "threshold = [90, 10]", "alarms[0] (Oil temperature high).threshold: [low, high] needs low <= high, got [90, 10]"),
+        ('variable = "plc.oil_temp"', 'variable = "plc.motor_running"', "alarms[0] (Oil temperature high).condition: '>' needs a numeric variable; plc.motor_running is bool"),
+        ('host = "127.0.0.1"\n', "", "sources[0] (plc).host: required for protocol 'modbus-tcp'"),
+        ('type = "bool"', 'type = "int"', "sources[0].variables[2] (motor_running).type: a coil holds one bit: type must be 'bool'"),
+        ('unit = "bar"', 'unit = "bar"\n  length = 4', "sources[0].variables[1] (pressure).length: length applies to type 'str' only"),
+        ('address = 102', 'address = 65535\n  width = 32', "sources[0].variables[1] (pressure).address: pressure would end at register 65536, past the last Modbus address 65535"),
+        ('poll_interval = "100ms"', 'poll_interval = "soon"', "sources[0] (plc).poll_interval: 'soon' is not a duration: use seconds (1.5) or a string like '500ms', '5s', '2m', '1h'"),
     ],
 )  # fmt: skip
 def test_specific_errors(tmp_path: Path, old: str, new: str, expected: str) -> None:
@@ -142,7 +145,7 @@ def test_specific_errors(tmp_path: Path, old: str, new: str, expected: str) -> N
 def test_webhook_url_error_does_not_echo_the_secret(tmp_path: Path) -> None:
     path = write_config(tmp_path, ilert="ftp://127.0.0.1:8025")
     problems = problems_of(path)
-    assert problems == ["webhooks[0].url: must be an http:// or https:// URL"]
+    assert problems == ["webhooks[0] (ilert).url: must be an http:// or https:// URL"]
     assert "il1ixon0demo" not in "".join(problems)
 
 
@@ -163,7 +166,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
 def test_environment_override_errors_name_the_variable(tmp_path: Path) -> None:
     path = write_config(tmp_path)
     assert problems_of(path, {"AGENT_SOURCES__0__PORT": "none"}) == [
-        "sources[0].port: Input should be a valid integer, unable to parse string as an integer"
+        "sources[0] (plc).port: Input should be a valid integer, unable to parse string as an integer"
         " (set by environment variable AGENT_SOURCES__0__PORT)"
     ]
     assert problems_of(path, {"AGENT_SOURCES__3__PORT": "1"}) == [
@@ -181,7 +184,7 @@ def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
     bad = edited(tmp_path, 'register = "coil"', 'register = "coils"')
     assert main(["check", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "sources[0].variables[2].register" in err and "Traceback" not in err
+    assert "sources[0].variables[2] (motor_running).register" in err and "Traceback" not in err
 
 
 def test_check_as_a_process_prints_no_traceback(tmp_path: Path) -> None:
@@ -202,17 +205,17 @@ def test_formula_alarms_are_checked_at_load(tmp_path: Path) -> None:
 
     bad = CONFIG.replace("[[webhooks]]", alarm.replace("80 >", "80 > >") + "\n[[webhooks]]")
     assert problems_of(write_config(tmp_path, bad)) == [
-        "alarms[1].formula: token 4 '>': needs two operands, the stack has 1"
+        "alarms[1] (Hot and stopped).formula: token 4 '>': needs two operands, the stack has 1"
     ]
     both = CONFIG.replace('condition = ">"', 'formula = "$plc.oil_temp 1 >"\ncondition = ">"')
     assert problems_of(write_config(tmp_path, both)) == [
-        "alarms[0].variable: not used with formula; give one or the other",
-        "alarms[0].condition: not used with formula; give one or the other",
-        "alarms[0].threshold: not used with formula; give one or the other",
+        "alarms[0] (Oil temperature high).variable: not used with formula; give one or the other",
+        "alarms[0] (Oil temperature high).condition: not used with formula; give one or the other",
+        "alarms[0] (Oil temperature high).threshold: not used with formula; give one or the other",
     ]
     neither = CONFIG.replace('variable = "plc.oil_temp"\n', "")
     assert problems_of(write_config(tmp_path, neither)) == [
-        "alarms[0].variable: required (or give a formula)"
+        "alarms[0] (Oil temperature high).variable: required (or give a formula)"
     ]
 
 
@@ -232,3 +235,44 @@ def test_check_rejects_a_state_dir_that_run_rejects(
     assert f"agent.state_dir: cannot use {state_dir}" in checked
     assert ran.strip().splitlines()[-1] in checked  # the very same words
     assert not list(tmp_path.glob("**/.ixon-agent-probe-*"))  # the probe left nothing
+
+
+def test_warnings_for_what_runs_but_is_likely_not_meant(tmp_path: Path) -> None:
+    from agent.config import config_warnings
+
+    text = CONFIG.replace("address = 102", "address = 101")  # pressure inside oil_temp's float
+    text = text.split("[[webhooks]]")[0]  # no webhook
+    text += """
+[[sources.variables]]
+name = "fault_bit_3"
+register = "holding"
+address = 101
+type = "bool"
+bit = 3
+"""
+    config = load_config(write_config(tmp_path, text), environ={})
+    environ = {
+        "AGENT_SOURCE__0__HOST": "10.0.0.5",  # SOURCE, not SOURCES
+        "AGENT_CONFIG": "/etc/agent.toml",  # ours, and meaningful
+        "AGENT_OUTBOX": "x",  # a section, not a setting
+        "PATH": "/usr/bin",
+    }
+    warnings = config_warnings(config, environ)
+    assert warnings == [
+        "environment variable AGENT_OUTBOX names a section, not a setting, and is ignored:"
+        " AGENT_OUTBOX__KEY (list items by index: AGENT_SOURCES__0__HOST)",
+        "environment variable AGENT_SOURCE__0__HOST matches no setting and is ignored;"
+        " did you mean 'AGENT_SOURCES__0__HOST'?",
+        "webhooks: none configured: alarms are evaluated and logged, but nobody is notified",
+        "sources[0].variables[1] (pressure): reads holding 101, as does"
+        " sources[0].variables[0] (oil_temp); check the addresses",
+    ], warnings  # the bit of register 101 beside them is meant to share it
+
+
+def test_an_unknown_key_gets_the_likely_one(tmp_path: Path) -> None:
+    text = CONFIG.replace("threshold = 80.0", "treshold = 80.0")
+    problems = problems_of(write_config(tmp_path, text))
+    assert (
+        "alarms[0] (Oil temperature high).treshold: unknown key (not part of the config schema);"
+        " did you mean 'threshold'?"
+    ) in problems

@@ -31,7 +31,7 @@ def test_formula_evaluation(text: str, values: tuple[Any, ...], expected: bool) 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("$plc.tmp 80 >", "token 1 '$plc.tmp': no variable 'plc.tmp' (known: $plc.count, $plc.mode, $plc.run, $plc.temp)"),
+        ("$plc.tmp 80 >", "token 1 '$plc.tmp': no variable 'plc.tmp'; did you mean '$plc.temp'?"),
         ("$plc.temp >", "token 2 '>': needs two operands, the stack has 1"),
         ("$plc.temp 80 > &&", "token 4 '&&': needs two operands, the stack has 1"),
         ("$plc.temp true >", "token 3 '>': needs two numbers, got number and bool"),
