@@ -175,6 +175,36 @@ def _read_raw(config: Config, args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """The running agent's /readyz (or /healthz with --live) on the configured status port:
+    the container health check, without curl and without repeating the port."""
+    import httpx
+
+    config = _load(args.config)
+    status = config.status
+    if not status.enabled:
+        print("status listener disabled ([status] enabled = false): nothing to ask")
+        return EXIT_OK
+    host = "127.0.0.1" if status.host in ("0.0.0.0", "", "*") else status.host
+    host = "::1" if host == "::" else host
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{status.port}"
+    path = "/healthz" if args.live else "/readyz"
+    try:
+        reply = httpx.get(url + path, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"{url}{path}: no answer ({type(exc).__name__}): is the agent running?")
+        return EXIT_FAILED
+    if reply.status_code == 200:
+        print(f"{url}{path}: ok")
+        return EXIT_OK
+    try:
+        problems = reply.json().get("problems") or [f"HTTP {reply.status_code}"]
+    except ValueError:
+        problems = [f"HTTP {reply.status_code}"]
+    print(f"{url}{path}: not ready: " + "; ".join(problems))
+    return EXIT_FAILED
+
+
 def warn_if_exposed(path: Path, config: Config) -> None:
     """Webhook URLs and keys are secrets: a config file every user can read gets a warning."""
     if config.secrets() and path.stat().st_mode & stat.S_IROTH:
@@ -187,6 +217,7 @@ def warn_if_exposed(path: Path, config: Config) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.runtime.reload import Runner
+    from agent.runtime.systemd import Notifier
 
     path = config_path(args.config)
     config = load_config(path)
@@ -203,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         quiet_loop_errors(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        runner = Runner(path, config, redact)
+        runner = Runner(path, config, redact, Notifier())
         reloads: set[asyncio.Task[bool]] = set()
 
         def reload() -> None:
@@ -646,6 +677,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", required=True, metavar="D", help='e.g. "1h", "30m", 600')
     p.add_argument("--out", type=Path, required=True, metavar="DATA.csv")
     p.set_defaults(func=cmd_record)
+    p = command("health", "ask the running agent: ready (exit 0), or why not (exit 1)")
+    p.add_argument("--live", action="store_true", help="/healthz: only that the process answers")
+    p.add_argument("--timeout", type=float, default=4.0, help="seconds to wait for the answer")
+    p.set_defaults(func=cmd_health)
     p = command("shelve", "put an alarm aside for a while: it notifies no start until then")
     p.add_argument("name", nargs="?", metavar="NAME", help="the alarm; none: list shelved ones")
     p.add_argument("--for", dest="duration", metavar="D", help='how long, e.g. "2h", "30m", "1d"')

@@ -15,6 +15,7 @@ from agent.config import Config, ConfigError, config_warnings, load_config
 from agent.observe.logs import RedactSecrets
 from agent.outbox.store import StoreError
 from agent.runtime.service import Agent
+from agent.runtime.systemd import Notifier
 
 log = logging.getLogger("agent")
 
@@ -42,13 +43,29 @@ class Runner:
     whole state (delays running, occurrence, flapping window). An invalid file changes
     nothing but a logged error."""
 
-    def __init__(self, path: Path, config: Config, redact: RedactSecrets | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        config: Config,
+        redact: RedactSecrets | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.path = path
         self.error: StoreError | None = None  # why the agent had to stop, if it had to
         self._stop = asyncio.Event()
-        self.agent = Agent(config, on_fatal=self._fatal)
+        self.notifier = notifier or Notifier({})
+        self.agent = self._agent(config)
         self.redact = redact
         self._lock = asyncio.Lock()
+
+    def _agent(self, config: Config, carry: Any = None) -> Agent:
+        return Agent(config, carry=carry, on_fatal=self._fatal, on_healthy=self.notifier.healthy)
+
+    def _ready(self) -> None:
+        config = self.agent.config
+        self.notifier.ready(
+            f"polling {len(config.sources)} source(s), {len(self.agent.engine.states)} alarm(s)"
+        )
 
     def _fatal(self, exc: StoreError) -> None:
         self.error = self.error or exc
@@ -57,9 +74,11 @@ class Runner:
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
         await self.agent.start()
+        self._ready()
         try:
             await stop.wait()
         finally:
+            self.notifier.stopping()
             async with self._lock:
                 await self.agent.stop()
 
@@ -75,14 +94,16 @@ class Runner:
             for warning in config_warnings(config):
                 log.warning("reload: %s", warning)
             old = self.agent
+            self.notifier.reloading()
             await old.stop()
             unchanged = {
                 alarm_id
                 for alarm_id, definition in definitions(config).items()
                 if definitions(old.config).get(alarm_id) == definition
             }
-            self.agent = Agent(config, carry=(old.engine, unchanged), on_fatal=self._fatal)
+            self.agent = self._agent(config, carry=(old.engine, unchanged))
             await self.agent.start()
+            self._ready()
             log.info(
                 "reload: new config running; %d alarm(s) carried over unchanged", len(unchanged)
             )

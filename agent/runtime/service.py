@@ -110,10 +110,14 @@ class Agent:
         observer: Observer | None = None,
         carry: tuple[AlarmEngine, set[str]] | None = None,
         on_fatal: Callable[[StoreError], None] | None = None,
+        on_healthy: Callable[[], None] | None = None,
     ) -> None:
         """``carry``: a previous engine and the ids of its alarms to take over as they are.
-        ``on_fatal``: told when the agent cannot go on (a damaged state database)."""
+        ``on_fatal``: told when the agent cannot go on (a damaged state database).
+        ``on_healthy``: told, about once a second, while every source's cycles start on time
+        (the systemd watchdog)."""
         self.on_fatal = on_fatal or _ignore
+        self.on_healthy = on_healthy or (lambda: None)
         self.config = config
         self.clock = clock or Clock()
         self.observer: Observer = observer or _Nothing()
@@ -146,6 +150,7 @@ class Agent:
         )
         self._cycles: set[asyncio.Task[None]] = set()  # poll cycles in flight
         self._last_start: dict[str, float] = {}  # monotonic start of each source's last cycle
+        self._nudged: dict[str, float] = {}  # when the watch last started an overdue cycle
         self._watchdog: asyncio.Task[None] | None = None
         self._skip_log: dict[str, Throttle] = {}
         # sparklines: the recent values of what the alarms read, per source
@@ -268,11 +273,16 @@ class Agent:
                 )
                 pull_in_far_jobs(self.scheduler)
                 continue
+            healthy = self.scheduler is not None and self.scheduler.running
             for name, poller in self.pollers.items():
                 source = poller.source
                 allowed = 3 * source.poll_interval + source.timeout * (poller.requests + 1) + 1
                 last = self._last_start.get(name, self.started)
-                if now - last > allowed and self.scheduler is not None:
+                if now - last <= allowed or self.scheduler is None:
+                    continue
+                healthy = False  # until a cycle really starts again
+                if now - self._nudged.get(name, -allowed) > allowed:  # once per allowance
+                    self._nudged[name] = now
                     log.warning(
                         "source %s: no poll cycle for %.0f s (was the clock set back?);"
                         " polling again now",
@@ -280,8 +290,9 @@ class Agent:
                         now - last,
                         extra={"source": name},
                     )
-                    self._last_start[name] = now
                     self.scheduler.modify_job(f"poll:{name}", next_run_time=datetime.now(UTC))
+            if healthy:
+                self.on_healthy()
 
     async def poll_source(self, name: str) -> None:
         """The scheduler's job: one cycle, in a task of its own that stop() may cancel."""

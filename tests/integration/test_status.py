@@ -192,3 +192,37 @@ async def test_idle_connections_to_the_status_port_starve_nothing(
     text = log.read_text()
     assert "out of system resource" not in text and "failed unexpectedly" not in text, text
     assert len(text.splitlines()) < 30, text
+
+
+async def test_the_health_command_asks_the_configured_port(
+    tmp_path: Path,
+    machine: ModbusDeviceSimulator,
+    ilert: IlertSimulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What the container's health check runs: ready, not ready and why, or not running."""
+    import socket
+
+    from agent import cli
+
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = CONFIG.replace('timeout = "1s"', 'timeout = "1s"\noffline_after = "500ms"')
+    text = text.replace("[status]\nport = 0", f"[status]\nport = {port}")
+    path = write_config(tmp_path, text, port=machine.port, ilert=ilert.url)
+    args = ["health", "--config", str(path)]
+    agent = await start_agent(path)
+    try:
+        await wait_for(lambda: agent.online("plc"), what="the first answer")
+        assert await asyncio.to_thread(cli.main, args) == 0
+        assert capsys.readouterr().out == f"http://127.0.0.1:{port}/readyz: ok\n"
+        await machine.stop()
+        await wait_for(lambda: agent.readiness(), what="not ready")
+        assert await asyncio.to_thread(cli.main, args) == 1
+        assert "/readyz: not ready: source plc has not answered for" in capsys.readouterr().out
+        assert await asyncio.to_thread(cli.main, [*args, "--live"]) == 0
+    finally:
+        await agent.stop()
+    assert await asyncio.to_thread(cli.main, args) == 1
+    assert "no answer (ConnectError): is the agent running?" in capsys.readouterr().out

@@ -19,6 +19,7 @@ def test_systemd_unit() -> None:
     assert "Restart=on-failure" in unit and "StateDirectory=ixon-agent" in unit
     assert "RestartPreventExitStatus=2" in unit  # a user error or a damaged database: no loop
     assert "User=ixon-agent" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    assert "Type=notify" in unit and re.search(r"^WatchdogSec=\d+$", unit, re.MULTILINE)
     start = re.search(r"^ExecStart=(\S+) (.*)$", unit, re.MULTILINE)
     assert start and start.group(1).endswith("/.venv/bin/ixon-agent")
     args = build_parser().parse_args(start.group(2).split())
@@ -35,7 +36,10 @@ def test_dockerfile() -> None:
     assert config.agent.state_dir == Path("/var/lib/ixon-agent")
     assert config.status.host == "0.0.0.0" and f"EXPOSE {config.status.port}" in docker
     assert 'ENTRYPOINT ["ixon-agent"]' in docker and "USER ixon-agent" in docker
-    assert "/healthz" in docker
+    health = re.search(r'^\s+CMD \["ixon-agent", "health"\]$', docker, re.MULTILINE)
+    assert health, "the health check asks the agent, on the port its config gives"
+    assert build_parser().parse_args(["health"]).command == "health"
+    assert "--device /dev/ttyUSB0" in docker  # RTU in a container
     packages = {line.split()[1] for line in docker.splitlines() if line.startswith("COPY ")}
     assert {"agent", "simulators", "workbench"} <= packages  # every installed package
 
