@@ -9,12 +9,15 @@ DURATION ?= 35
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# the first run installs the packages (about a minute): pip shows what it is doing
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@echo "== installing ixon-agent and its packages into $(VENV) (once) =="
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@echo "== installing the test tools into $(VENV) (once) =="
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -e '.[test]'
 	touch $@
 
 demo: $(VENV)/.installed
