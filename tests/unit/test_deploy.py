@@ -70,3 +70,10 @@ def test_the_starter_config_is_the_repositorys_and_ships_in_the_wheel(tmp_path: 
     [wheel] = tmp_path.glob("ixon_agent-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "agent/data/agent.toml" in names
+
+
+def test_make_shows_what_pip_is_doing() -> None:
+    """A first `make demo` spends most of its time installing: it must not look hung."""
+    makefile = (REPO / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line]
+    assert installs and all("--quiet" not in line and " -q" not in line for line in installs)
