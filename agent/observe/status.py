@@ -323,10 +323,11 @@ def _alarm_card(alarm: AlarmView, view: Snapshot) -> str:
         if key in view.trends
     )
     instructions = f'<p class="instr">{e(alarm.instructions)}</p>' if alarm.instructions else ""
+    shelved = ' <span class="state">shelved</span>' if alarm.shelf and state != "shelved" else ""
     return (
         f'<article class="card sev-{e(alarm.severity)} st-{state}">'
         f'<h3>{e(alarm.name)} <span class="badge">{e(alarm.severity)}</span>'
-        f' <span class="state">{state}</span></h3>'
+        f' <span class="state">{state}</span>{shelved}</h3>'
         + "".join(f"<p>{fact}</p>" for fact in facts)
         + instructions
         + trends
@@ -345,6 +346,7 @@ def _alarms(view: Snapshot) -> str:
         "shelved" if a.shelf is not None and a.state is State.NORMAL else a.state.value
         for a in notable
     )
+    counts["shelved"] = sum(1 for a in notable if a.shelf is not None)  # of any state
     parts = [f"{counts[s]} {s}" for s in ("active", "clearing", "pending", "shelved") if counts[s]]
     summary = ", ".join(parts) or "none active"
     out = [f'<h2 id="alarms">Alarms: {summary}</h2>']

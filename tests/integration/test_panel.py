@@ -136,6 +136,8 @@ async def test_the_panel_at_phone_and_desktop_sizes(panel: Agent, tmp_path: Path
                 " c.querySelector('h3').firstChild.textContent.trim(), c.innerText])"
             )
             by_name = {title: (cls, text) for cls, title, text in cards}
+            heading = await page.eval("document.getElementById('alarms').innerText")
+            assert heading == "Alarms: 2 active, 1 pending, 1 shelved"
             # active first, coloured by severity, with its value, condition and instructions
             assert cards[0][1] == "Oil temperature high"
             cls, text = by_name["Oil temperature high"]
@@ -148,7 +150,7 @@ async def test_the_panel_at_phone_and_desktop_sizes(panel: Agent, tmp_path: Path
             assert "Check the supply valve V3" in text
             cls, text = by_name["Motor stopped"]
             assert "st-active" in cls and "sev-low" in cls
-            assert "shelved" in text and "belt being replaced" in text
+            assert "ACTIVE SHELVED" in text.upper() and "belt being replaced" in text
             assert "Pressure high" not in by_name  # normal: in the folded list
             colours = await page.eval(
                 "Object.fromEntries([...document.querySelectorAll('article.card')].map(c =>"
