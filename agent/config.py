@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -316,19 +317,34 @@ class Config(BaseSettings):
         # init_settings carries the file already merged with the environment (see load_config).
         return (init_settings,)
 
+    #: ``variable()``'s index, with the list of sources it was made from (a copy of the
+    #: config with other sources gets its own)
+    _index: tuple[list[Source], dict[str, tuple[Source, Variable]], dict[str, str]] | None = (
+        PrivateAttr(None)
+    )
+
     def variables(self) -> Iterator[tuple[str, Source, Variable]]:
         for source in self.sources:
             for variable in source.variables:
                 yield f"{source.name}.{variable.name}", source, variable
 
     def variable(self, key: str) -> tuple[Source, Variable]:
-        source_name, _, variable_name = key.partition(".")
-        for source in self.sources:
-            if source.name == source_name:
-                for variable in source.variables:
-                    if variable.name == variable_name:
-                        return source, variable
-        raise KeyError(key)
+        """A variable by ``source.name``: a dict lookup (a config may have 50k of them)."""
+        return self._indexed()[1][key]
+
+    def variable_types(self) -> dict[str, str]:
+        """``{"plc.oil_temp": "float", ...}``, made once: what formulas are checked against."""
+        return self._indexed()[2]
+
+    def _indexed(
+        self,
+    ) -> tuple[list[Source], dict[str, tuple[Source, Variable]], dict[str, str]]:
+        index = self._index
+        if index is None or index[0] is not self.sources:
+            found = {key: (s, v) for key, s, v in self.variables()}
+            index = (self.sources, found, {key: v.type for key, (_, v) in found.items()})
+            self._index = index
+        return index
 
     def secrets(self) -> list[str]:
         """Strings that must never reach a log line, an error, a file or a metric, nor any
@@ -589,8 +605,9 @@ def _cross_check(config: Config) -> Iterator[str]:
                     f" would end at register {end - 1}, past the last Modbus address 65535"
                 )
     known = {key: variable for key, _, variable in config.variables()}
+    types = config.variable_types()
     for index, alarm in enumerate(config.alarms):
-        yield from _check_alarm(item_place("alarms", index, alarm), alarm, known)
+        yield from _check_alarm(item_place("alarms", index, alarm), alarm, known, types)
     for index, webhook in enumerate(config.webhooks):
         at = item_place("webhooks", index, webhook)
         fmt = FORMATS.get(webhook.format)
@@ -623,7 +640,9 @@ def _check_shared_bus(sources: list[Source], index: int) -> Iterator[str]:
             return
 
 
-def _check_alarm(at: str, alarm: Alarm, known: dict[str, Variable]) -> Iterator[str]:
+def _check_alarm(
+    at: str, alarm: Alarm, known: dict[str, Variable], types: dict[str, str]
+) -> Iterator[str]:
     if alarm.formula is not None:
         for name in ("variable", "condition", "threshold"):
             if getattr(alarm, name) is not None:
@@ -631,7 +650,7 @@ def _check_alarm(at: str, alarm: Alarm, known: dict[str, Variable]) -> Iterator[
         if alarm.deadband:
             yield f"{at}.deadband: applies to a variable with a condition, not to a formula"
         try:
-            compile_formula(alarm.formula, {key: v.type for key, v in known.items()})
+            compile_formula(alarm.formula, types)
         except FormulaError as exc:
             yield f"{at}.formula: {exc}"
         return

@@ -105,8 +105,7 @@ class AlarmRule:
             "flap_window": alarm.flap_window,
         }
         if alarm.formula is not None:
-            types = {key: v.type for key, _, v in config.variables()}
-            formula = compile_formula(alarm.formula, types)
+            formula = compile_formula(alarm.formula, config.variable_types())
             inputs = []
             for key in formula.inputs:
                 variable = config.variable(key)[1]
