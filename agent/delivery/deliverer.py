@@ -35,6 +35,7 @@ from agent.common import retry
 from agent.common.retry import Throttle
 from agent.common.values import json_safe
 from agent.config import Webhook
+from agent.delivery.transport import AiohttpTransport
 from agent.formats import format_of
 from agent.observe.logs import Redactor
 from agent.outbox.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
@@ -71,9 +72,13 @@ def _about(entry: Entry) -> dict[str, str]:
 
 
 def make_http_client() -> httpx.AsyncClient:
-    """The process's one HTTP client: TLS verified, no redirects followed, named agent."""
+    """The process's one HTTP client: TLS verified, no redirects followed, named agent; its
+    requests go out through aiohttp (``transport.py`` says why)."""
     return httpx.AsyncClient(
-        headers={"User-Agent": USER_AGENT}, follow_redirects=False, verify=True, timeout=10.0
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,
+        timeout=10.0,
+        transport=AiohttpTransport(),
     )
 
 

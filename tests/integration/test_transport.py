@@ -1,0 +1,62 @@
+"""The HTTP transport sends what httpx built, byte for byte, and names failures as httpx
+does: against a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+
+import httpx
+import pytest
+from aiohttp import web
+
+from agent.delivery.deliverer import make_http_client
+from simulators._http import HttpServer
+
+
+class Recorder(HttpServer):
+    def __init__(self) -> None:
+        self.seen: list[dict[str, str]] = []
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        super().__init__(app)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append(
+            {"raw_path": request.raw_path, "auth": request.headers.get("Authorization", ""),
+             "agent": request.headers.get("User-Agent", ""), "body": await request.text(),
+             "type": request.headers.get("Content-Type", "")}
+        )  # fmt: skip
+        if request.path.endswith("/gzip"):
+            body = gzip.compress(b'{"ok": true}')
+            return web.Response(body=body, headers={"Content-Encoding": "gzip"}, status=202)
+        return web.Response(status=202, text="accepted", headers={"Retry-After": "3"})
+
+
+async def test_what_is_sent_and_what_comes_back() -> None:
+    server = Recorder()
+    base = await server.start()
+    try:
+        async with make_http_client() as http:
+            url = base.replace("http://", "http://alice:s3cret@") + "/hook/Key%2FSlash?token=t"
+            reply = await http.post(url, json={"a": 1})
+            assert reply.status_code == 202 and reply.text == "accepted"
+            assert reply.headers["Retry-After"] == "3"
+            gz = await http.post(base + "/x/gzip", json={})
+            assert gz.json() == {"ok": True}  # decoded, as httpx's own transport does
+    finally:
+        await server.stop()
+    first = server.seen[0]
+    assert first["raw_path"] == "/hook/Key%2FSlash?token=t"  # the escaped slash stays escaped
+    assert first["auth"] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert first["agent"].startswith("ixon-agent/") and first["body"] == '{"a":1}'
+    assert first["type"] == "application/json"
+
+
+async def test_failures_are_named_as_httpx_names_them() -> None:
+    server = Recorder()
+    base = await server.start()
+    await server.stop()  # nothing listens there now
+    async with make_http_client() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.post(base + "/hook", json={})
