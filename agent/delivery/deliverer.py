@@ -33,7 +33,6 @@ import httpx
 from agent import __version__
 from agent.common import retry
 from agent.common.retry import Throttle
-from agent.common.values import json_safe
 from agent.config import Webhook
 from agent.delivery.transport import AiohttpTransport
 from agent.formats import format_of
@@ -154,6 +153,8 @@ class Deliverer:
         self._next_expiry_check = 0.0
         self.on_fatal = on_fatal
         self._troubles = Throttle()
+        self._arrived: list[int] = []  # delivered, not yet deleted from the outbox
+        self._urls: dict[str, httpx.URL] = {}  # parsed once per webhook, not per send
 
     def start(self) -> None:
         self.store.release_dead_leases()
@@ -171,6 +172,13 @@ class Deliverer:
             await asyncio.sleep(0.02)
         return not self.store.pending_count()
 
+    def _record_delivered(self) -> None:
+        """Delete what arrived since the last look, in one write. Until then such a message
+        is only in flight no more: a crash before this sends it once more (at least once)."""
+        if self._arrived:
+            arrived, self._arrived = self._arrived, []
+            self.store.delivered_many(arrived)
+
     async def stop(self, grace: float = 0.0) -> None:
         """Stop taking new work; in-flight sends get ``grace`` seconds, the rest stays queued."""
         if self._task is not None:
@@ -182,6 +190,8 @@ class Deliverer:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        with contextlib.suppress(StoreError):
+            self._record_delivered()
         left = self.store.pending_count()
         if left:
             log.info("%d message(s) stay in the outbox for the next start", left)
@@ -214,8 +224,11 @@ class Deliverer:
         if now >= self._next_expiry_check:
             self._expire(now)
             self._next_expiry_check = now + EXPIRY_CHECK
+        self._record_delivered()
         capacity = self.max_in_flight - len(self.in_flight)
         if capacity > 0:
+            chosen: dict[int, Entry] = {}
+            leases: dict[int, float] = {}
             for entry in self.store.due(now, capacity, busy=self.in_flight):
                 webhook = self.webhooks.get(entry.webhook)
                 key = format_of(webhook).rate_key(webhook) if webhook is not None else None
@@ -225,10 +238,12 @@ class Deliverer:
                         note = f"held back: at most {RATE_LIMIT} events a minute per key"
                         self.store.retry_later(entry.id, now + hold, note, count=False)
                         continue
-                lease = now + (webhook.timeout if webhook else 10.0) + 30.0
-                if self.store.claim(entry.id, lease):
-                    task = asyncio.create_task(self._send(entry), name=f"send:{entry.id}")
-                    self.in_flight[entry.id] = task
+                chosen[entry.id] = entry
+                leases[entry.id] = now + (webhook.timeout if webhook else 10.0) + 30.0
+            for entry_id in sorted(self.store.claim_many(leases)):  # one write for them all
+                entry = chosen[entry_id]
+                task = asyncio.create_task(self._send(entry), name=f"send:{entry_id}")
+                self.in_flight[entry_id] = task
         # not durable: come back soon to write (and then send) what waits in memory
         idle = IDLE_CHECK if self.store.durable else FLUSH_INTERVAL
         if len(self.in_flight) >= self.max_in_flight:
@@ -281,8 +296,10 @@ class Deliverer:
             )
             return Result(entry, "rejected", None, "webhook not configured", entry.attempts, 0.0)
         fmt = format_of(webhook)
-        # json_safe: a message queued by an older version may hold NaN
-        body = fmt.with_secret(json_safe(entry.body), webhook)
+        body = fmt.with_secret(entry.body, webhook)  # (an old message's NaN: Entry.from_row)
+        url = self._urls.get(webhook.name)
+        if url is None:
+            url = self._urls[webhook.name] = httpx.URL(webhook.url.get_secret_value())
         started = time.monotonic()
         status: int | None = None
         retry_after: float | None = None
@@ -291,9 +308,7 @@ class Deliverer:
             # the whole attempt within ``timeout`` (httpx's is per phase), so it never
             # outlives its lease and no other process sends the same message meanwhile
             async with asyncio.timeout(webhook.timeout):
-                response = await self.client.post(
-                    webhook.url.get_secret_value(), json=body, timeout=webhook.timeout
-                )
+                response = await self.client.post(url, json=body, timeout=webhook.timeout)
         except (httpx.HTTPError, TimeoutError) as exc:
             outcome: Outcome = "retry"
             error = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
@@ -306,7 +321,8 @@ class Deliverer:
         latency = time.monotonic() - started
         now = self.clock()
         if outcome == "delivered":
-            self.store.delivered(entry.id)
+            # recorded with the others that arrived meanwhile, before the next dispatch
+            self._arrived.append(entry.id)
             log.info(
                 "webhook %s: delivered %s (HTTP %s, attempt %d, %.0f ms)",
                 entry.webhook,

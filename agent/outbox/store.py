@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.common.retry import Throttle
+from agent.common.values import json_safe
 from agent.outbox import journal
 
 log = logging.getLogger("agent.store")
@@ -197,7 +198,10 @@ class Entry:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Entry:
         data = dict(row)
-        data["body"] = json.loads(data["body"])
+        text = data["body"]
+        data["body"] = json.loads(text)
+        if "NaN" in text or "Infinity" in text:  # queued by a version that allowed them
+            data["body"] = json_safe(data["body"])
         data.setdefault("next_attempt", 0.0)
         data.setdefault("enqueued", 0.0)
         data.pop("lease_until", None)
@@ -643,21 +647,32 @@ class Store:
         return next((r["due"] for r in rows if r["id"] not in busy), None)
 
     def claim(self, entry_id: int, until: float) -> bool:
-        """Take a message for sending, unless another process holds it. While the file
-        cannot be written the claim is this process's alone (a message is never sent twice
-        at once from here; another process could, which is at least once, not lost)."""
-        now = self.now()
+        """Take a message for sending, unless another process holds it."""
+        return bool(self.claim_many({entry_id: until}))
 
-        def write() -> bool:
-            with self._relaxed():
-                cursor = self.db.execute(
-                    "UPDATE outbox SET lease_until = ?, lease_pid = ? WHERE id = ?"
-                    " AND (lease_until IS NULL OR lease_until < ?)",
-                    (until, os.getpid(), entry_id, now),
-                )
-            return cursor.rowcount == 1
+    def claim_many(self, leases: Mapping[int, float]) -> set[int]:
+        """Take messages for sending (id -> lease end), in one write; returns the ids taken
+        (not those another process holds). While the file cannot be written the claims are
+        this process's alone (a message is never sent twice at once from here; another
+        process could, which is at least once, not lost)."""
+        if not leases:
+            return set()
+        now, pid = self.now(), os.getpid()
 
-        return self._write(write, lambda: True)
+        def write() -> set[int]:
+            taken = set()
+            with self._relaxed(), self.transaction():  # one commit for them all
+                for entry_id, until in leases.items():
+                    cursor = self.db.execute(
+                        "UPDATE outbox SET lease_until = ?, lease_pid = ? WHERE id = ?"
+                        " AND (lease_until IS NULL OR lease_until < ?)",
+                        (until, pid, entry_id, now),
+                    )
+                    if cursor.rowcount == 1:
+                        taken.add(entry_id)
+            return taken
+
+        return self._write(write, lambda: set(leases))
 
     def release_dead_leases(self) -> int:
         """Free messages claimed by processes that died mid-send (SIGKILL, power cut), so a
@@ -674,11 +689,19 @@ class Store:
         return len(stale)
 
     def delivered(self, entry_id: int) -> None:
-        def write() -> None:
-            with self._relaxed():
-                self.db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
+        self.delivered_many([entry_id])
 
-        self._write(write, lambda: self._gone([entry_id]))
+    def delivered_many(self, entry_ids: Iterable[int]) -> None:
+        """Messages that arrived, in one write."""
+        rows = [(i,) for i in entry_ids]
+        if not rows:
+            return
+
+        def write() -> None:
+            with self._relaxed(), self.transaction():
+                self.db.executemany("DELETE FROM outbox WHERE id = ?", rows)
+
+        self._write(write, lambda: self._gone(row[0] for row in rows))
 
     def _gone(self, ids: Iterable[int]) -> None:
         self._in_memory = True
