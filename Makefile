@@ -37,8 +37,13 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check agent simulators workbench tests bench
 	$(BIN)/mypy agent simulators workbench
 
+# every bench, each on free ports, the real `ixon-agent run` where it applies (~5 min)
 bench: $(VENV)/.installed
-	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/acquisition.py --seconds 15
+	$(BIN)/python bench/alarms.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/latency.py --hog
+	$(BIN)/python bench/idle.py --seconds 20
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

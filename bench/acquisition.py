@@ -1,13 +1,19 @@
-"""Acquisition cost: the agent's CPU per polled tag beside a bare pymodbus client.
+"""Acquisition cost of the real `ixon-agent run`, beside a bare pymodbus client (the floor).
 
-    .venv/bin/python bench/acquisition.py [--tags 10000] [--alarms 1000] [--cycles 40]
+    .venv/bin/python bench/acquisition.py [--variables 10000] [--alarms 1000] [--seconds 20]
 
-Three processes on loopback: a pymodbus server holding ``--tags`` contiguous int16 registers
-(10% of them change between cycles), then, one after the other,
-  - bare:  a pymodbus client doing the same block reads the agent plans (125 registers each),
-  - agent: the agent's real cycle (plan, read, decode, change detection, alarm evaluation,
-           message building) with one int16 variable per register and ``--alarms`` alarms.
-Each client process reports its CPU time (user + system) per polled tag and its peak RSS.
+One pymodbus device on a free port holds a scattered, mixed register map: int16, uint32,
+float32 in each of the four byte orders, float64, bits of registers, coils; mostly packed,
+with holes of 1-30 registers, so the planner bridges some gaps and not others. 10 % of its
+registers change a second (random words). Then, for ``--seconds`` each, measured from /proc:
+
+- floor: a bare pymodbus client process reading the same blocks the agent plans, once a
+  second, decoding nothing;
+- agent: `ixon-agent run` on that config (poll 1 s, ``--alarms`` alarms on int16 variables,
+  each transition delivered to a local HTTP sink, status listener on), with its scheduler,
+  outbox and delivery.
+
+Printed: CPU per variable per cycle for each, their ratio, requests per cycle, RSS.
 """
 
 from __future__ import annotations
@@ -16,19 +22,75 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import resource
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
-from pymodbus.client import AsyncModbusTcpClient
+import httpx
+from harness import REPO, Agent, device, free_port, received, receiver
 
-from simulators.modbus_device import ModbusDeviceSimulator
+KINDS = (  # (weight, TOML fields, registers)
+    (40, 'register = "holding"\n  type = "int"', 1),
+    (15, 'register = "holding"\n  type = "int"\n  width = 32\n  signed = false', 2),
+    (6, 'register = "holding"\n  type = "float"', 2),
+    (6, 'register = "holding"\n  type = "float"\n  byte_order = "CDAB"', 2),
+    (6, 'register = "input"\n  type = "float"\n  byte_order = "BADC"', 2),
+    (7, 'register = "input"\n  type = "float"\n  byte_order = "DCBA"', 2),
+    (5, 'register = "holding"\n  type = "float"\n  width = 64', 4),
+    (10, 'register = "holding"\n  type = "bool"\n  bit = 5', 1),
+    (5, 'register = "coil"\n  type = "bool"', 1),
+)
 
-UNIT = 1
+
+#: registers per table a source may use: pymodbus's simulated device is slow to build
+#: beyond about 10k (quadratic), so the map spreads over several sources on one device
+SPAN = 9_900
+
+
+def gap(rng: random.Random) -> int:
+    """Registers left free before a variable: mostly none, some short holes the planner
+    bridges (up to max_gap, 10), some longer ones it does not."""
+    roll = rng.random()
+    return 0 if roll < 0.7 else rng.randint(1, 5) if roll < 0.9 else rng.randint(6, 30)
+
+
+def config_text(variables: int, alarms: int, port: int, sink: str) -> str:
+    rng = random.Random(7)
+    weights = [k[0] for k in KINDS]
+    sources: list[list[str]] = []
+    at: dict[str, int] = {}
+    int16: list[str] = []
+    for i in range(variables):
+        _, fields, size = rng.choices(KINDS, weights)[0]
+        table = re.search(r'register = "(\w+)"', fields).group(1)  # type: ignore[union-attr]
+        address = at.get(table, 0) + gap(rng)
+        if not sources or address + size > SPAN:  # a new source, from address 0 again
+            sources.append([])
+            at, address = {}, gap(rng)
+        at[table] = address + size
+        name = f"s{len(sources) - 1}.v{i}"
+        sources[-1].append(
+            f'  [[sources.variables]]\n  name = "v{i}"\n  {fields}\n  address = {address}\n'
+        )
+        if fields.endswith('type = "int"'):
+            int16.append(name)
+    text = '[agent]\nname = "Bench"\n'
+    for n, lines in enumerate(sources):
+        text += (
+            f'[[sources]]\nname = "s{n}"\nhost = "127.0.0.1"\nport = {port}\n'
+            'poll_interval = "1s"\ntimeout = "5s"\n' + "".join(lines)
+        )
+    text += "".join(
+        f'[[alarms]]\nname = "a{n}"\nvariable = "{key}"\ncondition = ">"\nthreshold = 0\n'
+        'severity = "low"\nmax_notifications = 1000000\n'
+        for n, key in enumerate(int16[:alarms])
+    )
+    return (
+        text + f'[[webhooks]]\nname = "sink"\nurl = "{sink}/hook"\n[status]\nport = {free_port()}\n'
+    )
 
 
 def cpu() -> float:
@@ -36,166 +98,105 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+async def bare(port: int, config_path: str, seconds: float) -> dict[str, Any]:
+    """The floor: the agent's planned reads with a plain pymodbus client, once a second."""
+    from pymodbus.client import AsyncModbusTcpClient
 
-
-async def serve(tags: int) -> None:
-    """The device: prints its port, then changes 10% of the registers every 50 ms."""
-    device = ModbusDeviceSimulator(scenario="idle", size=tags + 10)
-    port = await device.start()
-    print(port, flush=True)
-    assert device.server is not None
-    rng = random.Random(1)
-    while True:
-        for address in rng.sample(range(tags), tags // 10):
-            await device.server.async_setValues(UNIT, 3, address, [rng.randrange(0, 1000)])
-        await asyncio.sleep(0.05)
-
-
-def config(port: int, tags: int, alarms: int) -> Any:
-    from agent.config import Config
-
-    variables = [
-        {"name": f"t{i}", "register": "holding", "address": i, "type": "int"} for i in range(tags)
-    ]
-    step = max(1, tags // max(1, alarms))
-    return Config.model_validate(
-        {
-            "agent": {"name": "Bench", "state_dir": tempfile.mkdtemp(prefix="ixon-bench-")},
-            "sources": [
-                {"name": "bench", "host": "127.0.0.1", "port": port, "variables": variables}
-            ],
-            "alarms": [
-                {
-                    "name": f"a{i}",
-                    "variable": f"bench.t{i * step}",
-                    "condition": ">",
-                    "threshold": 900,
-                    "severity": "low",
-                }
-                for i in range(alarms)
-            ],
-            "webhooks": [{"name": "sink", "url": "http://127.0.0.1:9/never"}],
-            "status": {"enabled": False},
-        }
-    )
-
-
-async def run_bare(port: int, tags: int, cycles: int) -> dict[str, Any]:
+    sys.path.insert(0, str(REPO))
+    from agent.config import load_config
     from agent.sources.modbus.plan import plan_reads
 
-    blocks = plan_reads(config(port, tags, 0).sources[0].variables)
+    blocks = [
+        block
+        for source in load_config(config_path, environ={}).sources
+        for block in plan_reads(source.variables, source.max_gap)
+    ]
+    readers = {
+        "holding": "read_holding_registers",
+        "input": "read_input_registers",
+        "coil": "read_coils",
+        "discrete_input": "read_discrete_inputs",
+    }
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
     assert await client.connect()
-    await client.read_holding_registers(0, count=1, device_id=UNIT)  # warm up
-    start, wall = cpu(), time.perf_counter()
-    for _ in range(cycles):
-        for block in blocks:
-            reply = await client.read_holding_registers(
-                block.address, count=block.count, device_id=UNIT
-            )
+
+    async def cycle() -> None:
+        for b in blocks:
+            reply = await getattr(client, readers[b.table])(b.address, count=b.count, device_id=1)
             assert not reply.isError()
-    used, elapsed = cpu() - start, time.perf_counter() - wall
+
+    await cycle()
+    cycles, start, began = 0, cpu(), time.monotonic()
+    while time.monotonic() - began < seconds:
+        await cycle()
+        cycles += 1
+        await asyncio.sleep(max(0.0, began + cycles - time.monotonic()))
+    used = cpu() - start
     client.close()
-    return {"cpu_s": used, "wall_s": elapsed, "requests": len(blocks), "rss_mb": peak_rss_mb()}
+    return {"cpu": used, "cycles": cycles, "requests": len(blocks),
+            "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
 
 
-async def run_agent(port: int, tags: int, alarms: int, cycles: int) -> dict[str, Any]:
-    from agent.runtime.service import Agent
-
-    agent = Agent(config(port, tags, alarms))
-    await agent._cycle("bench")  # warm up: connect, first evaluation of everything
-    poller = agent.pollers["bench"]
-    requests = poller.stats.requests
-    start, wall = cpu(), time.perf_counter()
-    for _ in range(cycles):
-        await agent._cycle("bench")
-    used, elapsed = cpu() - start, time.perf_counter() - wall
-    per_cycle = (poller.stats.requests - requests) / cycles
-    assert len(agent.values) == tags and not poller.stats.errors, poller.stats.errors
-    queued = agent.store.pending_count()
-    await agent.stop(grace=0)
-    return {
-        "cpu_s": used,
-        "wall_s": elapsed,
-        "requests": per_cycle,
-        "rss_mb": peak_rss_mb(),
-        "messages": queued,
-    }
-
-
-def child(mode: str, *args: object) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, f"--{mode}", *map(str, args)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout)
+def metric(status: str, name: str) -> float:
+    """A counter summed over its labels (every source)."""
+    text = httpx.get(f"{status}/metrics", timeout=10).text
+    return sum(float(x) for x in re.findall(rf"^ixon_agent_{name}(?:\{{.*\}})? (\S+)$", text, re.M))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tags", type=int, default=10_000)
+    parser.add_argument("--variables", type=int, default=10_000)
     parser.add_argument("--alarms", type=int, default=1_000)
-    parser.add_argument("--cycles", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--agent", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--bare", nargs=2, metavar=("PORT", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        asyncio.run(serve(args.tags))
-        return
     if args.bare:
-        print(json.dumps(asyncio.run(run_bare(args.bare, args.tags, args.cycles))))
+        print(json.dumps(asyncio.run(bare(int(args.bare[0]), args.bare[1], args.seconds))))
         return
-    if args.agent:
-        result = asyncio.run(run_agent(args.agent, args.tags, args.alarms, args.cycles))
-        print(json.dumps(result))
-        return
-
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--tags", str(args.tags)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "agent": []}
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        common = ("--tags", args.tags, "--cycles", args.cycles)
-        for _ in range(args.rounds):  # interleaved, so drift on the machine hits both alike
-            runs["bare"].append(child("bare", port, *common))
-            runs["agent"].append(child("agent", port, *common, "--alarms", args.alarms))
-    finally:
-        server.terminate()
-        server.wait()
-    polled = args.tags * args.cycles
+    with receiver() as sink, device(SPAN + 16, change=(SPAN + 16) // 10) as port:
+        if True:
+            text = config_text(args.variables, args.alarms, port, sink)
+            sources = text.count("[[sources]]")
+            agent = Agent(text)
+            status = "http://127.0.0.1:" + re.findall(r"\[status\]\nport = (\d+)", text)[0]
+            out = subprocess.run(
+                [sys.executable, __file__, "--bare", str(port), str(agent.config),
+                 "--seconds", str(args.seconds)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            floor = json.loads(out.stdout)
+            try:
+                agent.start()
+                time.sleep(3.0)  # connected, first evaluation of everything
+                c0, m0 = agent.cpu(), received(sink)
+                p0, r0 = metric(status, "polls_total"), metric(status, "requests_total")
+                time.sleep(args.seconds)
+                c1, m1 = agent.cpu(), received(sink)
+                p1, r1 = metric(status, "polls_total"), metric(status, "requests_total")
+                rss = agent.rss_mb()
+            finally:
+                agent.stop()
+    n = args.variables
+    floor_us = floor["cpu"] / floor["cycles"] / n * 1e6
+    cycles = (p1 - p0) / sources  # polls count per source; a cycle polls every source
+    agent_us = (c1 - c0) / cycles / n * 1e6
     print(
-        f"{args.tags} int16 tags, contiguous; {args.alarms} alarms;"
-        f" {args.rounds} rounds of {args.cycles} cycles (median of rounds)"
+        f"{n} variables, scattered and mixed (int16, uint32, float32 x 4 byte orders, float64,"
+        f" bits, coils) in {sources} sources on one device, 10 %/s changing, poll 1 s;"
+        f" {args.alarms} alarms;"
+        f" {args.seconds:.0f} s each"
     )
-    print(f"{'':8}{'requests/cycle':>15}{'CPU us/tag':>12}{'ms/cycle':>10}{'peak RSS':>11}")
-    median: dict[str, dict[str, float]] = {}
-    for name, results in runs.items():
-        median[name] = {k: statistics.median(r[k] for r in results) for k in results[0]}
-        m = median[name]
-        print(
-            f"{name:<8}{m['requests']:>15.0f}{m['cpu_s'] / polled * 1e6:>12.2f}"
-            f"{m['wall_s'] / args.cycles * 1000:>10.1f}{m['rss_mb']:>8.1f} MB"
-        )
-    ratios = sorted(
-        a["cpu_s"] / b["cpu_s"] for a, b in zip(runs["agent"], runs["bare"], strict=True)
-    )
+    print(f"{'':24}{'CPU us/var/cycle':>18}{'requests/cycle':>16}{'RSS MB':>8}")
     print(
-        f"agent / bare CPU per tag: {median['agent']['cpu_s'] / median['bare']['cpu_s']:.2f}x"
-        f" (per round: {', '.join(f'{r:.2f}' for r in ratios)});"
-        f" requests per cycle {median['agent']['requests']:.0f},"
-        f" planner minimum {median['bare']['requests']:.0f}"
+        f"{'floor: bare pymodbus':<24}{floor_us:>18.2f}{floor['requests']:>16}{floor['rss']:>8.1f}"
+    )
+    per_cycle = (r1 - r0) / cycles
+    print(f"{'agent: ixon-agent run':<24}{agent_us:>18.2f}{per_cycle:>16.0f}{rss:>8.1f}")
+    print(
+        f"agent / floor: {agent_us / floor_us:.2f}x; {(m1 - m0) / cycles:.0f} messages"
+        f" delivered per cycle"
     )
 
 

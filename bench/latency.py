@@ -1,27 +1,31 @@
 """Register change -> webhook arrival, at a 100 ms poll, on loopback.
 
-    .venv/bin/python bench/latency.py [--trials 40] [--poll 0.1]
+    .venv/bin/python bench/latency.py [--trials 40] [--poll 0.1] [--hog]
 
-A pymodbus server (the machine simulator), the agent and an HTTP receiver run in one process.
-Each trial writes a value past an alarm threshold (t0), and the receiver stamps the start
-message's arrival (t1); then the value returns and the end message is timed the same way.
-The expected floor is a uniform wait for the next poll (0..poll) plus the chain's own cost.
+The real `ixon-agent run` process between a pymodbus server (the machine simulator) and an
+HTTP receiver, both in this process, on free ports. Each trial writes a value past an alarm
+threshold (t0), and the receiver stamps the start message's arrival (t1); then the value
+returns and the end message is timed the same way. The floor is a uniform wait for the next
+poll (0..poll) plus the chain's own cost. ``--hog`` runs a busy loop per core beside it, as
+on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from aiohttp import web
+from harness import Agent, free_port
 
-from agent.config import load_config
-from agent.runtime.service import Agent
 from simulators._http import HttpServer
 from simulators.modbus_device import ModbusDeviceSimulator
 
@@ -49,7 +53,7 @@ max_notifications = 100000  # the bench flaps on purpose
 name = "sink"
 url = "{url}/hook"
 [status]
-enabled = false
+port = {status}
 """
 
 
@@ -74,16 +78,20 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main(trials: int, poll: float) -> None:
+def busy_loops(count: int) -> list[subprocess.Popen[bytes]]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+async def main(trials: int, poll: float, hog: bool) -> None:
     machine = ModbusDeviceSimulator(scenario="idle")
     port = await machine.start()
     sink = Stamper()
     url = await sink.start()
+    hogs = busy_loops(os.cpu_count() or 1) if hog else []
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "agent.toml"
-        path.write_text(CONFIG.format(port=port, poll=poll, url=url))
-        agent = Agent(load_config(path, environ={}))
-        await agent.start()
+        agent = Agent(CONFIG.format(port=port, poll=poll, url=url, status=free_port()), Path(tmp))
+        await asyncio.to_thread(agent.start)
+        await asyncio.sleep(1.0)  # connected, first cycles
         latencies: dict[str, list[float]] = {"alarm-active": [], "alarm-ended": []}
         try:
             for _ in range(trials):
@@ -97,10 +105,16 @@ async def main(trials: int, poll: float) -> None:
                     assert got == code, (got, code)
                     latencies[code].append((t1 - t0) * 1000)
         finally:
-            await agent.stop()
+            agent.stop()
+            for busy in hogs:
+                busy.kill()
             await sink.stop()
             await machine.stop()
-    print(f"register change -> webhook arrival, poll {poll * 1000:.0f} ms, {trials} trials each")
+    beside = f", beside {len(hogs)} busy loops" if hogs else ""
+    print(
+        f"register change -> webhook arrival, `ixon-agent run`, poll {poll * 1000:.0f} ms,"
+        f" {trials} trials each{beside}; floor: 0 to {poll * 1000:.0f} ms waiting for the poll"
+    )
     for code, samples in latencies.items():
         figures = [("p50", percentile(samples, 0.5)), ("p90", percentile(samples, 0.9))]
         figures += [("p99", percentile(samples, 0.99)), ("max", max(samples))]
@@ -114,5 +128,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--poll", type=float, default=0.1)
+    parser.add_argument("--hog", action="store_true", help="a busy loop per core beside it")
     args = parser.parse_args()
-    asyncio.run(main(args.trials, args.poll))
+    asyncio.run(main(args.trials, args.poll, args.hog))

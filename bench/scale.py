@@ -45,8 +45,9 @@ def config_text(variables: int, alarms: int, port: int, sink: str, status: int) 
     step = max(1, variables // max(1, alarms))
     for a in range(alarms):
         index = (a * step) % variables
+        key = f"s{index // PER_SOURCE}.v{index % PER_SOURCE}"
         lines.append(
-            f'[[alarms]]\nname = "Alarm {a}"\nvariable = "s{index // PER_SOURCE}.v{index % PER_SOURCE}"\n'
+            f'[[alarms]]\nname = "Alarm {a}"\nvariable = "{key}"\n'
             'condition = ">"\nthreshold = 60000\nseverity = "low"\n'
         )
     lines.append(f'[[webhooks]]\nname = "sink"\nurl = "{sink}/hook"\n')

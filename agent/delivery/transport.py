@@ -25,6 +25,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.ssl = ssl_context or httpx.create_ssl_context()  # verified, httpx's CA bundle
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[httpx.URL, URL] = {}  # a webhook's URL, parsed once for aiohttp
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -37,8 +38,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        # httpx already turned the URL's credentials into an Authorization header
-        url = URL(str(request.url.copy_with(username=None, password=None)), encoded=True)
+        url = self._urls.get(request.url)
+        if url is None:
+            plain = request.url
+            if plain.userinfo:  # httpx made an Authorization header of them already
+                plain = plain.copy_with(username=None, password=None)
+            if len(self._urls) > 64:
+                self._urls.clear()
+            url = self._urls[request.url] = URL(str(plain), encoded=True)
         headers = [
             (k.decode(), v.decode()) for k, v in request.headers.raw if k.lower() not in _OWN
         ]
