@@ -85,7 +85,8 @@ class Runner:
     async def reload(self) -> bool:
         async with self._lock:
             try:
-                config = load_config(self.path)
+                # in a thread: a large file takes seconds, and the running agent polls on
+                config = await asyncio.to_thread(load_config, self.path)
             except ConfigError as exc:
                 log.error("reload: %s; the running config stays", "; ".join(exc.problems))
                 return False
@@ -96,10 +97,11 @@ class Runner:
             old = self.agent
             self.notifier.reloading()
             await old.stop()
+            before = definitions(old.config)  # once: per alarm it made a reload A squared
             unchanged = {
                 alarm_id
                 for alarm_id, definition in definitions(config).items()
-                if definitions(old.config).get(alarm_id) == definition
+                if before.get(alarm_id) == definition
             }
             self.agent = self._agent(config, carry=(old.engine, unchanged))
             await self.agent.start()
