@@ -317,33 +317,32 @@ class Config(BaseSettings):
         return (init_settings,)
 
     #: ``variable()``'s index, with the list of sources it was made from (a copy of the
-    #: config with other sources gets its own)
-    _index: tuple[list[Source], dict[str, tuple[Source, Variable]], dict[str, str]] | None = (
-        PrivateAttr(None)
-    )
+    #: config with other sources gets its own); dropped by ``forget_index`` once the
+    #: alarms are compiled, so 50k variables do not keep a second map all along
+    _index: tuple[list[Source], dict[str, Variable]] | None = PrivateAttr(None)
+    _types: tuple[list[Source], dict[str, str]] | None = PrivateAttr(None)
 
     def variables(self) -> Iterator[tuple[str, Source, Variable]]:
         for source in self.sources:
             for variable in source.variables:
                 yield f"{source.name}.{variable.name}", source, variable
 
-    def variable(self, key: str) -> tuple[Source, Variable]:
+    def variable(self, key: str) -> Variable:
         """A variable by ``source.name``: a dict lookup (a config may have 50k of them)."""
-        return self._indexed()[1][key]
+        index = self._index
+        if index is None or index[0] is not self.sources:
+            index = self._index = (self.sources, {k: v for k, _, v in self.variables()})
+        return index[1][key]
 
     def variable_types(self) -> dict[str, str]:
         """``{"plc.oil_temp": "float", ...}``, made once: what formulas are checked against."""
-        return self._indexed()[2]
+        if self._types is None or self._types[0] is not self.sources:
+            self._types = (self.sources, {key: v.type for key, _, v in self.variables()})
+        return self._types[1]
 
-    def _indexed(
-        self,
-    ) -> tuple[list[Source], dict[str, tuple[Source, Variable]], dict[str, str]]:
-        index = self._index
-        if index is None or index[0] is not self.sources:
-            found = {key: (s, v) for key, s, v in self.variables()}
-            index = (self.sources, found, {key: v.type for key, (_, v) in found.items()})
-            self._index = index
-        return index
+    def forget_index(self) -> None:
+        self._index = None
+        self._types = None
 
     def secrets(self) -> list[str]:
         """Strings that must never reach a log line, an error, a file or a metric, nor any

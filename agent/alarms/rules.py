@@ -108,7 +108,7 @@ class AlarmRule:
             formula = compile_formula(alarm.formula, config.variable_types())
             inputs = []
             for key in formula.inputs:
-                variable = config.variable(key)[1]
+                variable = config.variable(key)
                 inputs.append(Input(key, variable.display_name, variable.unit))
             predicate = formula.evaluate
             return cls(
@@ -120,7 +120,7 @@ class AlarmRule:
                 **common,
             )
         assert alarm.variable and alarm.condition and alarm.threshold is not None
-        variable = config.variable(alarm.variable)[1]
+        variable = config.variable(alarm.variable)
         triggers = compare(alarm.condition, alarm.threshold)
         holds = (
             compare(alarm.condition, alarm.threshold, alarm.deadband)

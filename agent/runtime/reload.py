@@ -26,7 +26,7 @@ def definitions(config: Config) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for alarm in config.alarms:
         rule = AlarmRule.compile(alarm, config)
-        found[rule.public_id] = (alarm, tuple(config.variable(i.key)[1] for i in rule.inputs))
+        found[rule.public_id] = (alarm, tuple(config.variable(i.key) for i in rule.inputs))
     for source in config.sources:
         found[short_id(agent_id, "offline", source.name)] = (
             source.offline_after,

@@ -130,6 +130,7 @@ class Agent:
         if carry is not None:
             self.engine = self.engine.adopt(*carry)
         self.pollers = open_pollers(config.sources)
+        config.forget_index()  # the alarms are compiled: the lookups are done
         self.deliverer = Deliverer(
             self.store,
             config.webhooks,
