@@ -19,7 +19,9 @@ Webhooks are logged by name only; URLs and keys are added at send time, never st
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -34,7 +36,7 @@ from agent import __version__
 from agent.common import retry
 from agent.common.retry import Throttle
 from agent.config import Webhook
-from agent.delivery.transport import AiohttpTransport
+from agent.delivery.transport import HttpClient
 from agent.formats import format_of
 from agent.observe.logs import Redactor
 from agent.outbox.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
@@ -73,12 +75,7 @@ def _about(entry: Entry) -> dict[str, str]:
 def make_http_client() -> httpx.AsyncClient:
     """The process's one HTTP client: TLS verified, no redirects followed, named agent; its
     requests go out through aiohttp (``transport.py`` says why)."""
-    return httpx.AsyncClient(
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=False,
-        timeout=10.0,
-        transport=AiohttpTransport(),
-    )
+    return HttpClient(USER_AGENT)
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
@@ -155,6 +152,9 @@ class Deliverer:
         self._troubles = Throttle()
         self._arrived: list[int] = []  # delivered, not yet deleted from the outbox
         self._urls: dict[str, httpx.URL] = {}  # parsed once per webhook, not per send
+        self._headers: dict[str, list[tuple[str, str]]] = {}  # per webhook, for ``direct``
+        #: the aiohttp transport under the client, if it is ours: sends skip httpx's client
+        self.direct = client.direct if isinstance(client, HttpClient) else None
 
     def start(self) -> None:
         self.store.release_dead_leases()
@@ -300,6 +300,12 @@ class Deliverer:
         url = self._urls.get(webhook.name)
         if url is None:
             url = self._urls[webhook.name] = httpx.URL(webhook.url.get_secret_value())
+            sent = [("User-Agent", USER_AGENT), ("Accept", "*/*")]
+            sent.append(("Content-Type", "application/json"))
+            if url.userinfo:  # as httpx's client does: the URL's credentials, basic auth
+                pair = f"{url.username}:{url.password}".encode()
+                sent.append(("Authorization", "Basic " + base64.b64encode(pair).decode()))
+            self._headers[webhook.name] = sent
         started = time.monotonic()
         status: int | None = None
         retry_after: float | None = None
@@ -308,7 +314,16 @@ class Deliverer:
             # the whole attempt within ``timeout`` (httpx's is per phase), so it never
             # outlives its lease and no other process sends the same message meanwhile
             async with asyncio.timeout(webhook.timeout):
-                response = await self.client.post(url, json=body, timeout=webhook.timeout)
+                if self.direct is not None:
+                    # the bytes httpx's ``json=`` would send
+                    text = json.dumps(
+                        body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+                    )
+                    response = await self.direct.post_json(
+                        url, text.encode(), self._headers[webhook.name], webhook.timeout
+                    )
+                else:
+                    response = await self.client.post(url, json=body, timeout=webhook.timeout)
         except (httpx.HTTPError, TimeoutError) as exc:
             outcome: Outcome = "retry"
             error = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
