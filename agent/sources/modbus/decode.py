@@ -39,14 +39,29 @@ _LAYOUT: dict[str, tuple[bool, str]] = {
 _STRING_SWAPPED = frozenset({"BADC", "DCBA"})
 
 
+#: _float32's answers: most values do not change from one cycle to the next (bounded)
+_SHORT: dict[float, float] = {}
+_SHORT_MAX = 100_000
+
+
 def _float32(value: float) -> float:
     """The shortest decimal that is the same float32, so 84.2 reads as 84.2, not 84.19999694."""
+    if not value or value != value:  # 0.0 and -0.0 (equal keys, two values); NaN
+        return value
+    short = _SHORT.get(value)
+    if short is not None:
+        return short
     packed = struct.pack("<f", value)
+    short = value
     for digits in (6, 7, 8):
         candidate = float(f"{value:.{digits}g}")
         if struct.pack("<f", candidate) == packed:
-            return candidate
-    return value
+            short = candidate
+            break
+    if len(_SHORT) >= _SHORT_MAX:
+        _SHORT.clear()
+    _SHORT[value] = short
+    return short
 
 
 #: turns what ``struct`` read (an int, a float or bytes, by the variable's type) into the
