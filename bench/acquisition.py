@@ -24,6 +24,7 @@ import json
 import random
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -150,54 +151,68 @@ def main() -> None:
     parser.add_argument("--variables", type=int, default=10_000)
     parser.add_argument("--alarms", type=int, default=1_000)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--bare", nargs=2, metavar=("PORT", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
         print(json.dumps(asyncio.run(bare(int(args.bare[0]), args.bare[1], args.seconds))))
         return
+    n = args.variables
+    floors: list[float] = []
+    agents: list[dict[str, float]] = []
     with receiver() as sink, device(SPAN + 16, change=(SPAN + 16) // 10) as port:
-        if True:
-            text = config_text(args.variables, args.alarms, port, sink)
-            sources = text.count("[[sources]]")
+        text = config_text(n, args.alarms, port, sink)
+        sources = text.count("[[sources]]")
+        for _ in range(args.rounds):  # interleaved: drift on the machine hits both alike
             agent = Agent(text)
-            status = "http://127.0.0.1:" + re.findall(r"\[status\]\nport = (\d+)", text)[0]
             out = subprocess.run(
                 [sys.executable, __file__, "--bare", str(port), str(agent.config),
                  "--seconds", str(args.seconds)],
                 check=True, capture_output=True, text=True,
             )  # fmt: skip
             floor = json.loads(out.stdout)
-            try:
-                agent.start()
-                time.sleep(3.0)  # connected, first evaluation of everything
-                c0, m0 = agent.cpu(), received(sink)
-                p0, r0 = metric(status, "polls_total"), metric(status, "requests_total")
-                time.sleep(args.seconds)
-                c1, m1 = agent.cpu(), received(sink)
-                p1, r1 = metric(status, "polls_total"), metric(status, "requests_total")
-                rss = agent.rss_mb()
-            finally:
-                agent.stop()
-    n = args.variables
-    floor_us = floor["cpu"] / floor["cycles"] / n * 1e6
-    cycles = (p1 - p0) / sources  # polls count per source; a cycle polls every source
-    agent_us = (c1 - c0) / cycles / n * 1e6
+            floors.append(floor["cpu"] / floor["cycles"] / n * 1e6)
+            agents.append(measure(agent, text, sink, sources, args.seconds))
+    floor_us = statistics.median(floors)
+    agent_us = statistics.median(a["us"] for a in agents)
     print(
         f"{n} variables, scattered and mixed (int16, uint32, float32 x 4 byte orders, float64,"
         f" bits, coils) in {sources} sources on one device, 10 %/s changing, poll 1 s;"
-        f" {args.alarms} alarms;"
-        f" {args.seconds:.0f} s each"
+        f" {args.alarms} alarms; {args.rounds} rounds of {args.seconds:.0f} s each, interleaved"
+        " (medians)"
     )
     print(f"{'':24}{'CPU us/var/cycle':>18}{'requests/cycle':>16}{'RSS MB':>8}")
     print(
         f"{'floor: bare pymodbus':<24}{floor_us:>18.2f}{floor['requests']:>16}{floor['rss']:>8.1f}"
     )
-    per_cycle = (r1 - r0) / cycles
-    print(f"{'agent: ixon-agent run':<24}{agent_us:>18.2f}{per_cycle:>16.0f}{rss:>8.1f}")
+    last = agents[-1]
+    requests, rss = last["requests"], last["rss"]
+    print(f"{'agent: ixon-agent run':<24}{agent_us:>18.2f}{requests:>16.0f}{rss:>8.1f}")
+    ratios = ", ".join(f"{a['us'] / f:.2f}" for a, f in zip(agents, floors, strict=True))
     print(
-        f"agent / floor: {agent_us / floor_us:.2f}x; {(m1 - m0) / cycles:.0f} messages"
-        f" delivered per cycle"
+        f"agent / floor: {agent_us / floor_us:.2f}x (per round: {ratios});"
+        f" {last['messages']:.0f} messages delivered per cycle"
     )
+
+
+def measure(agent: Agent, text: str, sink: str, sources: int, seconds: float) -> dict[str, float]:
+    """The running agent's CPU per variable per cycle, and what it did, over ``seconds``."""
+    status = "http://127.0.0.1:" + re.findall(r"\[status\]\nport = (\d+)", text)[0]
+    n = text.count("[[sources.variables]]")
+    try:
+        agent.start()
+        time.sleep(3.0)  # connected, first evaluation of everything
+        c0, m0 = agent.cpu(), received(sink)
+        p0, r0 = metric(status, "polls_total"), metric(status, "requests_total")
+        time.sleep(seconds)
+        c1, m1 = agent.cpu(), received(sink)
+        p1, r1 = metric(status, "polls_total"), metric(status, "requests_total")
+        rss = agent.rss_mb()
+    finally:
+        agent.stop()
+    cycles = (p1 - p0) / sources  # polls count per source; a cycle polls every source
+    return {"us": (c1 - c0) / cycles / n * 1e6, "requests": (r1 - r0) / cycles, "rss": rss,
+            "messages": (m1 - m0) / cycles}  # fmt: skip
 
 
 if __name__ == "__main__":

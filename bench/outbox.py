@@ -5,7 +5,7 @@
 Enqueue: each alarm transition is one transaction, the alarm's state row and its message(s),
 committed (fsync, WAL, synchronous=FULL) before anything is sent. Measured the way the agent
 writes: one transition per transaction, and ten (several alarms in one poll cycle).
-Delivery: the same outbox drained by the deliverer (8 in flight) into a local HTTP receiver.
+Delivery: the same outbox drained by the deliverer (32 in flight) into a local HTTP receiver.
 ``--dir`` should be on the disk the agent will use (an SD card is far slower).
 """
 
@@ -96,7 +96,7 @@ def main() -> None:
         rate = measure(args.dir, args.messages, per)
         print(f"  {per:>2} transition(s) per transaction: {rate:>9,.0f} messages/s enqueued")
     rate = asyncio.run(deliver(args.dir, min(args.messages, 1000)))
-    print(f"  delivered to a local receiver:  {rate:>9,.0f} messages/s (8 in flight)")
+    print(f"  delivered to a local receiver:  {rate:>9,.0f} messages/s (32 in flight)")
     shutil.rmtree(args.dir, ignore_errors=True)
 
 

@@ -129,7 +129,7 @@ class Deliverer:
         max_age: float = 86400.0,
         secrets: Iterable[str] = (),
         on_result: Callable[[Result], None] | None = None,
-        max_in_flight: int = 8,
+        max_in_flight: int = 32,  # sends at once: a burst of alarms goes out together
         clock: Callable[[], float] | None = None,
         on_fatal: Callable[[StoreError], None] | None = None,
     ) -> None:
