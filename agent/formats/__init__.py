@@ -7,6 +7,7 @@ in, JSON-ready outbox messages out.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +43,12 @@ def wanted(webhook: Webhook, transition: Transition) -> bool:
 
 def build(agent: AgentSection, webhook: Webhook, t: Transition, now: datetime) -> dict[str, Any]:
     """The webhook's body for ``t``, strict JSON (no NaN or infinity)."""
-    return json_safe(format_of(webhook).build(agent, webhook, t, now))
+    body = format_of(webhook).build(agent, webhook, t, now)
+    try:  # the usual case, checked at C speed: nothing to replace
+        json.dumps(body, allow_nan=False)
+    except ValueError:
+        return json_safe(body)
+    return body
 
 
 def messages_for(
