@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+from pathlib import Path
 
 import httpx
 import pytest
@@ -60,3 +61,37 @@ async def test_failures_are_named_as_httpx_names_them() -> None:
     async with make_http_client() as http:
         with pytest.raises(httpx.ConnectError):
             await http.post(base + "/hook", json={})
+
+
+async def test_delivery_sends_the_bytes_httpx_would_send(tmp_path: Path) -> None:
+    """Delivery posts straight to the transport: the same body bytes, agent, content type
+    and basic auth from the URL as httpx's client, and the escaped slash stays escaped."""
+    import json
+
+    from agent.config import Webhook
+    from agent.delivery.deliverer import Deliverer
+    from agent.outbox.store import Message, Store
+
+    server = Recorder()
+    base = await server.start()
+    url = base.replace("http://", "http://alice:s3cret@") + "/hook/Key%2FSlash?token=t"
+    webhook = Webhook.model_validate({"name": "w", "url": url})
+    body = {"text": "Öltemperatur 84.2 °C", "n": [1, 2.5, None], "ok": True}
+    store = Store(tmp_path / "agent.db")
+    store.record([], [Message("w", "occ", "start", "high", "start", body)])
+    async with make_http_client() as http:
+        deliverer = Deliverer(store, [webhook], http)
+        assert deliverer.direct is not None  # the fast path is the one under test
+        deliverer.start()
+        try:
+            assert await deliverer.drain(10)
+        finally:
+            await deliverer.stop()
+            await server.stop()
+            store.close()
+    [seen] = server.seen
+    expected = httpx.Request("POST", "http://x/", json=body).content.decode()
+    assert seen["body"] == expected and json.loads(seen["body"]) == body
+    assert seen["raw_path"] == "/hook/Key%2FSlash?token=t"
+    assert seen["auth"] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert seen["agent"].startswith("ixon-agent/") and seen["type"] == "application/json"
