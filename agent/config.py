@@ -7,6 +7,7 @@ file values (``AGENT_SOURCES__0__HOST=10.0.0.5``); list items are addressed by i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -22,10 +23,13 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -95,13 +99,19 @@ class AgentSection(_Model):
         return self.public_id or short_id(self.name)
 
 
-class Variable(_Model):
+@pydantic_dataclass(
+    frozen=True, slots=True, config=ConfigDict(extra="forbid")
+)
+class Variable:
+    """A variable of a source. A slotted dataclass, not a model: a config may hold 50k of
+    them for as long as the agent runs, at about 200 bytes each instead of 950."""
+
     name: str = Field(pattern=r"^[a-z0-9_]+$")
-    label: str | None = None
-    #: the Modbus table; ``register`` in the file (a BaseModel cannot have that attribute)
+    #: the Modbus table; ``register`` in the file
     table: RegisterKind = Field(alias="register")
     address: int = Field(ge=0, le=65535)
-    type: Literal["bool", "int", "float", "str"]
+    type: Literal["bool", "int", "float", "str"] = Field()
+    label: str | None = None
     width: int | None = Field(default=None, validate_default=True)
     signed: bool = True
     factor: float = 1.0
@@ -164,6 +174,16 @@ class Variable(_Model):
     def display_name(self) -> str:
         return self.label or self.name
 
+    @classmethod
+    def model_validate(cls, data: Mapping[str, Any]) -> Variable:
+        return _VARIABLE.validate_python(data)
+
+    def model_copy(self, update: Mapping[str, Any]) -> Variable:
+        """A validated copy with some fields changed (as a model's ``model_copy``)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | dict(update)
+        fields["register"] = fields.pop("table")
+        return _VARIABLE.validate_python(fields)
+
     @property
     def register_count(self) -> int:
         """Registers (or bits, for coils and discrete inputs) this variable spans."""
@@ -174,6 +194,9 @@ class Variable(_Model):
         if self.type in ("int", "float"):
             return max(1, (self.width or 16) // 16)
         return 1
+
+
+_VARIABLE: TypeAdapter[Variable] = TypeAdapter(Variable)
 
 
 class Source(_Model):
@@ -435,13 +458,19 @@ def item_place(where: str, index: int, item: Any) -> str:
     return f"{where}[{index}]" + (f" ({name})" if isinstance(name, str) and name else "")
 
 
-def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
-    """The schema model that the key at ``loc`` belongs to."""
-    model: type[BaseModel] = Config
+def _fields(schema: type) -> dict[str, FieldInfo]:
+    """A model's or a pydantic dataclass's fields, by the key the file uses (the alias)."""
+    found: dict[str, FieldInfo] = getattr(schema, "__pydantic_fields__", {})
+    return {f.alias or name: f for name, f in found.items()}
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type | None:
+    """The schema class (a model or a pydantic dataclass) the key at ``loc`` belongs to."""
+    model: type = Config
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        fields = {f.alias or name: f for name, f in model.model_fields.items()}
+        fields = _fields(model)
         found = _inner_model(fields[part].annotation) if part in fields else None
         if found is None:
             return None
@@ -449,9 +478,9 @@ def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     return model
 
 
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    """``list[Source]``, ``HeartbeatSection | None`` -> the model inside."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def _inner_model(annotation: Any) -> type | None:
+    """``list[Source]``, ``HeartbeatSection | None`` -> the schema class inside."""
+    if isinstance(annotation, type) and hasattr(annotation, "__pydantic_fields__"):
         return annotation
     for arg in get_args(annotation):
         found = _inner_model(arg)
@@ -466,12 +495,11 @@ def _describe(exc: ValidationError, env_places: dict[str, str], data: Any) -> li
         loc = tuple(error["loc"])
         plain, where = place(loc), place(loc, data)
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
+        if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             message = "unknown key (not part of the config schema)"
             model = _model_at(loc)
             if model is not None and isinstance(loc[-1], str):
-                keys = [f.alias or name for name, f in model.model_fields.items()]
-                hint = did_you_mean(loc[-1], keys)
+                hint = did_you_mean(loc[-1], _fields(model))
                 message += hint if hint.startswith(";") else ""
         elif error["type"] == "missing":
             message = "required key is missing"
