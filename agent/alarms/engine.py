@@ -144,7 +144,7 @@ class AlarmEngine:
         shelved = state.shelved(now)
         if transition.kind == "start":
             if not shelved and state.may_notify_start(now):
-                state.starts.append(now)
+                state.notified_start(now)
                 state.notified = True
                 out.append(transition)
             else:
@@ -176,7 +176,7 @@ class AlarmEngine:
         if state.shelved(now):
             return
         if state.start is not None and state.may_notify_start(now):
-            state.starts.append(now)
+            state.notified_start(now)
             state.notified = True
             self.dirty.add(state)
             out.append(state.start)
