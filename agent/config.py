@@ -249,8 +249,11 @@ def _check_threshold(value: Any) -> Threshold | None:
     raise ValueError("threshold must be a number, true/false, a string, or [low, high]")
 
 
-class Alarm(_Model):
-    """A trigger: ``variable condition threshold``, or an IXON postfix ``formula``."""
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class Alarm:
+    """A trigger: ``variable condition threshold``, or an IXON postfix ``formula``. A slotted
+    dataclass, as ``Variable``: a config may hold 10k of them for as long as the agent runs.
+    """
 
     name: str = Field(min_length=1, max_length=255)
     variable: str | None = Field(default=None, pattern=r"^[a-z0-9_-]+\.[a-z0-9_]+$")
