@@ -99,9 +99,7 @@ class AgentSection(_Model):
         return self.public_id or short_id(self.name)
 
 
-@pydantic_dataclass(
-    frozen=True, slots=True, config=ConfigDict(extra="forbid")
-)
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
 class Variable:
     """A variable of a source. A slotted dataclass, not a model: a config may hold 50k of
     them for as long as the agent runs, at about 200 bytes each instead of 950."""
