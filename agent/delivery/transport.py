@@ -12,6 +12,7 @@ an escaped ``/`` in a path (an ilert key may hold one), and calls a refused conn
 from __future__ import annotations
 
 import ssl
+import urllib.request
 
 import aiohttp
 import httpx
@@ -107,13 +108,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 class HttpClient(httpx.AsyncClient):
-    """httpx's client on the aiohttp transport; ``direct`` is that transport, for delivery."""
+    """httpx's client on the aiohttp transport. ``direct`` is that transport, for delivery's
+    hot path, unless the environment names a proxy (``HTTPS_PROXY`` ...): httpx's client
+    routes through it, a direct post would not, so then every send goes through the client.
+    """
 
     def __init__(self, user_agent: str) -> None:
-        self.direct = AiohttpTransport()
+        transport = AiohttpTransport()
         super().__init__(
             headers={"User-Agent": user_agent},
             follow_redirects=False,
             timeout=10.0,
-            transport=self.direct,
+            transport=transport,
         )
+        self.direct = None if urllib.request.getproxies() else transport

@@ -95,3 +95,16 @@ async def test_delivery_sends_the_bytes_httpx_would_send(tmp_path: Path) -> None
     assert seen["raw_path"] == "/hook/Key%2FSlash?token=t"
     assert seen["auth"] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
     assert seen["agent"].startswith("ixon-agent/") and seen["type"] == "application/json"
+
+
+def test_a_proxy_in_the_environment_sends_everything_through_httpx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An edge box behind a proxy: the direct path would bypass it, so it is not used."""
+    from agent.delivery.transport import HttpClient
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert HttpClient("t").direct is not None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert HttpClient("t").direct is None
