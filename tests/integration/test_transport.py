@@ -63,7 +63,12 @@ async def test_failures_are_named_as_httpx_names_them() -> None:
             await http.post(base + "/hook", json={})
 
 
-async def test_delivery_sends_the_bytes_httpx_would_send(tmp_path: Path) -> None:
+PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+async def test_delivery_sends_the_bytes_httpx_would_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Delivery posts straight to the transport: the same body bytes, agent, content type
     and basic auth from the URL as httpx's client, and the escaped slash stays escaped."""
     import json
@@ -72,6 +77,8 @@ async def test_delivery_sends_the_bytes_httpx_would_send(tmp_path: Path) -> None
     from agent.delivery.deliverer import Deliverer
     from agent.outbox.store import Message, Store
 
+    for name in PROXIES:
+        monkeypatch.delenv(name, raising=False)
     server = Recorder()
     base = await server.start()
     url = base.replace("http://", "http://alice:s3cret@") + "/hook/Key%2FSlash?token=t"
@@ -103,7 +110,7 @@ def test_a_proxy_in_the_environment_sends_everything_through_httpx(
     """An edge box behind a proxy: the direct path would bypass it, so it is not used."""
     from agent.delivery.transport import HttpClient
 
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+    for name in PROXIES:
         monkeypatch.delenv(name, raising=False)
     assert HttpClient("t").direct is not None
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
