@@ -42,7 +42,8 @@ log = logging.getLogger("agent.status")
 PREFIX = "ixon_agent"
 #: the failure kinds a Modbus source counts: exported at 0 before they first happen
 ERROR_KINDS = ("not connected", "no reply", "protocol error", *EXCEPTION_NAMES.values())
-MAX_VALUES = 200  # variables listed on the status page
+MAX_VALUES = 200  # variables (and normal alarms) listed on the status page
+MAX_CARDS = 100  # alarms not normal shown in full; the rest are counted
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -295,7 +296,7 @@ def _sparkline(points: tuple[float, ...], current: VariableView | None) -> str:
     )
 
 
-def _alarm_card(alarm: AlarmView, view: Snapshot) -> str:
+def _alarm_card(alarm: AlarmView, view: Snapshot, values: dict[str, VariableView]) -> str:
     e = html.escape
     if alarm.shelf is not None and alarm.state is State.NORMAL:
         state = "shelved"
@@ -318,9 +319,7 @@ def _alarm_card(alarm: AlarmView, view: Snapshot) -> str:
     elif alarm.active and not alarm.notified:
         facts.append("<b>not notified</b>: held back by flapping control")
     trends = "".join(
-        _sparkline(view.trends[key], next((v for v in view.values if v.key == key), None))
-        for key in alarm.inputs
-        if key in view.trends
+        _sparkline(view.trends[key], values.get(key)) for key in alarm.inputs if key in view.trends
     )
     instructions = f'<p class="instr">{e(alarm.instructions)}</p>' if alarm.instructions else ""
     shelved = ' <span class="state">shelved</span>' if alarm.shelf and state != "shelved" else ""
@@ -338,9 +337,11 @@ def _alarm_card(alarm: AlarmView, view: Snapshot) -> str:
 def _alarms(view: Snapshot) -> str:
     e = html.escape
     in_service = [a for a in view.alarms if a.in_service]
-    notable = [a for a in in_service if a.state is not State.NORMAL or a.shelf is not None]
+    notable: list[AlarmView] = []
+    quiet: list[AlarmView] = []
+    for a in in_service:
+        (notable if a.state is not State.NORMAL or a.shelf is not None else quiet).append(a)
     notable.sort(key=lambda a: (_ORDER[a.state], _RANK.get(a.severity, 0), a.name))
-    quiet = [a for a in in_service if a not in notable]
     off = [a for a in view.alarms if not a.in_service]
     counts = Counter(
         "shelved" if a.shelf is not None and a.state is State.NORMAL else a.state.value
@@ -350,14 +351,21 @@ def _alarms(view: Snapshot) -> str:
     parts = [f"{counts[s]} {s}" for s in ("active", "clearing", "pending", "shelved") if counts[s]]
     summary = ", ".join(parts) or "none active"
     out = [f'<h2 id="alarms">Alarms: {summary}</h2>']
-    out += [_alarm_card(a, view) for a in notable]
+    values = {v.key: v for v in view.values}
+    out += [_alarm_card(a, view, values) for a in notable[:MAX_CARDS]]
+    if len(notable) > MAX_CARDS:  # a page for a phone: the most urgent first, then a count
+        more = len(notable) - MAX_CARDS
+        out.append(f"<p>and {more} more not normal: see /metrics (ixon_agent_alarm_state)</p>")
     if quiet:
+        shown = sorted(quiet, key=lambda a: (_RANK.get(a.severity, 0), a.name))[:MAX_VALUES]
         items = "".join(
             f'<li class="sev-{e(a.severity)}"><span class="dot"></span>{e(a.name)}'
             + (f" <small>{e(a.reading)}</small>" if a.reading else "")
             + "</li>"
-            for a in sorted(quiet, key=lambda a: (_RANK.get(a.severity, 0), a.name))
+            for a in shown
         )
+        if len(quiet) > len(shown):
+            items += f"<li>and {len(quiet) - len(shown)} more</li>"
         out.append(
             f"<details><summary>Normal ({len(quiet)})</summary>"
             f'<ul class="quiet">{items}</ul></details>'

@@ -30,3 +30,26 @@ def test_error_counters_exist_at_zero_with_label_values_without_spaces() -> None
 def test_the_process_collector_is_exported() -> None:
     text = generate_latest(Metrics(snapshot).registry).decode()
     assert "process_cpu_seconds_total" in text and "process_resident_memory_bytes" in text
+
+
+def test_the_panel_of_a_large_config_stays_a_page() -> None:
+    """10k alarms, 3k of them active: the most urgent 100 in full, the rest counted."""
+    from dataclasses import replace
+
+    from agent.alarms.states import State
+    from agent.common.values import Value
+    from agent.observe.snapshot import AlarmView, VariableView
+    from agent.observe.status import MAX_CARDS, MAX_VALUES, render
+
+    alarms = tuple(
+        AlarmView(f"a{i}", "high" if i % 2 else "low", State.ACTIVE if i < 3000 else State.NORMAL,
+                  i < 3000, True, 0, None, inputs=(f"plc.v{i}",))
+        for i in range(10_000)
+    )  # fmt: skip
+    value: Value = 1.0
+    values = tuple(VariableView(f"plc.v{i}", f"v{i}", None, value) for i in range(10_000))
+    view = replace(snapshot(), alarms=alarms, values=values)
+    page = render(view)
+    assert page.count("<article") == MAX_CARDS
+    assert f"and {3000 - MAX_CARDS} more not normal" in page
+    assert f"and {7000 - MAX_VALUES} more</li>" in page
