@@ -49,8 +49,8 @@ class State(StrEnum):
 class Shelf:
     """An alarm put aside by a person for a while (``ixon-agent shelve``)."""
 
-    until: float  # monotonic, the engine's clock
-    ends_on: datetime  # for people
+    until: float  # monotonic, the engine's clock (when it ends on the wall clock is
+    # worked out when shown, so a wall-clock jump does not leave it wrong)
     reason: str = ""
     by: str = ""  # who shelved it
 

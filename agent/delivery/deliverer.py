@@ -151,8 +151,8 @@ class Deliverer:
         self.on_fatal = on_fatal
         self._troubles = Throttle()
         self._arrived: list[int] = []  # delivered, not yet deleted from the outbox
-        self._urls: dict[str, httpx.URL] = {}  # parsed once per webhook, not per send
-        self._headers: dict[str, list[tuple[str, str]]] = {}  # per webhook, for ``direct``
+        #: per webhook, made once: its parsed URL and, for ``direct``, the request headers
+        self._targets: dict[str, tuple[httpx.URL, list[tuple[str, str]]]] = {}
         #: the aiohttp transport under the client, if it is ours: sends skip httpx's client
         self.direct = client.direct if isinstance(client, HttpClient) else None
 
@@ -286,6 +286,16 @@ class Deliverer:
             self.in_flight.pop(entry.id, None)
             self._wake.set()
 
+    def _target(self, webhook: Webhook) -> tuple[httpx.URL, list[tuple[str, str]]]:
+        url = httpx.URL(webhook.url.get_secret_value())
+        headers = [("User-Agent", USER_AGENT), ("Accept", "*/*")]
+        headers.append(("Content-Type", "application/json"))
+        if url.userinfo:  # as httpx's client does: the URL's credentials, basic auth
+            pair = f"{url.username}:{url.password}".encode()
+            headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode()))
+        self._targets[webhook.name] = (url, headers)
+        return url, headers
+
     async def _attempt(self, entry: Entry) -> Result:
         webhook = self.webhooks.get(entry.webhook)
         attempts = entry.attempts + 1
@@ -297,15 +307,7 @@ class Deliverer:
             return Result(entry, "rejected", None, "webhook not configured", entry.attempts, 0.0)
         fmt = format_of(webhook)
         body = fmt.with_secret(entry.body, webhook)  # (an old message's NaN: Entry.from_row)
-        url = self._urls.get(webhook.name)
-        if url is None:
-            url = self._urls[webhook.name] = httpx.URL(webhook.url.get_secret_value())
-            sent = [("User-Agent", USER_AGENT), ("Accept", "*/*")]
-            sent.append(("Content-Type", "application/json"))
-            if url.userinfo:  # as httpx's client does: the URL's credentials, basic auth
-                pair = f"{url.username}:{url.password}".encode()
-                sent.append(("Authorization", "Basic " + base64.b64encode(pair).decode()))
-            self._headers[webhook.name] = sent
+        url, sent = self._targets.get(webhook.name) or self._target(webhook)
         started = time.monotonic()
         status: int | None = None
         retry_after: float | None = None
@@ -320,7 +322,7 @@ class Deliverer:
                         body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
                     )
                     response = await self.direct.post_json(
-                        url, text.encode(), self._headers[webhook.name], webhook.timeout
+                        url, text.encode(), sent, webhook.timeout
                     )
                 else:
                     response = await self.client.post(url, json=body, timeout=webhook.timeout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from agent.alarms.rules import AlarmRule
@@ -46,12 +46,15 @@ class AlarmView:
     reading: str = ""  # its input values now: "Oil temperature = 84.2 degC"
     inputs: tuple[str, ...] = ()  # the keys of its variables
     due_in: float | None = None  # pending or clearing: seconds until it starts or ends
-    shelf: Shelf | None = None  # shelved now: until when, and why
+    shelf: Shelf | None = None  # shelved now: why, and by whom
+    shelf_ends: datetime | None = None  # when the shelf ends, on the wall clock now
     in_service: bool = True  # false: ``enabled = false`` in the config
 
     @classmethod
-    def of(cls, alarm: AlarmState, now: float) -> AlarmView:
+    def of(cls, alarm: AlarmState, now: float, wall: datetime) -> AlarmView:
+        """``now``: the engine's monotonic clock; ``wall``: the time to show times in."""
         rule = alarm.rule
+        shelf = alarm.shelf if alarm.shelved(now) else None
         due_in = None
         if alarm.state is State.PENDING:
             due_in = max(0.0, alarm.since + rule.on_delay - now)
@@ -71,7 +74,8 @@ class AlarmView:
             describe_reading(rule, alarm.last_value),
             tuple(i.key for i in rule.inputs if rule.kind != "offline"),
             due_in,
-            alarm.shelf if alarm.shelved(now) else None,
+            shelf,
+            wall + timedelta(seconds=shelf.until - now) if shelf else None,
         )
 
     @classmethod

@@ -315,7 +315,7 @@ def _alarm_card(alarm: AlarmView, view: Snapshot, values: dict[str, VariableView
         facts.append(f"ends in {span(alarm.due_in)} if the condition stays gone (off-delay)")
     if alarm.shelf is not None:
         reason = f": {e(alarm.shelf.reason)}" if alarm.shelf.reason else ""
-        facts.append(f"<b>shelved</b> until {_when(alarm.shelf.ends_on)}{reason}")
+        facts.append(f"<b>shelved</b> until {_when(alarm.shelf_ends)}{reason}")
     elif alarm.active and not alarm.notified:
         facts.append("<b>not notified</b>: held back by flapping control")
     trends = "".join(

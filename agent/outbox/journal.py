@@ -116,18 +116,12 @@ def write(db: sqlite3.Connection, events: Iterable[Mapping[str, Any]]) -> None:
         db.execute(
             "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, '[]', ?, ?) ON CONFLICT"
             " (occurrence_id) DO UPDATE SET ended = excluded.ended,"
-            " end_values = excluded.end_values",
+            " end_values = excluded.end_values, webhooks = (SELECT json_group_array(value)"
+            " FROM (SELECT value FROM json_each(history.webhooks)"
+            " UNION SELECT value FROM json_each(excluded.webhooks) ORDER BY value))",
             (e["occurrence_id"], e["alarm_id"], e["name"], e["severity"], e["at"], e["at"],
              values, webhooks),
         )  # fmt: skip
-        known = db.execute(
-            "SELECT webhooks FROM history WHERE occurrence_id = ?", (e["occurrence_id"],)
-        ).fetchone()[0]
-        union = sorted({*json.loads(known), *e["webhooks"]})
-        db.execute(
-            "UPDATE history SET webhooks = ? WHERE occurrence_id = ?",
-            (json.dumps(union), e["occurrence_id"]),
-        )
     if wrote:
         db.execute(
             "DELETE FROM history WHERE rowid <= (SELECT MAX(rowid) FROM history) - ?",

@@ -833,8 +833,7 @@ class Store:
 
     def withdraw(self, entry_ids: Iterable[int]) -> None:
         """Take waiting messages back unsent (``send-test`` leaves nothing behind)."""
-        for entry_id in entry_ids:
-            self.delivered(entry_id)  # the same deletion; nothing was sent
+        self.delivered_many(entry_ids)  # the same deletion; nothing was sent
 
     # -- the alarm journal ------------------------------------------------------------------
 

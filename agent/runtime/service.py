@@ -356,33 +356,36 @@ class Agent:
         the alarms, and say so in the log. A shelf's end is in agent-clock seconds."""
         try:
             rows = {row.alarm_id: row for row in self.store.shelves()}
+        except StoreDamaged as exc:
+            log.critical("%s", exc)
+            self.on_fatal(exc)
+            return
         except sqlite3.Error:
             return  # the next tick tries again
-        remaining = self.store.now()
+        now = self.store.now()  # the agent clock, which shelves are in
         mono, wall = self.clock.monotonic(), self.clock.now()
         states = {s.rule.public_id: s for s in self.engine.all_states()}
         for alarm_id, row in rows.items():
             state = states.get(alarm_id)
             if state is None or self._shelves.get(alarm_id) == row.until:
                 continue
-            left = row.until - remaining
+            left = row.until - now
             if left <= 0:
                 continue
             self._shelves[alarm_id] = row.until
-            ends = wall + timedelta(seconds=left)
-            state.shelf = Shelf(mono + left, ends, row.reason, row.by)
+            state.shelf = Shelf(mono + left, row.reason, row.by)
             log.warning(
                 "alarm %r shelved%s for %s, until %s%s: no start is notified until then",
                 state.rule.name,
                 f" by {row.by}" if row.by else "",
                 span(left),
-                iso(ends),
+                iso(wall + timedelta(seconds=left)),
                 f" ({row.reason})" if row.reason else "",
                 extra={"alarm": state.rule.name},
             )
         for alarm_id, until in list(self._shelves.items()):
             state = states.get(alarm_id)
-            ended = until - remaining <= 0
+            ended = until <= now
             if alarm_id in rows and not ended:
                 continue
             del self._shelves[alarm_id]
@@ -395,7 +398,7 @@ class Agent:
                     ": it is active, so it is notified now" if state.active else "",
                     extra={"alarm": state.rule.name},
                 )
-        expired = [a for a, row in rows.items() if row.until <= remaining]
+        expired = [a for a, row in rows.items() if row.until <= now]
         if expired:
             with contextlib.suppress(StoreError):
                 self.store.unshelve(expired)
@@ -465,7 +468,8 @@ class Agent:
         store = self.store
         values = self.values
         now = self.clock.monotonic()
-        alarms = [AlarmView.of(alarm, now) for alarm in self.engine.all_states()]
+        wall = self.clock.now()
+        alarms = [AlarmView.of(alarm, now, wall) for alarm in self.engine.all_states()]
         alarms += [AlarmView.out_of_service(rule) for rule in self.engine.out_of_service]
         return Snapshot(
             agent_name=self.config.agent.name,

@@ -286,7 +286,7 @@ def test_a_shelved_alarm_notifies_no_start_and_is_notified_when_its_shelf_ends()
 
     state = AlarmState(rule())
     engine = AlarmEngine([state])
-    state.shelf = Shelf(until=100.0, ends_on=T0, reason="sensor swap")
+    state.shelf = Shelf(until=100.0, reason="sensor swap")
     assert flap(engine, [(0, 90.0), (10, 70.0), (20, 91.0)]) == []  # starts and ends, silent
     assert state.suppressed == 0  # not flapping: a person chose this
     assert flap(engine, [(99, 91.0)]) == []
@@ -301,7 +301,7 @@ def test_an_alarm_notified_before_its_shelf_still_sends_its_end() -> None:
     state = AlarmState(rule())
     engine = AlarmEngine([state])
     assert flap(engine, [(0, 90.0)]) == [(0, "start")]
-    state.shelf = Shelf(until=100.0, ends_on=T0)
+    state.shelf = Shelf(until=100.0)
     assert flap(engine, [(5, 70.0)]) == [(5, "end")]  # no alert stays open
     assert flap(engine, [(6, 90.0), (200, 90.0)]) == [(200, "start")]
 
