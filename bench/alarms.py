@@ -8,6 +8,7 @@ about half of the rewrites cross it: a start or an end each), polled every 100 m
 transition delivered to a local HTTP sink. Its CPU (from /proc) over ``--seconds`` with
 the device quiet, then changing: the difference, per message the sink received, is what one
 transition costs: evaluation, message, outbox commit, claim, HTTP send, delivery record.
+The floor beside it: a bare aiohttp POST of the same message to the same sink.
 
 The engine alone (no IO):
 1,000 alarms, each on its own variable, stepped by ``AlarmEngine.evaluate`` once per cycle
@@ -69,7 +70,7 @@ def run(alarms: int, cycles: int, kind: str, changing: bool) -> tuple[float, int
 
 
 def end_to_end(alarms: int, rate: int, seconds: float) -> None:
-    from harness import Agent, device, free_port, received, receiver
+    from harness import Agent, device, free_port, post_floor, received, receiver
 
     variables = "".join(
         f'  [[sources.variables]]\n  name = "v{i}"\n  register = "holding"\n  address = {i}\n'
@@ -100,6 +101,8 @@ def end_to_end(alarms: int, rate: int, seconds: float) -> None:
             finally:
                 agent.stop()
             rows.append(((cpu1 - cpu0) / (t1 - t0), (got1 - got0) / (t1 - t0)))
+            if change:
+                floor = post_floor(sink)
     (idle, _), (busy, per_s) = rows
     print(
         f"end to end, `ixon-agent run`, {alarms} alarms at a 100 ms poll, {rate} register"
@@ -107,6 +110,7 @@ def end_to_end(alarms: int, rate: int, seconds: float) -> None:
     )
     print(f"  CPU quiet {idle * 100:.1f}% of a core, changing {busy * 100:.1f}%")
     print(f"  one transition, end to end: {(busy - idle) / per_s * 1000:.3f} ms of CPU")
+    print(f"  floor: one bare aiohttp POST of such a message: {floor * 1000:.3f} ms of CPU")
 
 
 def main() -> None:

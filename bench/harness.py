@@ -87,6 +87,27 @@ def received(url: str) -> int:
     return int(httpx.get(f"{url}/count", timeout=10).text)
 
 
+def post_floor(url: str, count: int = 2000) -> float:
+    """CPU seconds one bare aiohttp POST of the sink's last message costs, sent one after
+    another on a kept-alive connection: what a send costs before the agent adds anything."""
+    import aiohttp
+
+    async def run() -> float:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/last") as reply:
+                body = await reply.read()
+            headers = {"Content-Type": "application/json"}
+            started = 0.0
+            for i in range(count + 100):  # the first 100 warm up
+                if i == 100:
+                    started = time.process_time()
+                async with session.post(f"{url}/hook", data=body, headers=headers) as reply:
+                    await reply.read()
+            return (time.process_time() - started) / count
+
+    return asyncio.run(run())
+
+
 class Agent:
     """`ixon-agent run` as a user starts it, with a notify socket to know when it is ready."""
 
@@ -185,19 +206,24 @@ async def _receiver() -> None:
     from aiohttp import web
 
     count = 0
+    last = b""
 
     async def hook(request: web.Request) -> web.Response:
-        nonlocal count
-        await request.read()
+        nonlocal count, last
+        last = await request.read()
         count += 1
         return web.Response(status=202)
 
     async def tally(request: web.Request) -> web.Response:
         return web.Response(text=str(count))
 
+    async def latest(request: web.Request) -> web.Response:
+        return web.Response(body=last, content_type="application/json")
+
     app = web.Application()
     app.router.add_post("/{tail:.*}", hook)
     app.router.add_get("/count", tally)
+    app.router.add_get("/last", latest)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -36,7 +36,7 @@ from agent import __version__
 from agent.common import retry
 from agent.common.retry import Throttle
 from agent.config import Webhook
-from agent.delivery.transport import HttpClient
+from agent.delivery.transport import HttpClient, Reply, Target
 from agent.formats import format_of
 from agent.observe.logs import Redactor
 from agent.outbox.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
@@ -152,7 +152,7 @@ class Deliverer:
         self._troubles = Throttle()
         self._arrived: list[int] = []  # delivered, not yet deleted from the outbox
         #: per webhook, made once: its parsed URL and, for ``direct``, the request headers
-        self._targets: dict[str, tuple[httpx.URL, list[tuple[str, str]]]] = {}
+        self._targets: dict[str, tuple[httpx.URL, Target | None]] = {}
         #: the aiohttp transport under the client, if it is ours: sends skip httpx's client
         self.direct = client.direct if isinstance(client, HttpClient) else None
 
@@ -286,15 +286,18 @@ class Deliverer:
             self.in_flight.pop(entry.id, None)
             self._wake.set()
 
-    def _target(self, webhook: Webhook) -> tuple[httpx.URL, list[tuple[str, str]]]:
+    def _target(self, webhook: Webhook) -> tuple[httpx.URL, Target | None]:
         url = httpx.URL(webhook.url.get_secret_value())
-        headers = [("User-Agent", USER_AGENT), ("Accept", "*/*")]
-        headers.append(("Content-Type", "application/json"))
-        if url.userinfo:  # as httpx's client does: the URL's credentials, basic auth
-            pair = f"{url.username}:{url.password}".encode()
-            headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode()))
-        self._targets[webhook.name] = (url, headers)
-        return url, headers
+        direct = None
+        if self.direct is not None:
+            headers = [("User-Agent", USER_AGENT), ("Accept", "*/*")]
+            headers.append(("Content-Type", "application/json"))
+            if url.userinfo:  # as httpx's client does: the URL's credentials, basic auth
+                pair = f"{url.username}:{url.password}".encode()
+                headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode()))
+            direct = self.direct.target(url, headers, webhook.timeout)
+        self._targets[webhook.name] = (url, direct)
+        return url, direct
 
     async def _attempt(self, entry: Entry) -> Result:
         webhook = self.webhooks.get(entry.webhook)
@@ -307,23 +310,22 @@ class Deliverer:
             return Result(entry, "rejected", None, "webhook not configured", entry.attempts, 0.0)
         fmt = format_of(webhook)
         body = fmt.with_secret(entry.body, webhook)  # (an old message's NaN: Entry.from_row)
-        url, sent = self._targets.get(webhook.name) or self._target(webhook)
+        url, direct = self._targets.get(webhook.name) or self._target(webhook)
         started = time.monotonic()
         status: int | None = None
         retry_after: float | None = None
         error: str | None
+        response: Reply | httpx.Response
         try:
             # the whole attempt within ``timeout`` (httpx's is per phase), so it never
             # outlives its lease and no other process sends the same message meanwhile
             async with asyncio.timeout(webhook.timeout):
-                if self.direct is not None:
+                if self.direct is not None and direct is not None:
                     # the bytes httpx's ``json=`` would send
                     text = json.dumps(
                         body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
                     )
-                    response = await self.direct.post_json(
-                        url, text.encode(), sent, webhook.timeout
-                    )
+                    response = await self.direct.post(direct, text.encode())
                 else:
                     response = await self.client.post(url, json=body, timeout=webhook.timeout)
         except (httpx.HTTPError, TimeoutError) as exc:
