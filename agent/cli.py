@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.alarms.conditions import describe_condition
+from agent.alarms.rules import AlarmRule
 from agent.common.hints import did_you_mean
 from agent.common.times import iso_from_timestamp
 from agent.common.values import BIT_KINDS, json_safe, show
@@ -55,15 +55,17 @@ def cmd_check(args: argparse.Namespace) -> int:
             names = ", ".join(v.name for v in block.variables)
             unit = "bit" if block.table in BIT_KINDS else "register"
             print(f"  {block.table:<14} {block.address:>5} +{block.count:<4} {unit}(s): {names}")
-    print(f"{len(config.alarms)} alarm(s)")
-    for alarm in config.alarms:
-        if alarm.formula is not None:
-            trigger = f"formula {alarm.formula}"
-        else:
-            assert alarm.condition is not None and alarm.threshold is not None
-            trigger = f"{alarm.variable} {describe_condition(alarm.condition, alarm.threshold)}"
+    rules = [(alarm, AlarmRule.compile_all(alarm, config)) for alarm in config.alarms]
+    bits = sum(len(found) for _, found in rules)
+    also = f" ({bits} with each fault bit its own)" if bits != len(rules) else ""
+    print(f"{len(config.alarms)} alarm(s){also}")
+    for alarm, found in rules:
         off = "" if alarm.enabled else "; out of service (enabled = false)"
-        print(f"  [{alarm.severity}] {alarm.name}: {trigger}{off}")
+        for rule in found:
+            trigger = rule.condition_text
+            if rule.kind != "formula":
+                trigger = f"{rule.variable} {trigger}"
+            print(f"  [{rule.severity}] {rule.name}: {trigger}{off}")
     print(
         f"{len(config.webhooks)} webhook(s): {', '.join(w.name for w in config.webhooks) or 'none'}"
     )
@@ -477,9 +479,13 @@ MAX_SHELF = 30 * 86_400.0
 def _alarm_ids(config: Config) -> dict[str, tuple[str, bool]]:
     """Every alarm a person can name, with its id and whether it is evaluated: the
     configured ones and each source's offline alarm."""
-    from agent.alarms.rules import AlarmRule, offline_rule
+    from agent.alarms.rules import offline_rule
 
-    found = {a.name: (AlarmRule.compile(a, config).public_id, a.enabled) for a in config.alarms}
+    found = {
+        rule.name: (rule.public_id, a.enabled)
+        for a in config.alarms
+        for rule in AlarmRule.compile_all(a, config)
+    }
     for source in config.sources:
         if source.offline_after:
             rule = offline_rule(source, config.agent.agent_id)

@@ -247,10 +247,33 @@ def _check_threshold(value: Any) -> Threshold | None:
     raise ValueError("threshold must be a number, true/false, a string, or [low, high]")
 
 
+class Bit(_Model):
+    """One bit of an ``error_bits`` alarm: its text, and what it overrides of the alarm's."""
+
+    text: str = Field(min_length=1, max_length=200)
+    severity: Severity | None = None
+    instructions: str | None = None
+
+
+def _bit_texts(value: Any) -> Any:
+    """``0 = "Overcurrent"`` is short for ``0 = { text = "Overcurrent" }``."""
+    if isinstance(value, dict):
+        return {k: {"text": v} if isinstance(v, str) else v for k, v in value.items()}
+    return value
+
+
+#: IXON's names of the alarm types (``AgentDataAlarm.type``); threshold and boolean are
+#: both a plain condition here
+AlarmType = Literal[
+    "condition", "threshold", "boolean", "formula", "error_bits", "bit_pattern", "rate_of_change"
+]
+
+
 @pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
 class Alarm:
-    """A trigger: ``variable condition threshold``, or an IXON postfix ``formula``. A slotted
-    dataclass, as ``Variable``: a config may hold 10k of them for as long as the agent runs.
+    """A trigger: ``variable condition threshold``, an IXON postfix ``formula``, the bits of
+    a fault word, a bit pattern, or a rate of change (``type``). A slotted dataclass, as
+    ``Variable``: a config may hold 10k of them for as long as the agent runs.
     """
 
     name: str = Field(min_length=1, max_length=255)
@@ -268,6 +291,25 @@ class Alarm:
     flap_window: Duration = Field(default=3600.0, gt=0)
     #: false: configured and checked, never evaluated (IXON's out of service)
     enabled: bool = True
+    type: AlarmType | None = None
+    #: error_bits: bit number (0 = least significant) -> its text and overrides
+    bits: Annotated[
+        dict[Annotated[int, Field(ge=0, le=63)], Bit] | None, BeforeValidator(_bit_texts)
+    ] = None
+    #: bit_pattern: active while (value & mask) == pattern
+    mask: int | None = Field(default=None, ge=0)
+    pattern: int | None = Field(default=None, ge=0)
+    #: rate_of_change: the change per ``per``, between the newest sample and the one
+    #: ``window`` before it
+    per: Duration | None = Field(default=None, gt=0)
+    window: Duration | None = Field(default=None, gt=0)
+
+    @property
+    def form(self) -> str:
+        """What kind of trigger: condition, formula, error_bits, bit_pattern, rate_of_change."""
+        if self.type is None:
+            return "formula" if self.formula is not None else "condition"
+        return "condition" if self.type in ("threshold", "boolean") else self.type
 
 
 class Webhook(_Model):
@@ -637,8 +679,9 @@ def _cross_check(config: Config) -> Iterator[str]:
                 )
     known = {key: variable for key, _, variable in config.variables()}
     types = config.variable_types()
+    yield from _alarm_names(config.alarms)
     for index, alarm in enumerate(config.alarms):
-        yield from _check_alarm(item_place("alarms", index, alarm), alarm, known, types)
+        yield from _check_alarm(item_place("alarms", index, alarm), alarm, known, types, config)
     for index, webhook in enumerate(config.webhooks):
         at = item_place("webhooks", index, webhook)
         fmt = FORMATS.get(webhook.format)
@@ -671,23 +714,63 @@ def _check_shared_bus(sources: list[Source], index: int) -> Iterator[str]:
             return
 
 
+def bit_name(alarm: str, text: str) -> str:
+    """The name of one bit's alarm of an ``error_bits`` alarm: ``Drive fault: Overcurrent``."""
+    return f"{alarm}: {text}"
+
+
+def _alarm_names(alarms: list[Alarm]) -> Iterator[str]:
+    """A bit's alarm must not take the name of another alarm: names pick alarms (shelve,
+    tests, the panel)."""
+    names = {a.name: i for i, a in enumerate(alarms)}
+    for index, alarm in enumerate(alarms):
+        for bit, spec in sorted((alarm.bits or {}).items()) if alarm.form == "error_bits" else ():
+            other = names.get(bit_name(alarm.name, spec.text))
+            if other is not None:
+                yield (
+                    f"{item_place('alarms', index, alarm)}.bits.{bit}: its alarm is called"
+                    f" {bit_name(alarm.name, spec.text)!r}, as alarms[{other}] is"
+                )
+
+
+#: the keys only one form of alarm takes
+_FORM_KEYS = {
+    "formula": ("formula",),
+    "error_bits": ("bits",),
+    "bit_pattern": ("mask", "pattern"),
+    "rate_of_change": ("per", "window"),
+}
+
+
 def _check_alarm(
-    at: str, alarm: Alarm, known: dict[str, Variable], types: dict[str, str]
+    at: str, alarm: Alarm, known: dict[str, Variable], types: dict[str, str], config: Config
 ) -> Iterator[str]:
-    if alarm.formula is not None:
+    form = alarm.form
+    for other, keys in _FORM_KEYS.items():
+        for key in keys:
+            if other != form and getattr(alarm, key) is not None:
+                yield f"{at}.{key}: only for type {other!r}; this alarm is {form!r}"
+    if form == "formula":
         for name in ("variable", "condition", "threshold"):
             if getattr(alarm, name) is not None:
                 yield f"{at}.{name}: not used with formula; give one or the other"
         if alarm.deadband:
             yield f"{at}.deadband: applies to a variable with a condition, not to a formula"
+        if alarm.formula is None:
+            yield f"{at}.formula: required for type 'formula'"
+            return
         try:
             compile_formula(alarm.formula, types)
         except FormulaError as exc:
             yield f"{at}.formula: {exc}"
         return
+    if form in ("error_bits", "bit_pattern"):
+        yield from _check_word_alarm(at, alarm, known)
+        return
     missing = [n for n in ("variable", "condition", "threshold") if getattr(alarm, n) is None]
     if missing:
-        yield from (f"{at}.{name}: required (or give a formula)" for name in missing)
+        also = "" if form == "rate_of_change" else " (or give a formula)"
+        yield from (f"{at}.{name}: required{also}" for name in missing)
         return
     assert alarm.variable is not None and alarm.threshold is not None
     variable = known.get(alarm.variable)
@@ -701,6 +784,9 @@ def _check_alarm(
         return
     numeric_var = variable.type in ("int", "float")
     threshold = alarm.threshold
+    if form == "rate_of_change":
+        yield from _check_rate(at, alarm, variable, config)
+        return
     if alarm.condition in NUMERIC_CONDITIONS and not numeric_var:
         yield (
             f"{at}.condition: {alarm.condition!r} needs a numeric variable;"
@@ -714,3 +800,82 @@ def _check_alarm(
         yield f"{at}.threshold: {alarm.variable} is str; use a quoted string"
     if alarm.deadband and not numeric_var:
         yield f"{at}.deadband: applies to numeric variables only"
+
+
+def _check_word_alarm(at: str, alarm: Alarm, known: dict[str, Variable]) -> Iterator[str]:
+    """error_bits and bit_pattern: bits of an int variable read as it is."""
+    form = alarm.form
+    for name in ("condition", "threshold"):
+        if getattr(alarm, name) is not None:
+            yield f"{at}.{name}: not used with type {form!r}"
+    if alarm.deadband:
+        yield f"{at}.deadband: not used with type {form!r}: a bit has no margin"
+    if form == "error_bits" and not alarm.bits:
+        yield f'{at}.bits: required for error_bits: bit number = "text", as 0 = "Overcurrent"'
+    if form == "bit_pattern":
+        for name in ("mask", "pattern"):
+            if getattr(alarm, name) is None:
+                yield f"{at}.{name}: required for type 'bit_pattern'"
+    if alarm.variable is None:
+        yield f"{at}.variable: required for type {form!r}"
+        return
+    variable = known.get(alarm.variable)
+    if variable is None:
+        yield f"{at}.variable: no variable {alarm.variable!r}{did_you_mean(alarm.variable, known)}"
+        return
+    if variable.type != "int":
+        yield (
+            f"{at}.variable: type {form!r} reads the bits of an int variable;"
+            f" {alarm.variable} is {variable.type}"
+        )
+        return
+    if variable.factor != 1.0 or variable.offset != 0.0:
+        yield (
+            f"{at}.variable: {alarm.variable} is scaled (factor/offset); a word's bits are"
+            " read as they arrive: give it a variable of its own without scaling"
+        )
+    width = variable.width or 16
+    texts: dict[str, int] = {}
+    for bit, spec in sorted((alarm.bits or {}).items()):
+        if bit >= width:
+            yield (
+                f"{at}.bits.{bit}: bit {bit} is past the {width} bits of {alarm.variable}"
+                f" (0 to {width - 1})"
+            )
+        if spec.text in texts:
+            yield f"{at}.bits.{bit}: text {spec.text!r} is bit {texts[spec.text]}'s too"
+        texts.setdefault(spec.text, bit)
+    for name in ("mask", "pattern"):
+        value = getattr(alarm, name)
+        if value is not None and value >> width:
+            yield f"{at}.{name}: {value:#x} does not fit the {width} bits of {alarm.variable}"
+    if alarm.mask is not None and alarm.pattern is not None:
+        if alarm.mask == 0:
+            yield f"{at}.mask: 0 selects no bit"
+        elif alarm.pattern & ~alarm.mask:
+            outside = alarm.pattern & ~alarm.mask
+            yield (
+                f"{at}.pattern: {alarm.pattern:#x} has bits outside the mask {alarm.mask:#x}"
+                f" ({outside:#x}): it could never match"
+            )
+
+
+def _check_rate(at: str, alarm: Alarm, variable: Variable, config: Config) -> Iterator[str]:
+    if variable.type not in ("int", "float"):
+        yield (
+            f"{at}.variable: a rate of change needs a number; {alarm.variable} is {variable.type}"
+        )
+        return
+    if alarm.condition not in NUMERIC_CONDITIONS:
+        yield f"{at}.condition: compare a rate with > >= < <= between or outside"
+    elif not isinstance(alarm.threshold, float | tuple):
+        yield f"{at}.threshold: a rate is a number; the threshold must be one too"
+    for name in ("per", "window"):
+        if getattr(alarm, name) is None:
+            yield f"{at}.{name}: required for type 'rate_of_change'"
+    source = next(s for s in config.sources if (alarm.variable or "").startswith(f"{s.name}."))
+    if alarm.window is not None and alarm.window < source.poll_interval:
+        yield (
+            f"{at}.window: {alarm.window:g} s is shorter than the poll interval of"
+            f" {source.name} ({source.poll_interval:g} s): a rate needs two samples in it"
+        )

@@ -77,7 +77,11 @@ class LiveView:
         self.started = time.monotonic()
         self.counts: Counter[str] = Counter()
         self.watched = sorted(  # what the alarms read, formulas included
-            {i.key for alarm in config.alarms for i in AlarmRule.compile(alarm, config).inputs}
+            {
+                i.key
+                for alarm in config.alarms
+                for i in AlarmRule.compile_all(alarm, config)[0].inputs
+            }
         )
         self.units = {key: v.unit for key, _, v in config.variables()}
         self.last_line: str | None = None

@@ -4,6 +4,7 @@ transitions out), restored from the store at start and carried over on a reload.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -44,9 +45,14 @@ class AlarmEngine:
         # a formula, whose inputs may come from several sources' last cycles) and its trigger
         Watch = tuple[AlarmState, str | None, Callable[[Any], Any]]
         self._watch: dict[str, list[Watch]] = {}
+        #: per source: its rate-of-change alarms and their variable (a rate changes while
+        #: the value does not, so these are stepped every cycle)
+        self._rates: dict[str, list[tuple[AlarmState, str]]] = {}
         for state in states:
             rule = state.rule
-            if rule.kind == "formula":
+            if rule.rate is not None:
+                self._rates.setdefault(rule.source, []).append((state, rule.variable))
+            elif rule.kind == "formula":
                 for source in rule.sources:
                     self._watch.setdefault(source, []).append((state, None, rule.triggers))
             else:
@@ -56,11 +62,10 @@ class AlarmEngine:
     @classmethod
     def from_config(cls, config: Config) -> AlarmEngine:
         agent_id = config.agent.agent_id
-        rules = [AlarmRule.compile(alarm, config) for alarm in config.alarms]
-        enabled = [rule for rule, alarm in zip(rules, config.alarms, strict=True) if alarm.enabled]
-        disabled = [
-            rule for rule, alarm in zip(rules, config.alarms, strict=True) if not alarm.enabled
-        ]
+        enabled: list[AlarmRule] = []
+        disabled: list[AlarmRule] = []
+        for alarm in config.alarms:
+            (enabled if alarm.enabled else disabled).extend(AlarmRule.compile_all(alarm, config))
         offline = [AlarmState(offline_rule(s, agent_id)) for s in config.sources if s.offline_after]
         return cls([AlarmState(rule) for rule in enabled], offline, disabled)
 
@@ -99,7 +104,29 @@ class AlarmEngine:
                     self._owed(state, now, out)
             else:
                 self._advance(state, value, now, wall, out)
+        for state, key in self._rates.get(source, ()):
+            self._rate(state, get(key, missing), now, wall, out)
         return out
+
+    def _rate(
+        self, state: AlarmState, value: Any, now: float, wall: datetime, out: list[Transition]
+    ) -> None:
+        """Step a rate-of-change alarm with its rate. A missing or bad sample is a hole:
+        the samples before it are dropped, since a rate across a hole (the source offline,
+        a bad frame) is not a rate. Until the samples span the window, nothing is decided,
+        and running delays stand still, as for stale input."""
+        rate = state.rule.rate
+        assert rate is not None
+        if type(value) not in (int, float) or value != value:
+            state.stale, state.samples = True, None
+            return
+        if state.samples is None:
+            state.samples = deque()
+        found = rate(state.samples, now, value)
+        if found is None:
+            state.stale = True
+            return
+        self._advance(state, found, now, wall, out)
 
     def connection(
         self, source: str, answered: bool, last_answer: float | None, now: float, wall: datetime
@@ -185,6 +212,8 @@ class AlarmEngine:
         """Whether another cycle of ``source`` with the same values and an answer could change
         nothing: no delay runs and no suppressed start is owed in the alarms it drives. A
         simulation may then skip its polls until a value changes."""
+        if self._rates.get(source):
+            return False  # a rate changes while the value stands still
         watched = [state for state, _, _ in self._watch.get(source, ())]
         if source in self.offline:
             watched.append(self.offline[source])

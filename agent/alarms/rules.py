@@ -3,13 +3,14 @@ predicates, ids), and the built-in offline alarm of each source."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from agent.alarms.conditions import Predicate, compare, describe_condition
 from agent.alarms.formula import compile_formula
 from agent.common.ids import short_id
-from agent.config import Alarm, Config, Source
+from agent.config import Alarm, Config, Source, bit_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +27,36 @@ class Input:
 
 
 @dataclass(frozen=True, slots=True)
+class Rate:
+    """How a ``rate_of_change`` alarm turns samples into a rate."""
+
+    per: float  # seconds the rate is given per (60: per minute)
+    window: float  # seconds between the two samples it is taken from, at least
+
+    def __call__(
+        self, samples: deque[tuple[float, float]], now: float, value: float
+    ) -> float | None:
+        """Add the sample, return the rate; None while the samples do not span ``window``,
+        or span a hole more than twice as long (the agent was held up: not a rate)."""
+        samples.append((now, value))
+        horizon = now - self.window
+        while len(samples) > 2 and samples[1][0] <= horizon:
+            samples.popleft()  # keep one sample at or before the window's start
+        then, old = samples[0]
+        span = now - then
+        if then > horizon or span > 2 * self.window:
+            return None
+        return float(f"{(value - old) / span * self.per:.6g}")
+
+
+@dataclass(frozen=True, slots=True)
 class AlarmRule:
     """A configured alarm, compiled for evaluation.
 
-    A ``variable`` alarm's predicates take the variable's value; a ``formula`` alarm's take
-    the tuple of its inputs' values; an ``offline`` alarm's take "online"/"offline".
+    A ``variable`` alarm's predicates take the variable's value (for a rate of change, the
+    rate: ``rate`` is set); a ``formula`` alarm's take the tuple of its inputs' values; an
+    ``offline`` alarm's take "online"/"offline". One ``error_bits`` alarm compiles to a rule
+    per bit.
     """
 
     name: str
@@ -46,6 +72,10 @@ class AlarmRule:
     kind: Literal["variable", "formula", "offline"] = "variable"
     max_notifications: int = 0  # 0: no flapping control
     flap_window: float = 3600.0
+    #: error_bits and bit_pattern: the word's hex digits, to show its value in hex
+    digits: int = 0
+    bit: int | None = None  # error_bits: the bit this rule watches
+    rate: Rate | None = None
 
     @property
     def source(self) -> str:
@@ -62,6 +92,13 @@ class AlarmRule:
     @property
     def unit(self) -> str | None:
         return self.inputs[0].unit if self.inputs else None
+
+    def shown(self, value: Any) -> Any:
+        """A value as a message gives it: a word (error_bits, bit_pattern) in hex, ``0x0009``,
+        as the bit tables of device manuals are; anything else as it is."""
+        if self.digits and isinstance(value, int) and not isinstance(value, bool):
+            return hex_word(value, self.digits)
+        return value
 
     @property
     def sources(self) -> frozenset[str]:
@@ -92,19 +129,46 @@ class AlarmRule:
         )
 
     @classmethod
+    def compile_all(cls, alarm: Alarm, config: Config) -> list[AlarmRule]:
+        """The alarm's rules: one per bit of an ``error_bits`` alarm, else just one."""
+        if alarm.form != "error_bits":
+            return [cls.compile(alarm, config)]
+        assert alarm.variable is not None and alarm.bits is not None
+        variable = config.variable(alarm.variable)
+        width = variable.width or 16
+        common = _common(alarm, config)
+        rules = []
+        for bit, spec in sorted(alarm.bits.items()):
+            name = bit_name(alarm.name, spec.text)
+            rules.append(
+                cls(
+                    **common
+                    | {
+                        "name": name,
+                        "public_id": short_id(
+                            config.agent.agent_id, "alarm", alarm.name, f"bit {bit}"
+                        ),
+                        "severity": spec.severity or alarm.severity,
+                        "instructions": alarm.instructions
+                        if spec.instructions is None
+                        else spec.instructions,
+                    },
+                    inputs=(Input(alarm.variable, variable.display_name, variable.unit),),
+                    condition_text=f"bit {bit} set",
+                    triggers=_bit_set(bit),
+                    holds=_bit_set(bit),
+                    digits=width // 4,
+                    bit=bit,
+                )
+            )
+        return rules
+
+    @classmethod
     def compile(cls, alarm: Alarm, config: Config) -> AlarmRule:
-        agent_id = config.agent.agent_id
-        common: dict[str, Any] = {
-            "name": alarm.name,
-            "public_id": short_id(agent_id, "alarm", alarm.name),
-            "severity": alarm.severity,
-            "on_delay": alarm.on_delay,
-            "off_delay": alarm.off_delay,
-            "instructions": alarm.instructions,
-            "max_notifications": alarm.max_notifications,
-            "flap_window": alarm.flap_window,
-        }
-        if alarm.formula is not None:
+        """The rule of an alarm that has one (every form but ``error_bits``)."""
+        common = _common(alarm, config)
+        if alarm.form == "formula":
+            assert alarm.formula is not None
             formula = compile_formula(alarm.formula, config.variable_types())
             inputs = []
             for key in formula.inputs:
@@ -119,21 +183,80 @@ class AlarmRule:
                 kind="formula",
                 **common,
             )
-        assert alarm.variable and alarm.condition and alarm.threshold is not None
+        if alarm.form == "error_bits":
+            raise ValueError(f"alarm {alarm.name!r} has a rule per bit: use compile_all")
+        assert alarm.variable is not None
         variable = config.variable(alarm.variable)
+        if alarm.form == "bit_pattern":
+            assert alarm.mask is not None and alarm.pattern is not None
+            digits = (variable.width or 16) // 4
+            mask, pattern = alarm.mask, alarm.pattern
+            matches: Predicate = lambda v: v & mask == pattern  # noqa: E731
+            return cls(
+                inputs=(Input(alarm.variable, variable.display_name, variable.unit),),
+                condition_text=f"& {hex_word(mask, digits)} == {hex_word(pattern, digits)}",
+                triggers=matches,
+                holds=matches,
+                digits=digits,
+                **common,
+            )
+        assert alarm.condition and alarm.threshold is not None
         triggers = compare(alarm.condition, alarm.threshold)
         holds = (
             compare(alarm.condition, alarm.threshold, alarm.deadband)
             if alarm.deadband
             else triggers
         )
+        condition = describe_condition(alarm.condition, alarm.threshold)
+        if alarm.form == "rate_of_change":
+            assert alarm.per is not None and alarm.window is not None
+            per = per_text(alarm.per)
+            unit = f"{variable.unit or ''} per {per}".strip()
+            if len(per) <= 3:  # a named unit: degC/min
+                unit = f"{variable.unit}/{per}" if variable.unit else f"/{per}"
+            return cls(
+                inputs=(Input(alarm.variable, f"{variable.display_name} rate", unit),),
+                condition_text=f"rate {condition} {unit} (over {alarm.window:g} s)",
+                triggers=triggers,
+                holds=holds,
+                rate=Rate(alarm.per, alarm.window),
+                **common,
+            )
         return cls(
             inputs=(Input(alarm.variable, variable.display_name, variable.unit),),
-            condition_text=describe_condition(alarm.condition, alarm.threshold),
+            condition_text=condition,
             triggers=triggers,
             holds=holds,
             **common,
         )
+
+
+def _common(alarm: Alarm, config: Config) -> dict[str, Any]:
+    return {
+        "name": alarm.name,
+        "public_id": short_id(config.agent.agent_id, "alarm", alarm.name),
+        "severity": alarm.severity,
+        "on_delay": alarm.on_delay,
+        "off_delay": alarm.off_delay,
+        "instructions": alarm.instructions,
+        "max_notifications": alarm.max_notifications,
+        "flap_window": alarm.flap_window,
+    }
+
+
+def hex_word(value: int, digits: int) -> str:
+    """``0x00F0``: a word as device manuals print it (a negative int as its bits)."""
+    return f"0x{value & ((1 << 4 * digits) - 1):0{digits}X}"
+
+
+def _bit_set(bit: int) -> Predicate:
+    return lambda v: (v >> bit) & 1 == 1
+
+
+def per_text(seconds: float) -> str:
+    """``min`` for 60, ``h`` for 3600, ``s`` for 1, else ``30 s``: a rate's unit."""
+    named = {1.0: "s", 60.0: "min", 3600.0: "h", 86400.0: "d"}
+    return named.get(seconds, f"{seconds:g} s")
 
 
 def offline_rule(source: Source, agent_id: str) -> AlarmRule:

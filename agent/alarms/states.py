@@ -96,6 +96,8 @@ class AlarmState:
     starts: deque[float] | None = None
     suppressed: int = 0
     shelf: Shelf | None = None
+    #: rate of change: the samples (monotonic time, value) of the window, oldest first
+    samples: deque[tuple[float, float]] | None = None
 
     def shelved(self, now: float) -> bool:
         return self.shelf is not None and now < self.shelf.until
@@ -239,4 +241,6 @@ def describe_reading(rule: AlarmRule, value: Any) -> str:
 
 def _describe(rule: AlarmRule, values: tuple[Value, ...]) -> str:
     pairs = zip(rule.inputs, values, strict=False)
+    if rule.digits:
+        return ", ".join(f"{i.label} = {rule.shown(v)}" for i, v in pairs)
     return ", ".join(f"{i.label} = {show(v, i.unit)}" for i, v in pairs)

@@ -35,7 +35,7 @@ def ilert_event(
     if rule.instructions:
         details += f"\n\nInstructions: {rule.instructions}"
     # integrationKey is added when sending: the outbox holds no secrets
-    return {
+    body: dict[str, Any] = {
         "eventType": "ALERT" if t.kind == "start" else "RESOLVE",
         "summary": f"{rule.name} ({agent.name})",
         "details": details,
@@ -46,7 +46,7 @@ def ilert_event(
             "agentId": agent.agent_id,
             "source": rule.source,
             "variable": rule.variable,
-            "value": t.value,
+            "value": rule.shown(t.value),
             "unit": rule.unit,
             "threshold": rule.condition_text,
             "severity": rule.severity,
@@ -55,6 +55,9 @@ def ilert_event(
         },
         "links": [],
     }
+    if rule.bit is not None:
+        body["customDetails"]["bit"] = rule.bit
+    return body
 
 
 class IlertEventsFormat:

@@ -25,7 +25,11 @@ def ixon_message(
     """DESIGN.md 5.1: one POST per alarm start, and per end when ``notify_ended``."""
     rule = t.rule
     code = "alarm-active" if t.kind == "start" else "alarm-ended"
-    extra = [_info("value", i.label, v) for i, v in zip(rule.inputs, t.values, strict=False)]
+    extra = [
+        _info("value", i.label, rule.shown(v)) for i, v in zip(rule.inputs, t.values, strict=False)
+    ]
+    if rule.bit is not None:
+        extra.append(_info("bit", "bit", rule.bit))
     extra.append(_info("threshold", "condition", rule.condition_text))
     extra.append(_info("source", "source", rule.source))
     if rule.kind == "variable":

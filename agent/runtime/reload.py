@@ -25,8 +25,8 @@ def definitions(config: Config) -> dict[str, Any]:
     agent_id = config.agent.agent_id
     found: dict[str, Any] = {}
     for alarm in config.alarms:
-        rule = AlarmRule.compile(alarm, config)
-        found[rule.public_id] = (alarm, tuple(config.variable(i.key) for i in rule.inputs))
+        for rule in AlarmRule.compile_all(alarm, config):
+            found[rule.public_id] = (alarm, tuple(config.variable(i.key) for i in rule.inputs))
     for source in config.sources:
         found[short_id(agent_id, "offline", source.name)] = (
             source.offline_after,

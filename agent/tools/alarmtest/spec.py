@@ -165,7 +165,9 @@ def coerce(value: Any, variable: Variable) -> Value | str:
 
 def rules(config: Config) -> dict[str, AlarmRule]:
     """Every alarm by the name its messages carry, the built-in offline ones included."""
-    found = {alarm.name: AlarmRule.compile(alarm, config) for alarm in config.alarms}
+    found = {
+        rule.name: rule for alarm in config.alarms for rule in AlarmRule.compile_all(alarm, config)
+    }
     agent_id = config.agent.agent_id
     for source in config.sources:
         if source.offline_after:
