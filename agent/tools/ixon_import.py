@@ -6,6 +6,15 @@ with a Modbus address written ``<function code>.<address>`` (``3.100`` = holding
 instructions`` (older exports spell it ``Treshold``; ``Access Category`` is ignored). Comma or
 semicolon separated, as Excel writes them. A row that cannot be translated is reported with
 its line and reason and left out; everything else is written.
+
+IXON's other alarm types, where a row carries what they need (IXON documents no columns
+for them; these are what a person adding them to the sheet would write):
+- ``error_bits``: one row per bit, its number in ``Bit`` (or ``Threshold``), its text the
+  row's ``Name``. The rows of one address become one alarm named after the variable, each
+  bit with its own severity and instructions where they differ.
+- ``bit_pattern``: ``Mask`` and ``Pattern`` columns (hex ``0x00F0`` or decimal).
+- ``rate_of_change``: ``Condition`` and ``Threshold`` as any alarm, and ``Per`` and ``Window``
+  columns (durations, ``1 Minutes``).
 """
 
 from __future__ import annotations
@@ -226,17 +235,70 @@ def _delay(text: str) -> str | float | None:
     return seconds if unit == "s" else f"{seconds:g}{unit}"
 
 
+def _integer(text: str) -> int | None:
+    """``0x00F0``, ``0b1010`` or ``240``."""
+    try:
+        return int(text.strip().replace("_", ""), 0) if text.strip() else None
+    except ValueError:
+        return None
+
+
+def _common(row: dict[str, str]) -> dict[str, Any] | str:
+    """Severity, on-delay and instructions, as every alarm type has them."""
+    severity = (row.get("severity", "").lower().split() or ["medium"])[0]
+    if severity not in ("low", "medium", "high"):
+        return f"severity {row.get('severity')!r} is not low, medium or high"
+    on_delay = _delay(row.get("on delay", ""))
+    if on_delay is None:
+        return f"on delay {row.get('on delay')!r} is not a duration"
+    found: dict[str, Any] = {"severity": severity}
+    if on_delay:
+        found["on_delay"] = on_delay
+    if row.get("operator instructions"):
+        found["instructions"] = row["operator instructions"]
+    return found
+
+
+def _word(row: dict[str, str], kind: str, target: dict[str, Any]) -> dict[str, Any] | str:
+    """An error_bits row (one bit) or a bit_pattern row."""
+    if target["type"] != "int" or "factor" in target:
+        return f"{kind} reads the bits of an unscaled int variable; {target['name']} is not"
+    common = _common(row)
+    if isinstance(common, str):
+        return common
+    width = target.get("width", 16)
+    if kind == "error_bits":
+        bit = _integer(row.get("bit") or row.get("threshold", row.get("treshold", "")))
+        if bit is None or not 0 <= bit < width:
+            return f"an error_bits row needs its bit number (0 to {width - 1}) in Bit or Threshold"
+        return {"type": kind, "bit": bit, "text": row["name"], **common}
+    mask, pattern = _integer(row.get("mask", "")), _integer(row.get("pattern", ""))
+    if mask is None or pattern is None:
+        return "a bit_pattern row needs Mask and Pattern columns (IXON's CSV has none)"
+    if mask >> width or pattern & ~mask:
+        return f"mask {mask:#x} and pattern {pattern:#x} do not fit {width} bits, or differ"
+    return {"name": row["name"], "type": kind, "mask": mask, "pattern": pattern, **common}
+
+
 def _alarm(row: dict[str, str], variables: _Variables) -> dict[str, Any] | str:
     name = row.get("name", "")
     if not name:
         return "no name"
-    if row.get("type", "").lower() == "unary":
+    kind = row.get("type", "").lower()
+    if kind == "unary":
         return "an SMTP (unary) alarm has no Modbus variable"
     target = variables.by_address.get(row.get("address", "")) or variables.by_identifier.get(
         row.get("address", "").lower()
     )
     if target is None:
         return f"address {row.get('address')!r} matches no imported variable"
+    if kind in ("error_bits", "bit_pattern"):
+        found = _word(row, kind, target)
+        if isinstance(found, dict):
+            found["variable"] = f"{{source}}.{target['name']}"
+            if kind == "error_bits":  # the alarm of the word is named after it
+                found["label"] = target.get("label", target["name"])
+        return found
     condition = CONDITIONS.get(re.sub(r"\s+", " ", row.get("condition", "").lower()))
     if condition is None:
         return f"condition {row.get('condition')!r} is not one this agent knows"
@@ -256,24 +318,74 @@ def _alarm(row: dict[str, str], variables: _Variables) -> dict[str, Any] | str:
         threshold = _number(raw)
         if threshold is None:
             return f"threshold {raw!r} is not a number"
-    severity = (row.get("severity", "").lower().split() or ["medium"])[0]
-    if severity not in ("low", "medium", "high"):
-        return f"severity {row.get('severity')!r} is not low, medium or high"
-    on_delay = _delay(row.get("on delay", ""))
-    if on_delay is None:
-        return f"on delay {row.get('on delay')!r} is not a duration"
-    alarm: dict[str, Any] = {
-        "name": name,
+    common = _common(row)
+    if isinstance(common, str):
+        return common
+    alarm: dict[str, Any] = {"name": name}
+    if kind == "rate_of_change":
+        if target["type"] not in ("int", "float"):
+            return f"a rate of change needs a number; {target['name']} is {target['type']}"
+        per, window = _delay(row.get("per", "")), _delay(row.get("window", ""))
+        if not per or not window:
+            return "a rate_of_change row needs Per and Window columns (IXON's CSV has none)"
+        alarm |= {"type": kind, "per": per, "window": window}
+    return alarm | {
         "variable": f"{{source}}.{target['name']}",
         "condition": condition,
         "threshold": threshold,
-        "severity": severity,
+        **common,
     }
-    if on_delay:
-        alarm["on_delay"] = on_delay
-    if row.get("operator instructions"):
-        alarm["instructions"] = row["operator instructions"]
-    return alarm
+
+
+def _fault_words(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any] | tuple[int, str, str]]:
+    """error_bits rows, one per bit, as one alarm per variable (the first row's severity,
+    a bit's own where it differs); a row that does not fit is (line, text, why)."""
+    words: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        word = words.get(row["variable"])
+        if word is None:
+            word = words[row["variable"]] = {
+                "name": row["label"],
+                "type": "error_bits",
+                "variable": row["variable"],
+                "severity": row["severity"],
+                "bits": {},
+            }
+            if "on_delay" in row:
+                word["on_delay"] = row["on_delay"]
+        if row["bit"] in word["bits"]:
+            yield row["line"], row["text"], f"bit {row['bit']} of {row['label']} appears twice"
+            continue
+        if row.get("on_delay", 0.0) != word.get("on_delay", 0.0):
+            why = "its on delay differs from the first bit's: one alarm has one on delay"
+            yield row["line"], row["text"], why
+            continue
+        spec = {"text": row["text"]}
+        if row["severity"] != word["severity"]:
+            spec["severity"] = row["severity"]
+        if row.get("instructions"):
+            spec["instructions"] = row["instructions"]
+        word["bits"][row["bit"]] = spec
+    yield from words.values()
+
+
+def _lines(alarm: dict[str, Any]) -> list[str]:
+    """An alarm as TOML: its keys, masks in hex, then its bit table."""
+    out = ["", "[[alarms]]"]
+    for key, value in alarm.items():
+        if key in ("mask", "pattern"):
+            out.append(f"{key} = 0x{value:04X}")
+        elif key != "bits":
+            out.append(f"{key} = {_toml(value)}")
+    if alarm.get("bits"):
+        out.append("  [alarms.bits]")
+        for bit, spec in sorted(alarm["bits"].items()):
+            if len(spec) == 1:
+                out.append(f"  {bit} = {_toml(spec['text'])}")
+            else:
+                pairs = ", ".join(f"{k} = {_toml(v)}" for k, v in spec.items())
+                out.append(f"  {bit} = {{ {pairs} }}")
+    return out
 
 
 def import_ixon(
@@ -295,8 +407,13 @@ def import_ixon(
     alarms: list[dict[str, Any]] = []
     if alarms_csv is not None:
         names: set[str] = set()
+        bits: list[dict[str, Any]] = []
         for line, row in _rows(alarms_csv, ("address", "condition")):
             result = _alarm(row, variables)
+            if isinstance(result, dict) and "bit" in result:
+                result["line"] = line
+                bits.append(result)
+                continue
             if isinstance(result, dict) and result["name"] in names:
                 result = f"alarm name {result['name']!r} appears twice"
             if isinstance(result, str):
@@ -306,6 +423,14 @@ def import_ixon(
                 continue
             names.add(result["name"])
             alarms.append(result)
+        for word in _fault_words(bits):
+            if isinstance(word, tuple):
+                problems.append(f"{alarms_csv.name} line {word[0]} ({word[1]}): {word[2]}")
+            elif word["name"] in names:
+                problems.append(f"{alarms_csv.name}: alarm name {word['name']!r} appears twice")
+            else:
+                names.add(word["name"])
+                alarms.append(word)
 
     out = [
         f"# Imported from {variables_csv.name}" + (f" and {alarms_csv.name}" if alarms_csv else ""),
@@ -324,5 +449,5 @@ def import_ixon(
         out += ["", "  [[sources.variables]]"] + [f"  {k} = {_toml(v)}" for k, v in entry.items()]
     for alarm in alarms:
         alarm["variable"] = alarm["variable"].replace("{source}", source)
-        out += ["", "[[alarms]]"] + [f"{k} = {_toml(v)}" for k, v in alarm.items()]
+        out += _lines(alarm)
     return Imported("\n".join(out) + "\n", problems, len(variables.entries), len(alarms))

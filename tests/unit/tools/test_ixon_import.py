@@ -138,3 +138,35 @@ def test_a_file_that_is_not_an_ixon_export_is_one_clear_error(
     assert cli.main(["import-ixon", "--variables", str(path)]) == cli.EXIT_CONFIG
     err = capsys.readouterr().err
     assert problem in err and "Traceback" not in err
+
+
+def test_the_other_alarm_types_where_the_rows_carry_what_they_need(tmp_path: Path) -> None:
+    result = import_ixon(DATA / "ixon_types_variables.csv", DATA / "ixon_types_alarms.csv")
+    assert result.problems == [
+        "ixon_types_alarms.csv line 5 (Pressure bit): error_bits reads the bits of an unscaled"
+        " int variable; pressure is not",
+        "ixon_types_alarms.csv line 6 (Past the end): an error_bits row needs its bit number"
+        " (0 to 15) in Bit or Threshold",
+        "ixon_types_alarms.csv line 8 (No mask): a bit_pattern row needs Mask and Pattern"
+        " columns (IXON's CSV has none)",
+        "ixon_types_alarms.csv line 10 (No window): a rate_of_change row needs Per and Window"
+        " columns (IXON's CSV has none)",
+        "ixon_types_alarms.csv line 4 (Overcurrent again): bit 0 of Drive fault word appears twice",
+    ]
+    assert '  [alarms.bits]\n  0 = { text = "Overcurrent", instructions' in result.toml
+    assert "mask = 0x00F0\npattern = 0x0030" in result.toml
+    path = tmp_path / "agent.toml"
+    path.write_text('[agent]\nname = "Imported line"\n\n' + result.toml)
+    config = load_config(path, environ={})  # what it wrote passes every check
+    alarms = {a.name: a for a in config.alarms}
+    assert list(alarms) == ["Manual with guard open", "Oil heating too fast", "Drive fault word"]
+    word = alarms["Drive fault word"]
+    assert (word.form, word.variable, word.severity) == ("error_bits", "plc.drive_faults", "medium")
+    assert word.bits is not None and sorted(word.bits) == [0, 3]
+    assert (word.bits[3].text, word.bits[3].severity) == ("Lubrication", "high")
+    assert word.bits[0].severity is None and word.bits[0].instructions == "Check the motor."
+    pattern = alarms["Manual with guard open"]
+    assert (pattern.form, pattern.mask, pattern.pattern) == ("bit_pattern", 0xF0, 0x30)
+    rate = alarms["Oil heating too fast"]
+    assert (rate.form, rate.condition, rate.threshold) == ("rate_of_change", ">", 5.0)
+    assert (rate.per, rate.window, rate.instructions) == (60.0, 30.0, "Check the cooler.")
