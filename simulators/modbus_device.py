@@ -6,14 +6,15 @@ the user's own machine instead (``simulators.config_machine``): every modbus-tcp
 that config on its own host and port (``--port 0``: free ports, printed), values from an
 alarm test's series (repeating) or constants, else zero. Otherwise the scenario
 repeats every ``--period`` seconds and drives the values across the default alarms'
-thresholds and back: oil temperature climbs past 80 degC, a lubrication fault bit comes and
-goes, hydraulic pressure dips below 2 bar, the motor stops briefly.
+thresholds and back: the cooling fan's fault bit comes and goes while oil temperature climbs
+past 80 degC, fast enough to trip the rate-of-change alarm first, a lubrication fault bit
+comes and goes, hydraulic pressure dips below 2 bar, the motor stops briefly.
 
 Register map (unit 1, byte order ABCD; the top-level agent.toml reads exactly this):
 
     holding 100-101  oil_temp       float32  degC
     holding 102      pressure       int16    x0.01 bar
-    holding 103      fault_word     uint16   bit 3 = lubrication fault
+    holding 103      fault_word     uint16   bit 3 = lubrication, bit 5 = cooling fan
     holding 104-105  cycle_count    uint32
     input   0        motor_current  int16    x0.1 A
     coil    0        motor_running  bool
@@ -66,6 +67,7 @@ MACHINE: dict[str, Variable] = {
     )
 }
 LUBE_FAULT_BIT = 3
+FAN_FAULT_BIT = 5
 
 
 def _ramp(t: float, t0: float, t1: float, v0: float, v1: float) -> float:
@@ -89,7 +91,8 @@ def packaging_scenario(t: float, period: float = 30.0) -> dict[str, Value]:
     return {
         "oil_temp": round(oil, 1),
         "pressure": 1.5 if 0.6 <= phase < 0.8 else 4.5,
-        "fault_word": (1 << LUBE_FAULT_BIT) if 0.4 <= phase < 0.6 else 0,
+        "fault_word": ((1 << LUBE_FAULT_BIT) if 0.4 <= phase < 0.6 else 0)
+        | ((1 << FAN_FAULT_BIT) if 0.1 <= phase < 0.3 else 0),
         "cycle_count": int(t),
         "motor_current": 12.5 if running else 0.0,
         "motor_running": running,

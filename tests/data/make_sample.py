@@ -14,11 +14,11 @@ import gzip
 import random
 from pathlib import Path
 
-from simulators.modbus_device import LUBE_FAULT_BIT, packaging_scenario
+from simulators.modbus_device import packaging_scenario
 
 START = 1_795_000_000  # 2026-11-18 UTC, a whole second
 OUTAGE = (50_000, 50_120)  # seconds into the day without samples
-COLUMNS = ["plc.oil_temp", "plc.pressure", "plc.lube_fault", "plc.cycle_count",
+COLUMNS = ["plc.oil_temp", "plc.pressure", "plc.fault_word", "plc.cycle_count",
            "plc.motor_current", "plc.motor_running", "plc.guard_closed"]  # fmt: skip
 
 
@@ -36,7 +36,7 @@ def main() -> None:
             cells = {
                 "plc.oil_temp": f"{v['oil_temp'] + rng.gauss(0, 0.8):.1f}",
                 "plc.pressure": f"{v['pressure'] + rng.gauss(0, 0.15):.2f}",
-                "plc.lube_fault": "1" if int(v["fault_word"]) >> LUBE_FAULT_BIT & 1 else "0",
+                "plc.fault_word": str(v["fault_word"]),
                 "plc.cycle_count": str(t),
                 "plc.motor_current": f"{v['motor_current']:.1f}",
                 "plc.motor_running": "1" if v["motor_running"] else "0",

@@ -96,7 +96,7 @@ def run(path: Path, **kw: Any) -> tuple[int, str, str]:
 def test_the_example_beside_agent_toml_passes() -> None:
     code, out, err = run(REPO / "alarms.test.toml")
     assert code == EXIT_PASSED, out + err
-    assert out.count("PASS") == 4
+    assert out.count("PASS") == 5
 
 
 FEATURES = """

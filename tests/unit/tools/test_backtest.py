@@ -76,7 +76,7 @@ def test_compare_reports_a_known_difference(
     first, second = (c["alarms"]["Oil temperature high"] for c in report["configs"])
     assert (first["pages"], second["pages"]) == (4, 1)
     assert report["difference"]["Oil temperature high"] == -3
-    assert report["difference"]["Lubrication fault"] == 0
+    assert report["difference"]["Machine fault: Lubrication"] == 0
     code = cli.main(["replay", "--config", str(tmp_path / "agent.toml"), str(data),
                      "--compare", str(tmp_path / "slow.toml")])  # fmt: skip
     table = capsys.readouterr().out
@@ -133,8 +133,9 @@ def test_the_sample_day_pages_as_pinned(capsys: pytest.CaptureFixture[str]) -> N
     assert report["rows"] == 86_280
     pages = [{n: a["pages"] for n, a in c["alarms"].items()} for c in report["configs"]]
     assert pages[0] == {
-        "Oil temperature high": 19, "Hydraulic pressure low": 23, "Lubrication fault": 16,
-        "Main motor stopped": 16, "Source plc offline": 1,
+        "Oil temperature high": 19, "Hydraulic pressure low": 23,
+        "Machine fault: Lubrication": 16, "Machine fault: Cooling fan": 16,
+        "Oil heating too fast": 0, "Main motor stopped": 16, "Source plc offline": 1,
     }  # fmt: skip
     assert (
         pages[1]["Hydraulic pressure low"] == 16
