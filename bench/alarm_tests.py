@@ -46,7 +46,7 @@ def write(folder: Path, hours: float, count: int) -> Path:
     duration = hours * 3600
     test = [f'config = "agent.toml"\n[[tests]]\nname = "a day"\nduration = "{duration:g}s"\n']
     test.append("  [tests.values]")
-    expects = []
+    expects: list[tuple[int, float, float | None]] = []
     for i in range(count):
         offset = 9.0 * i  # staggered across the source
         points, t, n = [], offset, 0

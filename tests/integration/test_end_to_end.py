@@ -233,7 +233,9 @@ async def test_demo_runs_the_whole_chain(tmp_path: Path, monkeypatch: Any) -> No
     text = out.getvalue()
     print(text)  # shown with a failure
     assert view.counts["alarm starts"] >= 2 and view.counts["messages delivered"] >= 2
-    assert "ALARM START [medium] Machine fault: Lubrication" in text and "operator: PUT accept" in text
+    assert (
+        "ALARM START [medium] Machine fault: Lubrication" in text and "operator: PUT accept" in text
+    )
     assert os.listdir(tmp_path) == []
     assert view.sumo is not None
     received = view.sumo.by_category("webhook/ilert")
