@@ -46,7 +46,7 @@ class Rate:
         span = now - then
         if then > horizon or span > 2 * self.window:
             return None
-        return float(f"{(value - old) / span * self.per:.6g}")
+        return float(f"{(value - old) / span * self.per:.4g}")  # as a person reads it
 
 
 @dataclass(frozen=True, slots=True)
