@@ -493,15 +493,21 @@ def _alarm_ids(config: Config) -> dict[str, tuple[str, bool]]:
     return found
 
 
-def _pick_alarm(config: Config, path: Path, name: str) -> str:
-    """The id of the alarm called ``name``; a ConfigError with the likely one if none is."""
+def _pick_alarm(config: Config, path: Path, name: str) -> dict[str, str]:
+    """The alarm called ``name`` as {id: name}; a fault word's name gives every bit's alarm.
+    A ConfigError, with the likely name, if there is none."""
     known = _alarm_ids(config)
-    if name not in known:
+    word = next((a for a in config.alarms if a.name == name and a.form == "error_bits"), None)
+    if word is not None:
+        picked = {r.public_id: r.name for r in AlarmRule.compile_all(word, config)}
+        enabled = word.enabled
+    elif name in known:
+        picked, enabled = {known[name][0]: name}, known[name][1]
+    else:
         raise ConfigError(path, [f"no alarm {name!r}{did_you_mean(name, known)}"])
-    alarm_id, enabled = known[name]
     if not enabled:
         raise ConfigError(path, [f"alarm {name!r} is out of service (enabled = false)"])
-    return alarm_id
+    return picked
 
 
 def cmd_shelve(args: argparse.Namespace) -> int:
@@ -523,7 +529,7 @@ def cmd_shelve(args: argparse.Namespace) -> int:
             if not rows:
                 print("no alarm is shelved")
             return EXIT_OK
-        alarm_id = _pick_alarm(config, path, args.name)
+        picked = _pick_alarm(config, path, args.name)
         if args.duration is None:
             print("shelve: give --for, e.g. --for 2h", file=sys.stderr)
             return EXIT_CONFIG
@@ -537,15 +543,23 @@ def cmd_shelve(args: argparse.Namespace) -> int:
                 f"shelve: --for must be more than 0 and at most {span(MAX_SHELF)}", file=sys.stderr
             )
             return EXIT_CONFIG
-        store.shelve(alarm_id, args.name, seconds, args.reason or "", _user())
+        for alarm_id, name in picked.items():
+            store.shelve(alarm_id, name, seconds, args.reason or "", _user())
     finally:
         store.close()
     ends = datetime.now().astimezone() + timedelta(seconds=seconds)
     print(
         f"{args.name}: shelved for {span(seconds)}, until about {ends:%Y-%m-%d %H:%M %Z}"
-        f" (agent running time); no start is notified until then"
+        f" (agent running time); no start is notified until then{_bits(args.name, picked)}"
     )
     return EXIT_OK
+
+
+def _bits(name: str, picked: dict[str, str]) -> str:
+    """`` (its bits: Lubrication, Cooling fan)`` when a fault word was picked."""
+    if list(picked.values()) == [name]:
+        return ""
+    return f" (its bits: {', '.join(n.removeprefix(f'{name}: ') for n in picked.values())})"
 
 
 def cmd_unshelve(args: argparse.Namespace) -> int:
@@ -554,16 +568,19 @@ def cmd_unshelve(args: argparse.Namespace) -> int:
 
     path = config_path(args.config)
     config = load_config(path)
-    alarm_id = _pick_alarm(config, path, args.name)
+    picked = _pick_alarm(config, path, args.name)
     store = Store(config.agent.state_dir / DB_NAME)
     try:
-        removed = store.unshelve([alarm_id])
+        removed = store.unshelve(list(picked))
     finally:
         store.close()
     if not removed:
         print(f"{args.name}: was not shelved")
         return EXIT_OK
-    print(f"{args.name}: unshelved; if it is active, the running agent notifies it now")
+    print(
+        f"{args.name}: unshelved; if it is active, the running agent notifies it now"
+        + _bits(args.name, picked)
+    )
     return EXIT_OK
 
 

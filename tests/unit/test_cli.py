@@ -10,7 +10,7 @@ import pytest
 from agent import cli
 from agent.outbox.store import Message, Store
 from agent.runtime.service import DB_NAME
-from tests.conftest import write_config
+from tests.conftest import REPO, write_config
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -161,3 +161,21 @@ def test_init_writes_a_starter_config_that_checks_and_never_overwrites(
     code, out, _ = run(capsys, "init", "--force", "site/line4.toml")
     assert code == cli.EXIT_OK and "--config site/line4.toml" in out
     assert "# " in (tmp_path / "site/line4.toml").read_text()  # commented
+
+
+def test_shelving_a_fault_word_shelves_each_of_its_bits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text((REPO / "agent.toml").read_text())
+    code, out, _ = run(capsys, "shelve", "Machine fault", "--for", "1h", "--config", str(config))
+    assert code == cli.EXIT_OK and "(its bits: Lubrication, Cooling fan)" in out
+    code, out, _ = run(capsys, "shelve", "--config", str(config))
+    assert out.splitlines() == [
+        "Machine fault: Lubrication: shelved for 60 min more",
+        "Machine fault: Cooling fan: shelved for 60 min more",
+    ]
+    code, out, _ = run(capsys, "unshelve", "Machine fault: Cooling fan", "--config", str(config))
+    assert code == cli.EXIT_OK and "its bits" not in out
+    code, out, _ = run(capsys, "shelve", "--config", str(config))
+    assert out.splitlines() == ["Machine fault: Lubrication: shelved for 60 min more"]
