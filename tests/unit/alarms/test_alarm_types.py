@@ -4,13 +4,16 @@ through ``ixon-agent test`` (the core step ``run`` uses), and their messages and
 from __future__ import annotations
 
 import io
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.alarms.engine import AlarmEngine
-from agent.config import ConfigError, load_config
+from agent.config import Config, ConfigError, load_config
 from agent.core import step
 from agent.formats import build
 from agent.outbox.store import Store
@@ -172,6 +175,7 @@ def test_without_the_gap_rule_the_same_jump_would_page(tmp_path: Path) -> None:
 
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+TYPES = Config.model_validate(tomllib.loads(CONFIG))
 
 
 def poll(values: dict[str, int | float], answered: bool = True) -> PollResult:
@@ -334,3 +338,27 @@ name = "Bad"
     with pytest.raises(ConfigError) as caught:
         load_config(config_path(tmp_path, text))
     assert problem in str(caught.value), str(caught.value)
+
+
+@given(words=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=30))
+@settings(max_examples=60, deadline=None)
+def test_each_bit_follows_its_own_bit_whatever_the_other_bits_do(words: list[int]) -> None:
+    """Any sequence of fault words: a bit's alarm is active exactly while its bit is set,
+    its starts and ends alternate under one occurrence each, and no other bit's change
+    touches it."""
+    engine = AlarmEngine.from_config(TYPES)
+    seen: dict[str, list[tuple[str, str]]] = {}
+    for t, word in enumerate(words):
+        done = step(engine, TYPES, poll({"plc.fault_word": word}), t, t, T0)
+        for transition in done.transitions:
+            seen.setdefault(transition.rule.name, []).append(
+                (transition.kind, transition.occurrence_id)
+            )
+        for state in engine.states:
+            if state.rule.bit is not None:
+                assert state.active == bool(word >> state.rule.bit & 1)
+    for events in seen.values():
+        kinds = [kind for kind, _ in events]
+        assert kinds == ["start", "end"] * (len(kinds) // 2) + ["start"] * (len(kinds) % 2)
+        pairs = zip(events[::2], events[1::2], strict=False)
+        assert all(start[1] == end[1] for start, end in pairs)
