@@ -46,6 +46,8 @@ def _near(actual: float | None, expected: float | None, tolerance: float) -> boo
 def _same_value(actual: Value | None, expected: Value | None) -> bool:
     if expected is None:
         return True
+    if isinstance(actual, str) and actual.startswith("0x") and type(expected) is int:
+        return int(actual, 16) == expected  # a fault word, given in hex, expected as a number
     if isinstance(expected, float | int) and not isinstance(expected, bool):
         return isinstance(actual, float | int) and math.isclose(actual, expected, abs_tol=1e-6)
     return actual == expected

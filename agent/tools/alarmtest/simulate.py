@@ -129,7 +129,7 @@ def simulate(config: Config, test: AlarmTest, dense: bool = False) -> tuple[list
                     message.kind,
                     transition.rule.name,
                     message.occurrence_id,
-                    transition.value,
+                    transition.rule.shown(transition.value),  # as the message gives it
                 )
             )
         unchanged = result.values == src.last

@@ -108,7 +108,7 @@ duration = "60s"
   alarm = "Drive fault: Lubrication"
   start = "20s"
   end = "40s"
-  value = 9
+  value = "0x0009"                  # as the message gives it (or 9)
   tolerance = "0s"
   webhooks = ["all", "urgent"]      # its own severity: high
 
