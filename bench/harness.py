@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -65,6 +66,18 @@ def device(size: int, change: int = 0, seed: int = 1) -> Iterator[int]:
     proc, port = _spawn("device", str(size), str(change), str(seed))
     try:
         yield port
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def switchable_device(size: int, change: int, seed: int = 1) -> Iterator[tuple[int, Any]]:
+    """A Modbus device that starts quiet and rewrites ``change`` registers a second while
+    switched on; yields its port and the switch (each call flips it: SIGUSR1)."""
+    proc, port = _spawn("device", str(size), str(change), str(seed), "1")
+    try:
+        yield port, lambda: proc.send_signal(signal.SIGUSR1)
     finally:
         proc.terminate()
         proc.wait()
@@ -182,7 +195,7 @@ def check_seconds(config: Path) -> float:
 # -- the helper processes -----------------------------------------------------------------
 
 
-async def _device(size: int, change: int, seed: int) -> None:
+async def _device(size: int, change: int, seed: int, paused: int = 0) -> None:
     sys.path.insert(0, str(REPO))
     from simulators.modbus_device import ModbusDeviceSimulator
 
@@ -190,6 +203,12 @@ async def _device(size: int, change: int, seed: int) -> None:
     port = await sim.start()
     if sim._task is not None:
         sim._task.cancel()  # the scenario writes nothing for "idle" anyway
+    running = asyncio.Event()  # the switch (SIGUSR1), set before the port says "ready"
+    if not paused:
+        running.set()
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGUSR1, lambda: running.clear() if running.is_set() else running.set()
+    )
     print(port, flush=True)
     assert sim.server is not None
     rng = random.Random(seed)
@@ -197,6 +216,7 @@ async def _device(size: int, change: int, seed: int) -> None:
         await asyncio.Event().wait()
     tick = 0.1  # CHANGE registers a second, in ten steps
     while True:
+        await running.wait()
         for address in rng.sample(range(size), max(1, round(change * tick))):
             await sim.server.async_setValues(1, 3, address, [rng.randrange(0, 65536)])
         await asyncio.sleep(tick)
