@@ -76,13 +76,10 @@ class LiveView:
         self.style = _Style(out.isatty() and not os.environ.get("NO_COLOR"))
         self.started = time.monotonic()
         self.counts: Counter[str] = Counter()
-        self.watched = sorted(  # what the alarms read, formulas included
-            {
-                i.key
-                for alarm in config.alarms
-                for i in AlarmRule.compile_all(alarm, config)[0].inputs
-            }
-        )
+        first = [AlarmRule.compile_all(alarm, config)[0] for alarm in config.alarms]
+        #: what the alarms read, formulas included; a word's bits are shown in hex
+        self.watched = sorted({i.key for rule in first for i in rule.inputs})
+        self.words = {rule.variable: rule for rule in first if rule.digits}
         self.units = {key: v.unit for key, _, v in config.variables()}
         self.last_line: str | None = None
         self.last_print = 0.0
@@ -106,7 +103,7 @@ class LiveView:
                     if isinstance(value, bool)
                     else f"{value:g}"
                     if isinstance(value, float)
-                    else str(value)
+                    else str(self.words[key].shown(value) if key in self.words else value)
                 )
                 unit = f" {self.units[key]}" if self.units.get(key) else ""
                 parts.append(f"{key.partition('.')[2]}={shown}{unit}")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from agent.alarms.rules import AlarmRule
+from agent.alarms.rules import AlarmRule, hex_word
 from agent.alarms.states import AlarmState, Shelf, State, describe_reading
-from agent.common.values import Value
+from agent.common.values import Value, show
 from agent.outbox.journal import Occurrence
 from agent.outbox.store import Entry
 from agent.sources.base import SourceStats
@@ -104,6 +104,13 @@ class VariableView:
     label: str
     unit: str | None
     value: Value
+    digits: int = 0  # a word an alarm reads bits of: shown in hex, with this many digits
+
+    @property
+    def shown(self) -> str:
+        if self.digits and isinstance(self.value, int) and not isinstance(self.value, bool):
+            return hex_word(self.value, self.digits)
+        return show(self.value, self.unit)
 
 
 @dataclass(frozen=True)

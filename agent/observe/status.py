@@ -475,7 +475,7 @@ def render(view: Snapshot) -> str:
     shown = view.values
     values = "".join(
         f"<tr><td>{e(v.label)}<br><small>{e(v.key)}</small></td>"
-        f'<td class="num">{e(show(v.value, v.unit))}</td></tr>'
+        f'<td class="num">{e(v.shown)}</td></tr>'
         for v in shown[:MAX_VALUES]
     )
     if len(shown) > MAX_VALUES:  # a page for a phone, not a data dump

@@ -129,6 +129,8 @@ class Agent:
         self._removed = {a: saved[a] for a in self.engine.restore(saved)}
         if carry is not None:
             self.engine = self.engine.adopt(*carry)
+        #: variables alarms read bits of (error_bits, bit_pattern): shown in hex, these digits
+        self._words = {s.rule.variable: s.rule.digits for s in self.engine.states if s.rule.digits}
         self.pollers = open_pollers(config.sources)
         config.forget_index()  # the alarms are compiled: the lookups are done
         self.deliverer = Deliverer(
@@ -467,6 +469,7 @@ class Agent:
         ``detail``: with the history and the sparklines (the page's; metrics need neither)."""
         store = self.store
         values = self.values
+        words = self._words
         now = self.clock.monotonic()
         wall = self.clock.now()
         alarms = [AlarmView.of(alarm, now, wall) for alarm in self.engine.all_states()]
@@ -479,7 +482,9 @@ class Agent:
                 for name, p in self.pollers.items()
             ),
             values=tuple(
-                VariableView(key, variable.display_name, variable.unit, values[key])
+                VariableView(
+                    key, variable.display_name, variable.unit, values[key], words.get(key, 0)
+                )
                 for key, _, variable in self.config.variables()
                 if key in values
             ),

@@ -53,3 +53,17 @@ def test_the_panel_of_a_large_config_stays_a_page() -> None:
     assert page.count("<article") == MAX_CARDS
     assert f"and {3000 - MAX_CARDS} more not normal" in page
     assert f"and {7000 - MAX_VALUES} more</li>" in page
+
+
+def test_the_panel_shows_a_word_whose_bits_alarms_read_in_hex() -> None:
+    from dataclasses import replace
+
+    from agent.observe.snapshot import VariableView
+    from agent.observe.status import render
+
+    values = (
+        VariableView("plc.fault_word", "Fault word", None, 40, digits=4),
+        VariableView("plc.count", "Count", None, 40),
+    )
+    page = render(replace(snapshot(), values=values))
+    assert '<td class="num">0x0028</td>' in page and '<td class="num">40</td>' in page
