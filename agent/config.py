@@ -568,7 +568,8 @@ def _apply_env(
         node: Any = data
         loc: list[str | int] = []
         for i, part in enumerate(parts):
-            key: str | int = int(part) if part.isdigit() else part
+            # a list item by index; a table's keys are strings, digits too (``bits.3``)
+            key: str | int = int(part) if part.isdigit() and isinstance(node, list) else part
             last = i == len(parts) - 1
             if isinstance(node, list):
                 if not isinstance(key, int) or key >= len(node):

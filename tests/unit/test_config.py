@@ -276,3 +276,14 @@ def test_an_unknown_key_gets_the_likely_one(tmp_path: Path) -> None:
         "alarms[0] (Oil temperature high).treshold: unknown key (not part of the config schema);"
         " did you mean 'threshold'?"
     ) in problems
+
+
+def test_environment_overrides_reach_a_fault_words_bit_table() -> None:
+    """A table's keys are strings, digits too: ``BITS__5`` is bit 5's entry, not a new one."""
+    config = load_config(
+        REPO / "agent.toml",
+        environ={"AGENT_ALARMS__2__BITS__5__SEVERITY": "low", "AGENT_ALARMS__2__BITS__3": "Oil"},
+    )
+    bits = config.alarms[2].bits
+    assert bits is not None and sorted(bits) == [3, 5]
+    assert (bits[3].text, bits[5].text, bits[5].severity) == ("Oil", "Cooling fan", "low")
