@@ -49,6 +49,7 @@ class AlarmView:
     shelf: Shelf | None = None  # shelved now: why, and by whom
     shelf_ends: datetime | None = None  # when the shelf ends, on the wall clock now
     in_service: bool = True  # false: ``enabled = false`` in the config
+    bit: int | None = None  # a fault word's bit: its sparkline is that bit's
 
     @classmethod
     def of(cls, alarm: AlarmState, now: float, wall: datetime) -> AlarmView:
@@ -76,6 +77,7 @@ class AlarmView:
             due_in,
             shelf,
             wall + timedelta(seconds=shelf.until - now) if shelf else None,
+            bit=rule.bit,
         )
 
     @classmethod

@@ -273,8 +273,11 @@ _RANK = {"high": 0, "medium": 1, "low": 2}
 _ORDER = {State.ACTIVE: 0, State.CLEARING: 1, State.PENDING: 2, State.NORMAL: 3}
 
 
-def _sparkline(points: tuple[float, ...], current: VariableView | None) -> str:
-    """An inline SVG of recent values, with their range in words (no script, no library)."""
+def _sparkline(
+    points: tuple[float, ...], current: VariableView | None, boolean: bool = False
+) -> str:
+    """An inline SVG of recent values, with their range in words (no script, no library);
+    ``boolean``: the points are 0 and 1, read as false and true."""
     if len(points) < 2:
         return ""
     low, high = min(points), max(points)
@@ -285,7 +288,7 @@ def _sparkline(points: tuple[float, ...], current: VariableView | None) -> str:
     )
     minutes = len(points) * TREND_STEP / 60
     unit = current.unit if current else None
-    if current is not None and isinstance(current.value, bool):
+    if boolean or (current is not None and isinstance(current.value, bool)):
         span_text = "false and true" if low != high else show(bool(low))
     else:
         span_text = f"{html.escape(show(low, unit))} to {html.escape(show(high, unit))}"
@@ -318,9 +321,16 @@ def _alarm_card(alarm: AlarmView, view: Snapshot, values: dict[str, VariableView
         facts.append(f"<b>shelved</b> until {_when(alarm.shelf_ends)}{reason}")
     elif alarm.active and not alarm.notified:
         facts.append("<b>not notified</b>: held back by flapping control")
-    trends = "".join(
-        _sparkline(view.trends[key], values.get(key)) for key in alarm.inputs if key in view.trends
-    )
+    if alarm.bit is not None and alarm.inputs and alarm.inputs[0] in view.trends:
+        bit = alarm.bit  # its own bit of the word, as false and true
+        trend = view.trends[alarm.inputs[0]]
+        trends = _sparkline(tuple(float(int(p) >> bit & 1) for p in trend), None, boolean=True)
+    else:
+        trends = "".join(
+            _sparkline(view.trends[key], values.get(key))
+            for key in alarm.inputs
+            if key in view.trends
+        )
     instructions = f'<p class="instr">{e(alarm.instructions)}</p>' if alarm.instructions else ""
     shelved = ' <span class="state">shelved</span>' if alarm.shelf and state != "shelved" else ""
     return (

@@ -67,3 +67,18 @@ def test_the_panel_shows_a_word_whose_bits_alarms_read_in_hex() -> None:
     )
     page = render(replace(snapshot(), values=values))
     assert '<td class="num">0x0028</td>' in page and '<td class="num">40</td>' in page
+
+
+def test_a_fault_bits_sparkline_is_its_own_bit() -> None:
+    from dataclasses import replace
+
+    from agent.alarms.states import State
+    from agent.observe.snapshot import AlarmView
+    from agent.observe.status import render
+
+    card = AlarmView("Machine fault: Cooling fan", "high", State.ACTIVE, True, True, 0, None,
+                     inputs=("plc.fault_word",), bit=5)  # fmt: skip
+    trends = {"plc.fault_word": (0.0, 8.0, 40.0, 40.0, 8.0)}  # bit 5: 0 0 1 1 0
+    page = render(replace(snapshot(), alarms=(card,), trends=trends))
+    assert "false and true" in page and "0 to 40" not in page
+    assert 'points="0.0,22.0 25.0,22.0 50.0,2.0 75.0,2.0 100.0,22.0"' in page
