@@ -96,9 +96,7 @@ class AlarmRule:
     def shown(self, value: Any) -> Any:
         """A value as a message gives it: a word (error_bits, bit_pattern) in hex, ``0x0009``,
         as the bit tables of device manuals are; anything else as it is."""
-        if self.digits and isinstance(value, int) and not isinstance(value, bool):
-            return hex_word(value, self.digits)
-        return value
+        return in_hex(value, self.digits) or value
 
     @property
     def sources(self) -> frozenset[str]:
@@ -210,10 +208,12 @@ class AlarmRule:
         condition = describe_condition(alarm.condition, alarm.threshold)
         if alarm.form == "rate_of_change":
             assert alarm.per is not None and alarm.window is not None
-            per = per_text(alarm.per)
-            unit = f"{variable.unit or ''} per {per}".strip()
-            if len(per) <= 3:  # a named unit: degC/min
-                unit = f"{variable.unit}/{per}" if variable.unit else f"/{per}"
+            named = _PER.get(alarm.per)  # degC/min; else degC per 30 s
+            unit = (
+                f"{variable.unit or ''}/{named}"
+                if named
+                else f"{variable.unit or ''} per {alarm.per:g} s".strip()
+            )
             return cls(
                 inputs=(Input(alarm.variable, f"{variable.display_name} rate", unit),),
                 condition_text=f"rate {condition} {unit} (over {alarm.window:g} s)",
@@ -249,14 +249,19 @@ def hex_word(value: int, digits: int) -> str:
     return f"0x{value & ((1 << 4 * digits) - 1):0{digits}X}"
 
 
+def in_hex(value: Any, digits: int) -> str | None:
+    """``value`` as a word in hex when ``digits`` says it is one and it is an int; else None."""
+    if digits and isinstance(value, int) and not isinstance(value, bool):
+        return hex_word(value, digits)
+    return None
+
+
 def _bit_set(bit: int) -> Predicate:
     return lambda v: (v >> bit) & 1 == 1
 
 
-def per_text(seconds: float) -> str:
-    """``min`` for 60, ``h`` for 3600, ``s`` for 1, else ``30 s``: a rate's unit."""
-    named = {1.0: "s", 60.0: "min", 3600.0: "h", 86400.0: "d"}
-    return named.get(seconds, f"{seconds:g} s")
+#: a rate's ``per`` with a unit of its own: seconds -> its name
+_PER = {1.0: "s", 60.0: "min", 3600.0: "h", 86400.0: "d"}
 
 
 def offline_rule(source: Source, agent_id: str) -> AlarmRule:

@@ -31,7 +31,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from agent.alarms.rules import AlarmRule
+from agent.alarms.rules import AlarmRule, in_hex
 from agent.common.ids import new_id
 from agent.common.values import Value, show
 
@@ -241,6 +241,4 @@ def describe_reading(rule: AlarmRule, value: Any) -> str:
 
 def _describe(rule: AlarmRule, values: tuple[Value, ...]) -> str:
     pairs = zip(rule.inputs, values, strict=False)
-    if rule.digits:
-        return ", ".join(f"{i.label} = {rule.shown(v)}" for i, v in pairs)
-    return ", ".join(f"{i.label} = {show(v, i.unit)}" for i, v in pairs)
+    return ", ".join(f"{i.label} = {in_hex(v, rule.digits) or show(v, i.unit)}" for i, v in pairs)

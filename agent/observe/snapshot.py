@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from agent.alarms.rules import AlarmRule, hex_word
+from agent.alarms.rules import AlarmRule, in_hex
 from agent.alarms.states import AlarmState, Shelf, State, describe_reading
 from agent.common.values import Value, show
 from agent.outbox.journal import Occurrence
@@ -110,9 +110,7 @@ class VariableView:
 
     @property
     def shown(self) -> str:
-        if self.digits and isinstance(self.value, int) and not isinstance(self.value, bool):
-            return hex_word(self.value, self.digits)
-        return show(self.value, self.unit)
+        return in_hex(self.value, self.digits) or show(self.value, self.unit)
 
 
 @dataclass(frozen=True)
