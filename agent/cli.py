@@ -78,10 +78,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     from agent.config import DEFAULT_CONFIG, STARTER
 
     path = Path(args.path or DEFAULT_CONFIG)
-    if path.exists() and not args.force:
-        print(f"{path} exists: not overwritten (--force overwrites it)", file=sys.stderr)
-        return EXIT_CONFIG
     try:
+        if path.exists() and not args.force:
+            print(f"{path} exists: not overwritten (--force overwrites it)", file=sys.stderr)
+            return EXIT_CONFIG
         path.parent.mkdir(parents=True, exist_ok=True)
         # it will hold webhook keys: readable by its owner only, from the first byte
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -589,11 +589,18 @@ def _user() -> str:
     return os.environ.get("SUDO_USER") or os.environ.get("USER") or os.environ.get("LOGNAME") or ""
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def cmd_import_ixon(args: argparse.Namespace) -> int:
     from agent.tools.ixon_import import ImportError_, import_ixon
 
     for path in filter(None, [args.variables, args.alarms]):
-        if not path.is_file():
+        if not _is_file(path):
             print(f"{path}: file not found", file=sys.stderr)
             return EXIT_CONFIG
     try:
@@ -746,6 +753,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except StoreError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # the net under every command: a path the OS refuses (a name too long, no
+        # permission, a file where a folder should be) is named, not a traceback
+        print(f"{exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_OK

@@ -444,11 +444,15 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read, override from the environment, validate and cross-check; raise ConfigError."""
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except OSError as exc:  # a name too long, a loop of links: the OS refuses the path
+        raise ConfigError(path, [f"cannot use this path: {exc.strerror or exc}"]) from None
+    if not exists:
         hint = "write a commented starter config with `ixon-agent init"
         hint += f" {path}`" if path != Path(DEFAULT_CONFIG) else "`"
         raise ConfigError(path, [f"file not found: {hint}, or give --config PATH"])
-    if not path.is_file():
+    if not is_file:
         raise ConfigError(path, ["not a file"])
     try:
         # tomli is the standard library's tomllib (same parser, same errors), compiled: a

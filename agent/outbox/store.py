@@ -913,17 +913,23 @@ def state_dir_problem(directory: Path, probe: bool = True) -> str | None:
     """Why ``directory`` cannot hold the state database, found without leaving anything
     behind; ``check`` probes by creating (and removing) a directory where ``run`` would
     create its own, so both reject the same places (under a file, in /proc, read-only)."""
-    existing = directory
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"agent.state_dir: cannot use {directory}: {existing} is not a directory"
-    if probe:
-        try:
+    try:  # whatever the OS refuses (a name too long, no permission, a loop) is located
+        existing = directory
+        while True:  # the nearest folder that exists; any answer but "no such file" counts
+            try:
+                os.stat(existing)
+                break
+            except FileNotFoundError:
+                if existing == existing.parent:
+                    break
+                existing = existing.parent
+        if not existing.is_dir():
+            return f"agent.state_dir: cannot use {directory}: {existing} is not a directory"
+        if probe:
             os.rmdir(tempfile.mkdtemp(prefix=".ixon-agent-probe-", dir=existing))
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # full: not a config problem
-                return f"agent.state_dir: cannot use {directory}: {exc.strerror}"
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # full: not a config problem
+            return f"agent.state_dir: cannot use {directory}: {exc.strerror or exc}"
     return None
 
 

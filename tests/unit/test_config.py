@@ -237,6 +237,37 @@ def test_check_rejects_a_state_dir_that_run_rejects(
     assert not list(tmp_path.glob("**/.ixon-agent-probe-*"))  # the probe left nothing
 
 
+@pytest.mark.parametrize("command", ["check", "run", "outbox", "send-test", "shelve"])
+@pytest.mark.parametrize("refused", ["name too long", "through a file", "in a loop of links"])
+def test_a_path_the_os_refuses_is_a_located_error_in_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, refused: str
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    state_dir = {
+        "name too long": "d" * 300,  # past NAME_MAX: the OS answers ENAMETOOLONG
+        "through a file": "a-file/state",
+        "in a loop of links": "loop/state",  # ELOOP
+    }[refused]
+    path = edited(tmp_path, 'state_dir = "state"', f'state_dir = "{state_dir}"')
+    path.chmod(0o600)
+    assert main([command, "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"agent.state_dir: cannot use {tmp_path / state_dir}" in err
+    assert "Traceback" not in err
+
+
+def test_a_config_path_the_os_refuses_is_a_located_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    too_long = tmp_path / ("c" * 300)
+    assert main(["check", "--config", str(too_long)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{too_long}: 1 problem(s)",
+        "  cannot use this path: File name too long",
+    ]
+
+
 def test_warnings_for_what_runs_but_is_likely_not_meant(tmp_path: Path) -> None:
     from agent.config import config_warnings
 
