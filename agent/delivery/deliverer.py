@@ -36,7 +36,7 @@ from agent import __version__
 from agent.common import retry
 from agent.common.retry import Throttle
 from agent.config import Webhook
-from agent.delivery.transport import HttpClient, Reply, Target
+from agent.delivery.transport import HttpClient, Reply, Target, describe
 from agent.formats import format_of
 from agent.observe.logs import Redactor
 from agent.outbox.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
@@ -330,7 +330,7 @@ class Deliverer:
                     response = await self.client.post(url, json=body, timeout=webhook.timeout)
         except (httpx.HTTPError, TimeoutError) as exc:
             outcome: Outcome = "retry"
-            error = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            error = describe(exc)  # never the exception's text: it may name the host
         else:
             status = response.status_code
             outcome = fmt.classify(status, response.content, body)

@@ -11,6 +11,8 @@ an escaped ``/`` in a path (an ilert key may hold one), and calls a refused conn
 
 from __future__ import annotations
 
+import os
+import socket
 import ssl
 import urllib.request
 from collections.abc import Mapping
@@ -44,21 +46,57 @@ class Reply(NamedTuple):
         return self.content.decode("utf-8", "replace")
 
 
+def cause(exc: BaseException) -> str:
+    """Why a request failed, in words of our own: never the exception's text, which may
+    hold the receiver's host name or address (a key may sit in a subdomain). Empty when
+    nothing in the chain of causes says more than the exception's kind."""
+    node: BaseException | None = exc
+    seen: set[int] = set()
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, ssl.SSLCertVerificationError | aiohttp.ClientConnectorCertificateError):
+            return "TLS certificate not accepted"
+        if isinstance(node, ssl.SSLError | aiohttp.ClientSSLError):
+            return "TLS error"
+        if isinstance(node, socket.gaierror | aiohttp.ClientConnectorDNSError):
+            return "host name not resolved"
+        if isinstance(node, TimeoutError | httpx.TimeoutException | aiohttp.ServerTimeoutError):
+            return "timed out"
+        if isinstance(node, aiohttp.ServerDisconnectedError | httpx.RemoteProtocolError):
+            return "server disconnected"
+        if isinstance(node, aiohttp.ClientPayloadError):
+            return "answer cut short"
+        if isinstance(node, OSError) and node.errno:
+            return os.strerror(node.errno).lower()  # "connection refused", "no route to host"
+        if isinstance(node, aiohttp.ClientConnectorError):
+            node = node.os_error
+            continue
+        node = node.__cause__ or node.__context__
+    return ""
+
+
+def describe(exc: BaseException) -> str:
+    """``ConnectError: connection refused``: what delivery stores, logs and shows."""
+    why = cause(exc)
+    return f"{type(exc).__name__}: {why}" if why else type(exc).__name__
+
+
 def _httpx_error(exc: aiohttp.ClientError, request: httpx.Request | None) -> httpx.HTTPError:
     """aiohttp's error as the httpx error that means the same (what delivery and the tests
-    know); ``request`` for httpx's own API, None on the direct path."""
+    know); ``request`` for httpx's own API, None on the direct path. Its text is ``cause``'s:
+    aiohttp's own names the host and port."""
     kind: type[httpx.TransportError]
     if isinstance(exc, aiohttp.ClientConnectorError):
-        kind, text = httpx.ConnectError, str(exc)
+        kind = httpx.ConnectError
     elif isinstance(exc, aiohttp.ServerDisconnectedError):
-        kind, text = httpx.RemoteProtocolError, str(exc) or "server disconnected"
+        kind = httpx.RemoteProtocolError
     elif isinstance(exc, aiohttp.ServerTimeoutError):
-        kind, text = httpx.ReadTimeout, str(exc) or "timed out"
+        kind = httpx.ReadTimeout
     elif isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientOSError)):
-        kind, text = httpx.ReadError, str(exc)
+        kind = httpx.ReadError
     else:
-        kind, text = httpx.TransportError, str(exc) or type(exc).__name__
-    return kind(text, request=request)
+        kind = httpx.TransportError
+    return kind(cause(exc) or "request failed", request=request)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -102,7 +140,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except aiohttp.ClientError as exc:
             raise _httpx_error(exc, None) from exc
         except TimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc) or "timed out") from exc
+            raise httpx.ReadTimeout("timed out") from exc
 
     def _aiohttp_url(self, url: httpx.URL) -> URL:
         parsed = self._urls.get(url)
@@ -143,7 +181,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except aiohttp.ClientError as exc:
             raise _httpx_error(exc, request) from exc
         except TimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
+            raise httpx.ReadTimeout("timed out", request=request) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:

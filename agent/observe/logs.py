@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import html
+import ipaddress
 import json
 import logging
 import re
@@ -34,9 +35,17 @@ def _key_like(text: str) -> bool:
     return len(text) >= 20 or (len(text) >= 8 and not _WORD.match(text))
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def secret_parts(secret: str) -> set[str]:
-    """The parts of a secret that identify it: the whole, and for a URL its password, its
-    key-like path segments, its query values and fragment."""
+    """The parts of a secret that identify it: the whole, and for a URL its host name (not
+    an address), its password, its key-like path segments, its query values and fragment."""
     parts = {secret}
     try:
         url = urlsplit(secret)
@@ -44,6 +53,9 @@ def secret_parts(secret: str) -> set[str]:
         return parts
     if not (url.scheme and url.netloc):
         return parts
+    host = url.hostname or ""
+    if "." in host and not _is_address(host):  # a receiver may put a key in a subdomain
+        parts.add(host)
     if url.username and _key_like(url.username):
         parts.add(url.username)
     if url.password:

@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -155,3 +156,62 @@ async def test_no_part_of_a_secret_reaches_logs_output_metrics_pages_or_files(
     for file in (tmp_path / "state").iterdir():
         data = file.read_bytes().decode("latin-1")
         assert not leaks(data), f"{file.name} holds {leaks(data)}"
+
+
+HOST = "k3y0sub.receiver.example"  # some receivers put their key in a subdomain
+
+
+async def test_an_unreachable_webhook_is_named_and_its_host_never_shown(
+    tmp_path: Path,
+    machine: ModbusDeviceSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The host name resolves to 127.0.0.1 (only the resolver is stood in for: no test may
+    ask the network), where nothing listens: a real refused connection, whose library
+    error names the host and port."""
+    import logging
+    import socket
+
+    from agent.cli import main
+    from agent.config import load_config
+    from agent.runtime.service import Agent
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: connection refused
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kw: Any) -> Any:
+        return real("127.0.0.1" if host == HOST else host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    caplog.set_level(logging.DEBUG)
+    path = write_config(tmp_path, port=machine.port, ilert=f"http://{HOST}:{port}")
+    path.chmod(0o600)
+    await machine.hold(oil_temp=95.0)
+    agent = Agent(load_config(path, environ={}))
+    await agent.start()
+    try:
+        await wait_for(lambda: agent.store.pending() and agent.store.pending()[0].attempts,
+                       what="a failed attempt")  # fmt: skip
+        [entry] = agent.store.pending()
+        assert entry.last_error == "ConnectError: connection refused"
+        async with httpx.AsyncClient(base_url=agent.status.url if agent.status else "") as http:
+            page = (await http.get("/")).text
+    finally:
+        await agent.stop()
+    assert "webhook ilert: start of 'Oil temperature high'" in caplog.text
+    assert main(["outbox", "--config", str(path)]) == 0
+    # a command's own event loop: in a thread of its own
+    assert (
+        await asyncio.to_thread(main, ["send-test", "--config", str(path), "--timeout", "2"]) == 1
+    )
+    out = capsys.readouterr()
+    assert "webhook ilert: not delivered within 2 s" in out.out
+    texts = [("log", caplog.text), ("page", page), ("commands", out.out + out.err)]
+    texts += [(f.name, f.read_bytes().decode("latin-1")) for f in (tmp_path / "state").iterdir()]
+    for name, text in texts:
+        for part in (HOST, "k3y0sub", f":{port}"):
+            assert part not in text, f"{name} shows {part}"
