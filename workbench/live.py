@@ -99,7 +99,7 @@ async def run_test(file: TestFile, test: AlarmTest) -> list[Sent]:
     finally:
         await ilert.stop()
         await machine.stop()
-    found = [_sent(file.config, at - started, key, body) for at, key, body in ilert.inbound]
+    found = [_sent(file.config, m.at - started, m.key, m.body) for m in ilert.inbound]
     return [s for s in found if s is not None and s.at <= test.duration + DELIVERY]
 
 

@@ -145,20 +145,45 @@ async def test_events_api_priority_severity_and_key_in_the_path(http: httpx.Asyn
     ]  # fmt: skip
 
 
-async def test_v1_path_and_rate_limit_of_50_a_minute_per_key(
+async def test_limits_per_key_in_fixed_one_minute_windows_as_ilert_counts(
     ilert: IlertSimulator, http: httpx.AsyncClient
 ) -> None:
-    url = f"{ilert.url}/api/v1/events/api/il1api0demo"
-    statuses = [
-        (
-            await http.post(
-                url, json={"eventType": "ALERT", "summary": f"e{i}", "alertKey": f"k{i}"}
-            )
-        ).status_code
-        for i in range(51)
-    ]
-    assert statuses == [202] * 50 + [429]
-    assert len(ilert.alerts) == 50
+    now = [6000.0 + 59.0]  # one second before a whole minute of the wall clock
+    for limiter in (ilert.events, ilert.pings, ilert.api):
+        limiter.clock = lambda: now[0]
+    v1 = f"{ilert.url}/api/v1/events/api/il1api0demo"
+    ixon = f"{ilert.url}/api/v1/events/ixon/il1ixon0demo"
+
+    async def event(i: int, url: str = v1) -> int:
+        if url == ixon:
+            body = {"shortContent": {"code": "alarm-active", "alarmName": f"a{i}"}}
+            return (await http.post(url, json=body)).status_code
+        event = {"eventType": "ALERT", "summary": f"e{i}", "alertKey": f"k{i}"}
+        return (await http.post(url, json=event)).status_code
+
+    assert [await event(i) for i in range(52)] == [202] * 50 + [429, 429]
+    limited = await http.post(v1, json={"eventType": "ALERT", "summary": "x"})
+    assert "Retry-After" not in limited.headers  # ilert says nothing: the next window
+    assert await event(0, ixon) == 202  # another key, its own budget
+    now[0] += 1.0  # the next window: a whole new budget, however full the last one was
+    assert [await event(i) for i in range(50)] == [202] * 50
+    assert await event(51) == 429
+    beat = f"{ilert.url}/api/heartbeats/il1hbt0demo"
+    assert [(await http.get(beat)).status_code for _ in range(6)] == [202] * 5 + [429]
+    stats = (await http.get(f"{ilert.url}/admin/stats")).json()
+    assert stats["throttled"] == {"events": 4, "heartbeats": 1, "api": 0}
+    assert stats["received"] == len(ilert.received) == 101
+    assert stats["requests"] == 52 + 1 + 1 + 51 + 6
+
+
+async def test_the_alert_api_allows_700_requests_a_minute_per_address(
+    ilert: IlertSimulator, http: httpx.AsyncClient
+) -> None:
+    ilert.api.clock = lambda: 6000.0
+    ilert.api.limit = 5  # the same counting as 700, in fewer requests
+    codes = [(await http.get(f"{ilert.url}/api/alerts")).status_code for _ in range(6)]
+    assert codes == [200] * 5 + [429]
+    assert (await http.get(f"{ilert.url}/")).status_code == 200  # the page is not the API
 
 
 @pytest.mark.parametrize("template", ["{{alarm.occurrenceId}}", "{{ alarm.occurrenceId }}"])

@@ -1,0 +1,3 @@
+from simulators.ilert.server import main
+
+main()
