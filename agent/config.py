@@ -7,6 +7,7 @@ file values (``AGENT_SOURCES__0__HOST=10.0.0.5``); list items are addressed by i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -70,6 +71,45 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rate:
+    """At most ``count`` sends per ``per`` seconds; ``count`` 0 means no limit ("none")."""
+
+    count: int
+    per: float
+
+    def __str__(self) -> str:
+        if not self.count:
+            return "none"
+        unit = {1.0: "s", 60.0: "min", 3600.0: "h"}.get(self.per)
+        return f"{self.count}/{unit}" if unit else f"{self.count}/{self.per:g}s"
+
+
+NO_LIMIT = Rate(0, 0.0)
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S.*?)\s*$")
+_RATE_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(value: Any) -> Rate:
+    """``"50/min"``, ``"10/s"``, ``"5/10s"`` or ``"none"``."""
+    if isinstance(value, Rate):
+        return value
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return NO_LIMIT
+    match = _RATE.match(value) if isinstance(value, str) else None
+    if match:
+        count, per = int(match.group(1)), match.group(2)
+        with contextlib.suppress(ValueError):
+            seconds = _RATE_UNITS.get(per) or parse_duration(per)
+            if count > 0 and seconds > 0:
+                return Rate(count, seconds)
+    raise ValueError(
+        f"{value!r} is not a rate: use sends per time, like '50/min', '10/s' or '5/10s', or 'none'"
+    )
+
+
 ByteOrder = Literal["ABCD", "BADC", "CDAB", "DCBA"]
 Severity = Literal["low", "medium", "high"]
 SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
@@ -321,6 +361,9 @@ class Webhook(_Model):
     notify_ended: bool = True
     min_severity: Severity = "low"
     timeout: Duration = Field(default=10.0, gt=0)
+    #: sends per time to the receiver's key; None: the format's default (ilert's limit
+    #: for ilert's event paths, else none)
+    rate_limit: Annotated[Rate | None, BeforeValidator(parse_rate)] = None
 
 
 def _check_url(value: SecretStr) -> SecretStr:

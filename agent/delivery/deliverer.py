@@ -8,7 +8,11 @@
   next attempt time live in the outbox, so a restart resumes the schedule. Other 4xx are
   permanent: the message goes to the dead-letter table with the status and response. A 400
   ``NO_OPEN_ALERT_WITH_KEY`` to an ilert RESOLVE means the goal is already reached.
-- ilert Events API: at most 50 events a minute per integration key, client-side.
+- Pacing (``pacing.py``): never more sends to a receiver's key than it allows (ilert: 50 a
+  minute per alert-source key, IXON source and Events API alike). Under a backlog the most
+  severe message goes first, the oldest first within a severity, so a high alarm behind a
+  storm of low ones takes the key's next free slot. A 429 without ``Retry-After`` closes
+  the key until the receiver's next window, plus jitter.
 
 Retry libraries (stamina, tenacity) run a retry loop around a call inside one process; here
 every retry is a row in SQLite with its due time, so the schedule survives a restart and
@@ -23,8 +27,8 @@ import base64
 import contextlib
 import json
 import logging
+import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -36,6 +40,7 @@ from agent import __version__
 from agent.common import retry
 from agent.common.retry import Throttle
 from agent.config import Webhook
+from agent.delivery.pacing import Budget, Pacer, until_next_window
 from agent.delivery.transport import HttpClient, Reply, Target, describe
 from agent.formats import format_of
 from agent.observe.logs import Redactor
@@ -46,9 +51,8 @@ log = logging.getLogger("agent.delivery")
 USER_AGENT = f"ixon-agent/{__version__}"
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
-#: ilert's answer to a RESOLVE whose alert is already closed: the goal is reached.
-#: ilert's limit per integration key of an alert source is 50 a minute
-RATE_LIMIT, RATE_WINDOW = 50, 60.0
+#: a receiver's window, for a 429 without ``Retry-After`` from a webhook that is not paced
+RECEIVER_WINDOW = 60.0
 IDLE_CHECK = 5.0  # seconds between outbox checks when nothing is due (another process may add)
 EXPIRY_CHECK = 10.0
 
@@ -99,24 +103,6 @@ def parse_retry_after(value: str | None, date: str | None = None) -> float | Non
     return None
 
 
-class RateLimit:
-    """At most ``limit`` sends per ``window`` seconds per key (a sliding log of send times)."""
-
-    def __init__(self, limit: int = RATE_LIMIT, window: float = RATE_WINDOW) -> None:
-        self.limit, self.window = limit, window
-        self.sent: dict[str, deque[float]] = {}
-
-    def wait(self, key: str, now: float) -> float:
-        """0 if a send may go now (and counts it), else seconds until one may."""
-        log_ = self.sent.setdefault(key, deque())
-        while log_ and now - log_[0] >= self.window:
-            log_.popleft()
-        if len(log_) < self.limit:
-            log_.append(now)
-            return 0.0
-        return log_[0] + self.window - now
-
-
 class Deliverer:
     """Sends due outbox entries with a bounded number in flight, sharing one HTTP client."""
 
@@ -132,9 +118,11 @@ class Deliverer:
         max_in_flight: int = 32,  # sends at once: a burst of alarms goes out together
         clock: Callable[[], float] | None = None,
         on_fatal: Callable[[StoreError], None] | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         """``clock``: the agent clock of ``store`` unless a test injects one. ``on_fatal``:
-        told when the store is damaged, after which delivery stops."""
+        told when the store is damaged, after which delivery stops. ``pacer``: the
+        process's budgets per receiver key (one that outlives a reload), else its own."""
         self.store = store
         self.webhooks = {w.name: w for w in webhooks}
         self.client = client
@@ -143,7 +131,9 @@ class Deliverer:
         self.on_result = on_result
         self.max_in_flight = max_in_flight
         self.clock = clock or store.now
-        self.rate = RateLimit()
+        self.pacer = pacer or Pacer()
+        self.pacer.configure(self.webhooks.values())
+        self._holding: dict[int, Budget] = {}  # sends in flight: the budget each is within
         self.in_flight: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -225,31 +215,48 @@ class Deliverer:
             self._expire(now)
             self._next_expiry_check = now + EXPIRY_CHECK
         self._record_delivered()
+        mono = self.pacer.clock()
+        full = {}  # webhooks whose key has no room now: their messages wait, unwritten
+        for name in self.webhooks:
+            budget = self.pacer.budget(name)
+            if budget is not None and not budget.room(mono):
+                full[name] = budget
         capacity = self.max_in_flight - len(self.in_flight)
         if capacity > 0:
             chosen: dict[int, Entry] = {}
             leases: dict[int, float] = {}
-            for entry in self.store.due(now, capacity, busy=self.in_flight):
+            taken: dict[int, Budget] = {}
+            # the most severe first: a high alarm takes the next free slot of its key
+            for entry in self.store.due(now, capacity, busy=self.in_flight, skip=full):
                 webhook = self.webhooks.get(entry.webhook)
-                key = format_of(webhook).rate_key(webhook) if webhook is not None else None
-                if key is not None:
-                    hold = self.rate.wait(key, now)
-                    if hold:
-                        note = f"held back: at most {RATE_LIMIT} events a minute per key"
-                        self.store.retry_later(entry.id, now + hold, note, count=False)
+                budget = self.pacer.budget(entry.webhook)
+                if budget is not None:
+                    if not budget.take(mono):
+                        full[entry.webhook] = budget  # no write: it waits for the slot
                         continue
+                    taken[entry.id] = budget
                 chosen[entry.id] = entry
                 leases[entry.id] = now + (webhook.timeout if webhook else 10.0) + 30.0
-            for entry_id in sorted(self.store.claim_many(leases)):  # one write for them all
-                entry = chosen[entry_id]
+            claimed = self.store.claim_many(leases)  # one write for them all
+            for entry_id, budget in taken.items():
+                if entry_id in claimed:
+                    self._holding[entry_id] = budget
+                else:  # another process holds it: this slot was never used
+                    budget.settle(mono, sent=False)
+            for entry_id, entry in chosen.items():  # in order: the most severe first
+                if entry_id not in claimed:
+                    continue
                 task = asyncio.create_task(self._send(entry), name=f"send:{entry_id}")
                 self.in_flight[entry_id] = task
         # not durable: come back soon to write (and then send) what waits in memory
         idle = IDLE_CHECK if self.store.durable else FLUSH_INTERVAL
         if len(self.in_flight) >= self.max_in_flight:
             return idle  # a finishing send wakes us
-        due = self.store.next_due(busy=self.in_flight)
-        return idle if due is None else min(idle, max(0.0, due - now))
+        # a paced key's next free slot wakes us too (a finishing send, if all are in use)
+        rooms = [b.next_room() - mono for b in full.values() if b.next_room() != math.inf]
+        wait = min([idle, *rooms])
+        due = self.store.next_due(busy=self.in_flight, skip=full)
+        return max(0.0, wait if due is None else min(wait, due - now))
 
     def _expire(self, now: float) -> None:
         expired = self.store.expired(now - self.max_age, busy=self.in_flight)
@@ -283,6 +290,9 @@ class Deliverer:
                     entry.id, self.clock() + backoff(entry.attempts), "internal error"
                 )
         finally:
+            budget = self._holding.pop(entry.id, None)
+            if budget is not None:  # the slot is free again a window after the answer
+                budget.settle(self.pacer.clock())
             self.in_flight.pop(entry.id, None)
             self._wake.set()
 
@@ -376,6 +386,12 @@ class Deliverer:
             )
         else:
             delay = backoff(entry.attempts, retry_after)
+            if status == 429:  # the receiver's window is full: the whole key waits
+                budget = self.pacer.budget(webhook.name)
+                window = budget.rate.per if budget is not None else RECEIVER_WINDOW
+                delay = retry_after if retry_after is not None else until_next_window(window)
+                if budget is not None:
+                    budget.close(self.pacer.clock() + delay)
             self.store.retry_later(entry.id, now + delay, error or "unknown error")
             log.warning(
                 "webhook %s: %s failed (attempt %d: %s); retrying in %.1fs",

@@ -8,9 +8,11 @@ key a receiver rate-limits by. A new format is a new file in this folder that ca
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
     from agent.alarms.states import Transition
@@ -39,12 +41,33 @@ class WebhookFormat(Protocol):
         ...
 
     def rate_key(self, webhook: Webhook) -> str | None:
-        """The key the receiver counts sends by (None: no client-side limit)."""
+        """The key the receiver counts sends by, when it is known to limit them (ilert):
+        such a webhook is paced by default (``delivery.pacing``); None: it is not, unless
+        its ``rate_limit`` says so. Webhooks with the same key share one budget."""
         ...
 
     def problems(self, webhook: Webhook) -> Iterator[str]:
         """What a webhook of this format lacks, as ``field: reason`` lines."""
         ...
+
+
+#: ilert's event paths, whatever host is in front (ilert, a proxy, the stand-in): the key
+#: is the last segment of /api/v1/events/<type>/<key> (the IXON source's among them) and
+#: /api/events/<key>; /api/events alone takes it from the body (``integration_key``)
+_KEY_IN_PATH = re.compile(r"/api/(?:v1/events/[^/]+|events)/([^/]+)/?$")
+_EVENTS_API = re.compile(r"/api/events/?$")
+
+
+def ilert_key(webhook: Webhook) -> str | None:
+    """The key ilert counts this webhook's events by, when its URL's path is one of
+    ilert's event paths; None for any other receiver."""
+    path = urlsplit(webhook.url.get_secret_value()).path
+    found = _KEY_IN_PATH.search(path)
+    if found:
+        return unquote(found.group(1))
+    if _EVENTS_API.search(path) and webhook.integration_key is not None:
+        return webhook.integration_key.get_secret_value()
+    return None
 
 
 def http_answer(status: int) -> Answer:
@@ -57,7 +80,8 @@ def http_answer(status: int) -> Answer:
 
 
 class PlainFormat:
-    """Defaults for a format without secrets, special answers or rate limits."""
+    """Defaults for a format without secrets or special answers, paced when its URL is
+    one of ilert's event paths."""
 
     name = ""
 
@@ -68,7 +92,7 @@ class PlainFormat:
         return http_answer(status)
 
     def rate_key(self, webhook: Webhook) -> str | None:
-        return None
+        return ilert_key(webhook)
 
     def problems(self, webhook: Webhook) -> Iterator[str]:
         return iter(())

@@ -2,7 +2,8 @@
 
 ALERT on start, RESOLVE on end, grouped by ``alertKey`` (the occurrence id). The integration
 key is the webhook's ``integration_key``, added only when sending. ilert allows 50 events a
-minute per key; a RESOLVE or ACCEPT answered "no open alert with this key" is done.
+minute per key, so such a webhook is paced by that key whatever its path (a proxy's too); a
+RESOLVE or ACCEPT answered "no open alert with this key" is done.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from agent.alarms.states import Transition, describe_values
 from agent.common.times import iso
 from agent.config import AgentSection, Webhook
-from agent.formats.base import Answer, http_answer, register
+from agent.formats.base import Answer, http_answer, ilert_key, register
 
 #: ilert's codes for "no open alert with this key" (Events API, and its older v1 paths)
 ALREADY_RESOLVED = frozenset({"NO_OPEN_ALERT_WITH_KEY", "NONE_OPEN_FOR_KEY"})
@@ -80,6 +81,9 @@ class IlertEventsFormat:
         return http_answer(status)
 
     def rate_key(self, webhook: Webhook) -> str | None:
+        """Paced whatever the path: an Events API body is only ever for ilert."""
+        if found := ilert_key(webhook):
+            return found
         return webhook.integration_key.get_secret_value() if webhook.integration_key else None
 
     def problems(self, webhook: Webhook) -> Iterator[str]:

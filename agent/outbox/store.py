@@ -43,7 +43,7 @@ import sqlite3
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,7 +55,7 @@ from agent.outbox import journal
 log = logging.getLogger("agent.store")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = (
     """
@@ -89,6 +89,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (webhook, occurrence_id, id);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt);
+CREATE INDEX IF NOT EXISTS outbox_rank ON outbox ((CASE severity WHEN 'high' THEN 0
+    WHEN 'medium' THEN 1 ELSE 2 END), id);
 CREATE TABLE IF NOT EXISTS dead_letter (
     id            INTEGER PRIMARY KEY,
     webhook       TEXT NOT NULL,
@@ -126,6 +128,7 @@ _MIGRATIONS = {
         _SCHEMA.split(";")[-4],  # the clock table
     ],
     2: journal.SCHEMA.split(";"),
+    3: [_SCHEMA.split(";")[3]],  # the index of the most severe first
 }
 
 #: how often the agent clock is written while nothing else is (it is also written with
@@ -209,6 +212,9 @@ class Entry:
         return cls(**data)
 
 
+#: the order messages go out in when more are due than can go: the most severe first,
+#: the oldest first within a severity (``outbox_rank`` is on the same expression)
+_RANK = "(CASE o.severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END), o.id"
 #: a message as delivery sees it: the row, with what is only in memory while not durable
 _ENTRY = (
     f"o.id, {', '.join('o.' + c for c in _MESSAGE.split(', '))}, o.created,"
@@ -610,40 +616,53 @@ class Store:
 
     # -- outbox ---------------------------------------------------------------------------
 
-    def due(self, now: float, limit: int, busy: Iterable[int] = ()) -> list[Entry]:
-        """Messages to send now: each the oldest of its (webhook, occurrence) queue."""
+    def due(
+        self, now: float, limit: int, busy: Iterable[int] = (), skip: Collection[str] = ()
+    ) -> list[Entry]:
+        """Messages to send now, each the oldest of its (webhook, occurrence) queue: the most
+        severe first, then the oldest. ``skip``: webhooks that may not send now (paced)."""
         busy = set(busy)
+        params: dict[str, Any] = {"now": now, "limit": limit + len(busy)}
+        params.update({f"skip{i}": name for i, name in enumerate(skip)})
+        skipped = _skipping(skip)
         if self._in_memory:  # what delivery did while not durable counts too
             sql = (
-                f"SELECT {_ENTRY} FROM {_WAITING} AND {_HEAD} AND {_FREE}"
+                f"SELECT {_ENTRY} FROM {_WAITING} AND {_HEAD} AND {_FREE}{skipped}"
                 " AND COALESCE(l.next_attempt, o.next_attempt) <= :now"
-                " ORDER BY COALESCE(l.next_attempt, o.next_attempt), o.id LIMIT :limit"
+                f" ORDER BY {_RANK} LIMIT :limit"
             )
-        else:  # the usual case, on the due-time index
+        else:  # the usual case
             sql = (
-                f"SELECT {_COLUMNS} FROM outbox AS o WHERE next_attempt <= :now"
+                f"SELECT {_COLUMNS} FROM outbox AS o WHERE next_attempt <= :now{skipped}"
                 " AND (lease_until IS NULL OR lease_until < :now)"
                 " AND id = (SELECT MIN(id) FROM outbox AS q"
                 "           WHERE q.webhook = o.webhook AND q.occurrence_id = o.occurrence_id)"
-                " ORDER BY next_attempt, id LIMIT :limit"
+                f" ORDER BY {_RANK} LIMIT :limit"
             )
-        rows = self._rows(sql, {"now": now, "limit": limit + len(busy)})
+        rows = self._rows(sql, params)
         return [Entry.from_row(r) for r in rows if r["id"] not in busy][:limit]
 
-    def next_due(self, busy: Iterable[int] = ()) -> float | None:
+    def next_due(self, busy: Iterable[int] = (), skip: Collection[str] = ()) -> float | None:
         """When the earliest waiting message becomes due (heads of queues, not in flight here;
-        one another process is sending is due when its lease ends)."""
+        one another process is sending is due when its lease ends). ``skip``: as for
+        ``due``."""
         busy = list(busy)
+        params: dict[str, Any] = {"limit": len(busy) + 1}
+        params.update({f"skip{i}": name for i, name in enumerate(skip)})
+        skipped = _skipping(skip)
         due = "MAX(o.next_attempt, COALESCE(o.lease_until, 0))"
         if self._in_memory:
-            sql = f"SELECT o.id, COALESCE(l.next_attempt, {due}) AS due FROM {_WAITING} AND {_HEAD}"
+            sql = (
+                f"SELECT o.id, COALESCE(l.next_attempt, {due}) AS due FROM {_WAITING}"
+                f" AND {_HEAD}{skipped}"
+            )
         else:
             sql = (
                 f"SELECT o.id, {due} AS due FROM outbox AS o WHERE o.id = (SELECT MIN(q.id)"
                 " FROM outbox AS q WHERE q.webhook = o.webhook"
-                " AND q.occurrence_id = o.occurrence_id)"
+                f" AND q.occurrence_id = o.occurrence_id){skipped}"
             )
-        rows = self._rows(sql + " ORDER BY due LIMIT ?", (len(busy) + 1,))
+        rows = self._rows(sql + " ORDER BY due LIMIT :limit", params)
         return next((r["due"] for r in rows if r["id"] not in busy), None)
 
     def claim(self, entry_id: int, until: float) -> bool:
@@ -882,6 +901,13 @@ class Store:
             return cursor.rowcount
 
         return self._command(move)
+
+
+def _skipping(webhooks: Collection[str]) -> str:
+    """``AND o.webhook NOT IN (:skip0, ...)``, or nothing."""
+    if not webhooks:
+        return ""
+    return f" AND o.webhook NOT IN ({', '.join(f':skip{i}' for i in range(len(webhooks)))})"
 
 
 def _doomed(

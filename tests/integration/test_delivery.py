@@ -14,7 +14,6 @@ import pytest
 from agent.config import Webhook
 from agent.delivery.deliverer import (
     Deliverer,
-    RateLimit,
     Result,
     backoff,
     parse_retry_after,
@@ -240,30 +239,6 @@ def test_max_pending_evicts_the_oldest_low_severity_occurrences_whole(store: Sto
     store.record([], [message("H3", "start", 7, "high")] * 3)
     assert len(store.evict_overflow(max_pending=4)) == 2  # M1 and L2; high is never evicted
     assert {e.severity for e in store.pending()} == {"high"}
-
-
-def test_rate_limit_per_integration_key() -> None:
-    limit = RateLimit(limit=50, window=60.0)
-    assert all(limit.wait("key", 0.0 + i * 0.01) == 0.0 for i in range(50))
-    assert limit.wait("key", 1.0) == pytest.approx(59.0)
-    assert limit.wait("other", 1.0) == 0.0
-    assert limit.wait("key", 60.0) == 0.0  # the first send left the window
-
-
-async def test_ilert_events_are_held_back_past_50_a_minute(
-    store: Store, http: httpx.AsyncClient, receiver: Receiver
-) -> None:
-    store.record([], [message(f"O{i}", "start", i) for i in range(53)])
-    webhook = hook(receiver.url, format="ilert-events", integration_key="il1api0demo")
-    async with Run(store, http, webhook) as run:
-        run.deliverer.wake()
-        await wait_for(lambda: store.pending_count() == 3, what="50 events sent")
-        held = store.pending()
-        assert len(receiver.bodies) == 50
-        assert len(held) == 3 and all(
-            e.attempts == 0 and e.next_attempt > store.now() + 50 for e in held
-        )
-        assert all("at most 50 events a minute" in (e.last_error or "") for e in held)
 
 
 async def test_unreachable_webhook_keeps_the_message_and_logs_no_secret(

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from agent.alarms.rules import AlarmRule
 from agent.alarms.states import Transition
-from agent.config import Config, Webhook
+from agent.config import NO_LIMIT, Config, Rate, Webhook
 from agent.formats import FORMATS, build, messages_for, sample_transition
 
 T0 = datetime(2026, 11, 23, 8, 0, 5, 120000, tzinfo=UTC)
@@ -78,6 +78,37 @@ def test_the_secret_is_added_only_when_sent_and_is_the_rate_key() -> None:
     assert events.with_secret(body, EVENTS)["integrationKey"] == "il1secret"
     assert events.rate_key(EVENTS) == "il1secret" and ixon.rate_key(IXON) is None
     assert ixon.with_secret({"a": 1}, IXON) == {"a": 1}
+
+
+def hook(url: str, **kw: Any) -> Webhook:
+    return Webhook.model_validate({"name": "w", "url": url, **kw})
+
+
+def test_the_rate_key_is_ilerts_whenever_the_path_is_one_of_ilerts_event_paths() -> None:
+    ixon, events = FORMATS["ixon"], FORMATS["ilert-events"]
+    for host in ("https://api.ilert.com", "http://127.0.0.1:8025", "https://proxy.lan/ilert"):
+        assert ixon.rate_key(hook(f"{host}/api/v1/events/ixon/il1ixon0K")) == "il1ixon0K"
+        assert events.rate_key(hook(f"{host}/api/events", integration_key="il1K")) == "il1K"
+        assert events.rate_key(hook(f"{host}/api/events/il1P", integration_key="x")) == "il1P"
+    assert ixon.rate_key(hook("http://h/api/v1/events/ixon/Key%2FSlash/")) == "Key/Slash"
+    for other in ("http://h/hook/il1key", "http://h/api/v1/events/ixon", "http://h/api/eventsX"):
+        assert ixon.rate_key(hook(other)) is None, other
+    # an Events API body is only ever for ilert: paced by its key on any path
+    assert events.rate_key(hook("http://relay.lan/x", integration_key="il1K")) == "il1K"
+
+
+def test_rate_limit_is_sends_per_time_or_none() -> None:
+    assert str(hook("http://h/x", rate_limit="50/min").rate_limit) == "50/min"
+    assert hook("http://h/x", rate_limit="5/10s").rate_limit == Rate(5, 10.0)
+    assert hook("http://h/x", rate_limit="none").rate_limit == NO_LIMIT
+    assert hook("http://h/x").rate_limit is None  # the format's default
+    for bad in ("50", "0/min", "fast", "50/0s", "-1/min"):
+        try:
+            hook("http://h/x", rate_limit=bad)
+        except ValueError as exc:
+            assert "is not a rate: use sends per time, like '50/min'" in str(exc)
+        else:
+            raise AssertionError(bad)
 
 
 def test_each_format_names_what_a_webhook_lacks() -> None:
