@@ -634,6 +634,8 @@ def _apply_env(
     return problems
 
 
+#: ilert takes 5 pings a minute per heartbeat key: an interval below this pings more often
+HEARTBEAT_MIN_INTERVAL = 12.0
 #: environment variables with the prefix that are not settings, and mean something
 _OTHER_ENV = frozenset({"AGENT_CONFIG"})
 
@@ -658,6 +660,12 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
                 f"environment variable {name} names a section, not a setting, and is ignored:"
                 f" {name}{ENV_DELIMITER}KEY (list items by index: AGENT_SOURCES__0__HOST)"
             )
+    if config.heartbeat is not None and config.heartbeat.interval < HEARTBEAT_MIN_INTERVAL:
+        found.append(
+            f"heartbeat.interval: {config.heartbeat.interval:g} s pings more than 5 times a"
+            " minute, ilert's limit per heartbeat key: pings past it are skipped (ilert"
+            " advises pinging every 60 s with a monitor interval of 3 to 5 minutes)"
+        )
     if not config.webhooks:
         found.append(
             "webhooks: none configured: alarms are evaluated and logged, but nobody is notified"

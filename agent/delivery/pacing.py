@@ -24,14 +24,20 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
+from urllib.parse import unquote, urlsplit
 
 from agent.config import Rate, Webhook
 from agent.formats import format_of
 
-#: ilert's limit per alert-source key (docs.ilert.com, alert source throttle)
+#: ilert's limits per alert-source key and per heartbeat key (docs.ilert.com, alert
+#: source throttle)
 ILERT_RATE = Rate(50, 60.0)
+HEARTBEAT_RATE = Rate(5, 60.0)
+#: ilert's heartbeat paths, whatever host is in front: the key is the last segment
+_HEARTBEAT_KEY = re.compile(r"/api/(?:v1/heartbeats|heartbeats|pings)/([^/]+)/?$")
 
 
 class Budget:
@@ -136,3 +142,13 @@ class Pacer:
     def budget(self, webhook: str) -> Budget | None:
         """The budget a webhook (by name) sends within; None if it is not paced."""
         return self._of.get(webhook)
+
+    def heartbeat(self, url: str) -> Budget:
+        """The budget of a heartbeat's key: ilert's 5 pings a minute, whatever the interval
+        (more would be refused, and a ping more often than that tells nothing more)."""
+        found = _HEARTBEAT_KEY.search(urlsplit(url).path)
+        key = "heartbeat " + (unquote(found.group(1)) if found else url)
+        budget = self._budgets.get(key)
+        if budget is None:
+            budget = self._budgets[key] = Budget(HEARTBEAT_RATE)
+        return budget

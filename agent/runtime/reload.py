@@ -12,6 +12,7 @@ from typing import Any
 from agent.alarms.rules import AlarmRule
 from agent.common.ids import short_id
 from agent.config import Config, ConfigError, config_warnings, load_config
+from agent.delivery.pacing import Pacer
 from agent.observe.logs import RedactSecrets
 from agent.outbox.store import StoreError
 from agent.runtime.service import Agent
@@ -54,12 +55,19 @@ class Runner:
         self.error: StoreError | None = None  # why the agent had to stop, if it had to
         self._stop = asyncio.Event()
         self.notifier = notifier or Notifier({})
+        self.pacer = Pacer()  # budgets per receiver key: a reload must not reset them
         self.agent = self._agent(config)
         self.redact = redact
         self._lock = asyncio.Lock()
 
     def _agent(self, config: Config, carry: Any = None) -> Agent:
-        return Agent(config, carry=carry, on_fatal=self._fatal, on_healthy=self.notifier.healthy)
+        return Agent(
+            config,
+            carry=carry,
+            on_fatal=self._fatal,
+            on_healthy=self.notifier.healthy,
+            pacer=self.pacer,
+        )
 
     def _ready(self) -> None:
         config = self.agent.config

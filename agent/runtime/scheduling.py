@@ -7,8 +7,9 @@ may move it by days; durations and due times here go by the monotonic clock inst
 
 from __future__ import annotations
 
+import random
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
@@ -38,6 +39,23 @@ class SteadyInterval(IntervalTrigger):  # type: ignore[misc]
         if previous is not None and following is not None and following < now - self.interval:
             following = super().get_next_fire_time(None, now)
         return following
+
+
+class JitteredInterval(SteadyInterval):
+    """Each run ``interval`` after the last, ± ``spread`` of it, drawn anew every time: a
+    fleet of agents started together (a plant's power back) spreads out instead of pinging
+    in lockstep. (APScheduler's own ``jitter`` only ever adds.)"""
+
+    def __init__(self, *, spread: float = 0.1, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.spread = spread
+
+    def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:
+        if previous is None:
+            return super().get_next_fire_time(previous, now)
+        step = self.interval_length * random.uniform(1 - self.spread, 1 + self.spread)
+        following = previous + timedelta(seconds=step)
+        return following if following >= now - self.interval else now  # far behind: now
 
 
 class WallJumps:

@@ -35,6 +35,7 @@ from agent.common.values import Value, json_safe
 from agent.config import Config
 from agent.core import Step, step
 from agent.delivery.deliverer import Deliverer, Result, make_http_client
+from agent.delivery.pacing import Pacer
 from agent.formats import messages_for
 from agent.observe.snapshot import (
     TREND_STEP,
@@ -49,7 +50,14 @@ from agent.observe.status import Metrics, StatusServer
 from agent.outbox import journal
 from agent.outbox.store import Message, Store, StoreDamaged, StoreError
 from agent.runtime.heartbeat import Heartbeat
-from agent.runtime.scheduling import Clock, SteadyInterval, WallJumps, pull_in_far_jobs, signed
+from agent.runtime.scheduling import (
+    Clock,
+    JitteredInterval,
+    SteadyInterval,
+    WallJumps,
+    pull_in_far_jobs,
+    signed,
+)
 from agent.sources import PollResult, open_pollers
 
 log = logging.getLogger("agent")
@@ -111,8 +119,10 @@ class Agent:
         carry: tuple[AlarmEngine, set[str]] | None = None,
         on_fatal: Callable[[StoreError], None] | None = None,
         on_healthy: Callable[[], None] | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         """``carry``: a previous engine and the ids of its alarms to take over as they are.
+        ``pacer``: the process's budgets per receiver key, which outlive a reload.
         ``on_fatal``: told when the agent cannot go on (a damaged state database).
         ``on_healthy``: told, about once a second, while every source's cycles start on time
         (the systemd watchdog)."""
@@ -133,6 +143,7 @@ class Agent:
         self._words = {s.rule.variable: s.rule.digits for s in self.engine.states if s.rule.digits}
         self.pollers = open_pollers(config.sources)
         config.forget_index()  # the alarms are compiled: the lookups are done
+        self.pacer = pacer or Pacer()
         self.deliverer = Deliverer(
             self.store,
             config.webhooks,
@@ -141,6 +152,7 @@ class Agent:
             secrets=config.secrets(),
             on_result=self._delivered,
             on_fatal=self.on_fatal,
+            pacer=self.pacer,
         )
         self.metrics = Metrics(self.snapshot)
         self.status = StatusServer(self.snapshot, self.metrics) if config.status.enabled else None
@@ -149,7 +161,9 @@ class Agent:
         self.scheduler: AsyncIOScheduler | None = None
         self.values: dict[str, Value] = {}
         self.heartbeat = (
-            Heartbeat(config.heartbeat, self.http) if config.heartbeat is not None else None
+            Heartbeat(config.heartbeat, self.http, self.pacer)
+            if config.heartbeat is not None
+            else None
         )
         self._cycles: set[asyncio.Task[None]] = set()  # poll cycles in flight
         self._last_start: dict[str, float] = {}  # monotonic start of each source's last cycle
@@ -195,7 +209,7 @@ class Agent:
         if self.heartbeat is not None and self.config.heartbeat is not None:
             self.scheduler.add_job(
                 self.heartbeat.ping,
-                SteadyInterval(seconds=self.config.heartbeat.interval, timezone=UTC),
+                JitteredInterval(seconds=self.config.heartbeat.interval, timezone=UTC),
                 id="heartbeat",
                 name="heartbeat",
                 max_instances=1,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
-from agent.config import load_config
+from agent.config import config_warnings, load_config
 from agent.outbox.store import Message, Store
+from agent.runtime.scheduling import JitteredInterval
 from agent.runtime.service import Agent
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.conftest import CONFIG, wait_for, write_config
@@ -34,6 +36,40 @@ async def test_heartbeat_pings_and_never_logs_its_url(
         await agent.stop()
     assert "heartbeat: ping failed (ConnectError), 1 in a row" in caplog.text
     assert "il1hbt0secret" not in caplog.text
+
+
+async def test_heartbeat_never_pings_a_key_more_than_5_times_a_minute(
+    tmp_path: Path, machine: ModbusDeviceSimulator, receiver: Receiver
+) -> None:
+    """An interval of 100 ms would be 600 pings a minute: 5 go, the rest are skipped."""
+    text = CONFIG + HEARTBEAT.replace('"200ms"', '"100ms"')
+    path = write_config(tmp_path, text, port=machine.port, ilert=receiver.url)
+    agent = Agent(load_config(path, environ={}))
+    await agent.start()
+    try:
+        assert agent.heartbeat is not None
+        await wait_for(lambda: agent.heartbeat.skipped >= 10, what="ten pings skipped")
+    finally:
+        await agent.stop()
+    assert len(receiver.pings) == 5  # and the next one a minute after the first's answer
+    assert "heartbeat.interval: 0.1 s pings more than 5 times a minute" in "\n".join(
+        config_warnings(load_config(path, environ={}))
+    )
+
+
+def test_heartbeat_intervals_vary_by_10_percent_either_way() -> None:
+    """A fleet switched on together spreads its pings out instead of pinging in lockstep."""
+    trigger = JitteredInterval(seconds=60.0, timezone=UTC)
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    steps, previous = [], now
+    for _ in range(200):
+        following = trigger.get_next_fire_time(previous, previous)
+        assert following is not None
+        steps.append((following - previous).total_seconds())
+        previous = following
+    assert 54.0 <= min(steps) < 56.0 and 64.0 < max(steps) <= 66.0
+    late = trigger.get_next_fire_time(now, now + timedelta(hours=5))  # the clock jumped
+    assert late == now + timedelta(hours=5)
 
 
 def test_outbox_command_lists_and_requeues_without_secrets(
