@@ -343,7 +343,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_send_test(args: argparse.Namespace) -> int:
-    from agent.delivery.deliverer import Deliverer, make_http_client
+    from agent.delivery.deliverer import Deliverer
+    from agent.delivery.post import make_http_client
     from agent.formats import ended, sample_transition, test_messages
     from agent.outbox.store import Message, Store
     from agent.runtime.service import DB_NAME

@@ -20,7 +20,8 @@ from pathlib import Path
 from aiohttp import web
 
 from agent.config import Webhook
-from agent.delivery.deliverer import Deliverer, make_http_client
+from agent.delivery.deliverer import Deliverer
+from agent.delivery.post import make_http_client
 from agent.outbox.store import Message, Store
 from simulators._http import HttpServer
 

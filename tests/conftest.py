@@ -14,7 +14,7 @@ import httpx
 import pytest
 from hypothesis import settings
 
-from agent.delivery.deliverer import make_http_client
+from agent.delivery.post import make_http_client
 from simulators.ilert import IlertSimulator, recommended
 from simulators.modbus_device import ModbusDeviceSimulator
 from tests.receiver import Receiver

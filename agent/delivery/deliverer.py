@@ -23,40 +23,31 @@ Webhooks are logged by name only; URLs and keys are added at send time, never st
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import Literal
 
 import httpx
 
-from agent import __version__
 from agent.common import retry
 from agent.common.retry import Throttle
 from agent.config import Webhook
 from agent.delivery.pacing import Budget, Pacer, until_next_window
-from agent.delivery.transport import HttpClient, Reply, Target, describe
-from agent.formats import format_of
+from agent.delivery.post import Outcome, Poster
 from agent.observe.logs import Redactor
 from agent.outbox.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
 
 log = logging.getLogger("agent.delivery")
 
-USER_AGENT = f"ixon-agent/{__version__}"
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 #: a receiver's window, for a 429 without ``Retry-After`` from a webhook that is not paced
 RECEIVER_WINDOW = 60.0
 IDLE_CHECK = 5.0  # seconds between outbox checks when nothing is due (another process may add)
 EXPIRY_CHECK = 10.0
-
-Outcome = Literal["delivered", "retry", "rejected", "expired"]
 
 
 @dataclass(frozen=True)
@@ -76,31 +67,9 @@ def _about(entry: Entry) -> dict[str, str]:
     return {"webhook": entry.webhook, "occurrence": entry.occurrence_id}
 
 
-def make_http_client() -> httpx.AsyncClient:
-    """The process's one HTTP client: TLS verified, no redirects followed, named agent; its
-    requests go out through aiohttp (``transport.py`` says why)."""
-    return HttpClient(USER_AGENT)
-
-
 def backoff(attempts: int, retry_after: float | None = None) -> float:
     """Seconds before the next attempt (``retry.backoff`` with delivery's base and cap)."""
     return retry.backoff(attempts, BACKOFF_BASE, BACKOFF_CAP, retry_after)
-
-
-def parse_retry_after(value: str | None, date: str | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header. An HTTP date is taken relative to the answer's
-    own ``Date`` header when it has one, so a wrong clock here does not stretch the wait."""
-    if not value:
-        return None
-    with contextlib.suppress(ValueError):
-        return max(0.0, float(value))
-    with contextlib.suppress(TypeError, ValueError, IndexError):
-        then = parsedate_to_datetime(value).timestamp()
-        now = time.time()
-        with contextlib.suppress(TypeError, ValueError, IndexError):
-            now = parsedate_to_datetime(date).timestamp() if date else now
-        return max(0.0, then - now)
-    return None
 
 
 class Deliverer:
@@ -141,10 +110,7 @@ class Deliverer:
         self.on_fatal = on_fatal
         self._troubles = Throttle()
         self._arrived: list[int] = []  # delivered, not yet deleted from the outbox
-        #: per webhook, made once: its parsed URL and, for ``direct``, the request headers
-        self._targets: dict[str, tuple[httpx.URL, Target | None]] = {}
-        #: the aiohttp transport under the client, if it is ours: sends skip httpx's client
-        self.direct = client.direct if isinstance(client, HttpClient) else None
+        self.poster = Poster(client)
 
     def start(self) -> None:
         self.store.release_dead_leases()
@@ -296,19 +262,6 @@ class Deliverer:
             self.in_flight.pop(entry.id, None)
             self._wake.set()
 
-    def _target(self, webhook: Webhook) -> tuple[httpx.URL, Target | None]:
-        url = httpx.URL(webhook.url.get_secret_value())
-        direct = None
-        if self.direct is not None:
-            headers = [("User-Agent", USER_AGENT), ("Accept", "*/*")]
-            headers.append(("Content-Type", "application/json"))
-            if url.userinfo:  # as httpx's client does: the URL's credentials, basic auth
-                pair = f"{url.username}:{url.password}".encode()
-                headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode()))
-            direct = self.direct.target(url, headers, webhook.timeout)
-        self._targets[webhook.name] = (url, direct)
-        return url, direct
-
     async def _attempt(self, entry: Entry) -> Result:
         webhook = self.webhooks.get(entry.webhook)
         attempts = entry.attempts + 1
@@ -318,36 +271,9 @@ class Deliverer:
                 "webhook %s is no longer configured: %s dead-lettered", entry.webhook, entry.label
             )
             return Result(entry, "rejected", None, "webhook not configured", entry.attempts, 0.0)
-        fmt = format_of(webhook)
-        body = fmt.with_secret(entry.body, webhook)  # (an old message's NaN: Entry.from_row)
-        url, direct = self._targets.get(webhook.name) or self._target(webhook)
-        started = time.monotonic()
-        status: int | None = None
-        retry_after: float | None = None
-        error: str | None
-        response: Reply | httpx.Response
-        try:
-            # the whole attempt within ``timeout`` (httpx's is per phase), so it never
-            # outlives its lease and no other process sends the same message meanwhile
-            async with asyncio.timeout(webhook.timeout):
-                if self.direct is not None and direct is not None:
-                    # the bytes httpx's ``json=`` would send
-                    text = json.dumps(
-                        body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-                    )
-                    response = await self.direct.post(direct, text.encode())
-                else:
-                    response = await self.client.post(url, json=body, timeout=webhook.timeout)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            outcome: Outcome = "retry"
-            error = describe(exc)  # never the exception's text: it may name the host
-        else:
-            status = response.status_code
-            outcome = fmt.classify(status, response.content, body)
-            error = None if outcome == "delivered" else f"HTTP {status}"
-            headers = response.headers
-            retry_after = parse_retry_after(headers.get("Retry-After"), headers.get("Date"))
-        latency = time.monotonic() - started
+        answer = await self.poster.post(webhook, entry.body)  # (an old NaN: Entry.from_row)
+        outcome, status, error = answer.outcome, answer.status, answer.error
+        retry_after, latency = answer.retry_after, answer.latency
         now = self.clock()
         if outcome == "delivered":
             # recorded with the others that arrived meanwhile, before the next dispatch
@@ -362,7 +288,7 @@ class Deliverer:
                 extra=_about(entry),
             )
         elif outcome == "rejected":
-            text = self.redact(response.text)[:500]  # redacted whole: no key cut in two
+            text = self.redact(answer.text)[:500]  # redacted whole: no key cut in two
             self.store.bury([entry.id], "rejected", status, text, error, attempted=True)
             log.error(
                 "webhook %s: %s rejected with HTTP %s: %s; dead-lettered",

@@ -34,8 +34,9 @@ from agent.common.times import iso, span
 from agent.common.values import Value, json_safe
 from agent.config import Config
 from agent.core import Step, step
-from agent.delivery.deliverer import Deliverer, Result, make_http_client
+from agent.delivery.deliverer import Deliverer, Result
 from agent.delivery.pacing import Pacer
+from agent.delivery.post import make_http_client
 from agent.formats import messages_for
 from agent.observe.snapshot import (
     TREND_STEP,

@@ -16,8 +16,8 @@ from agent.delivery.deliverer import (
     Deliverer,
     Result,
     backoff,
-    parse_retry_after,
 )
+from agent.delivery.post import parse_retry_after
 from agent.formats import FORMATS
 from agent.observe.logs import RedactSecrets
 from agent.outbox.store import Message, Store

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from agent.delivery.deliverer import make_http_client
+from agent.delivery.post import make_http_client
 from simulators._http import HttpServer
 
 
@@ -88,7 +88,7 @@ async def test_delivery_sends_the_bytes_httpx_would_send(
     store.record([], [Message("w", "occ", "start", "high", "start", body)])
     async with make_http_client() as http:
         deliverer = Deliverer(store, [webhook], http)
-        assert deliverer.direct is not None  # the fast path is the one under test
+        assert deliverer.poster.direct is not None  # the fast path is the one under test
         deliverer.start()
         try:
             assert await deliverer.drain(10)
