@@ -230,7 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     raise_file_limit()
 
-    async def main() -> StoreError | None:
+    async def main() -> tuple[StoreError | None, int]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         quiet_loop_errors(loop)
@@ -247,14 +247,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         loop.add_signal_handler(signal.SIGHUP, reload)
         await runner.run(stop)
-        log.info("agent stopped")
-        return runner.error
+        if runner.lost:
+            log.error("agent stopped: %d message(s) were lost (see above)", runner.lost)
+        else:
+            log.info("agent stopped")
+        return runner.error, runner.lost
 
-    error = asyncio.run(main())
+    error, lost = asyncio.run(main())
     if error is not None:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
-    return EXIT_OK
+    return EXIT_FAILED if lost else EXIT_OK  # never 0 with alarms gone: systemd shows it
 
 
 #: where the commands that need the stand-ins live; the agent itself never imports them

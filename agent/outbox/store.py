@@ -178,6 +178,16 @@ class Message:
 
 
 @dataclass(frozen=True)
+class Held:
+    """What a store keeps in memory while its file cannot be written."""
+
+    states: list[Mapping[str, Any]]
+    messages: list[Message]
+    forget: set[str]
+    history: list[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
 class Entry:
     """A message in the outbox (or the dead-letter table)."""
 
@@ -384,6 +394,32 @@ class Store:
     def held(self) -> int:
         """New messages waiting in memory for a write to succeed."""
         return len(self._messages)
+
+    def held_messages(self) -> list[Message]:
+        """The new messages that wait in memory, oldest first (a copy)."""
+        return list(self._messages)
+
+    def release(self, sent: Iterable[Message]) -> None:
+        """Messages that wait in memory and were delivered without the outbox (at a stop
+        on a full disk): they are not to be written any more."""
+        done = {id(m) for m in sent}
+        self._messages = [m for m in self._messages if id(m) not in done]
+
+    def handover(self) -> Held | None:
+        """What waits in memory, taken away for the next store on this file (a reload
+        while the disk is full): nothing is lost between two configs."""
+        if self.durable or not (self._states or self._messages or self._forget):
+            return None
+        held = Held(list(self._states.values()), self._messages, set(self._forget), self._history)
+        self._states, self._messages, self._forget, self._history = {}, [], set(), []
+        return held
+
+    def adopt(self, held: Held) -> None:
+        """Take what the last store on this file held in memory: written at the next flush,
+        in order, before anything newer."""
+        self.durable, self.since = False, self.monotonic()
+        self.problem = self.problem or "not yet written since the reload"
+        self._hold(held.states, held.messages, held.forget, held.history)
 
     def flush(self, force: bool = False) -> bool:
         """Write what waits in memory, in order, in one transaction (at most once a

@@ -14,7 +14,7 @@ from agent.common.ids import short_id
 from agent.config import Config, ConfigError, config_warnings, load_config
 from agent.delivery.pacing import Pacer
 from agent.observe.logs import RedactSecrets
-from agent.outbox.store import StoreError
+from agent.outbox.store import Held, StoreError
 from agent.runtime.service import Agent
 from agent.runtime.systemd import Notifier
 
@@ -56,14 +56,16 @@ class Runner:
         self._stop = asyncio.Event()
         self.notifier = notifier or Notifier({})
         self.pacer = Pacer()  # budgets per receiver key: a reload must not reset them
+        self.lost = 0  # messages neither sent nor saved, over every agent this run
         self.agent = self._agent(config)
         self.redact = redact
         self._lock = asyncio.Lock()
 
-    def _agent(self, config: Config, carry: Any = None) -> Agent:
+    def _agent(self, config: Config, carry: Any = None, held: Held | None = None) -> Agent:
         return Agent(
             config,
             carry=carry,
+            held=held,
             on_fatal=self._fatal,
             on_healthy=self.notifier.healthy,
             pacer=self.pacer,
@@ -89,6 +91,7 @@ class Runner:
             self.notifier.stopping()
             async with self._lock:
                 await self.agent.stop()
+                self.lost += len(self.agent.lost)
 
     async def reload(self) -> bool:
         async with self._lock:
@@ -104,14 +107,15 @@ class Runner:
                 log.warning("reload: %s", warning)
             old = self.agent
             self.notifier.reloading()
-            await old.stop()
+            await old.stop(hand_over=True)  # what waits in memory goes to the new agent
+            self.lost += len(old.lost)
             before = definitions(old.config)  # once: per alarm it made a reload A squared
             unchanged = {
                 alarm_id
                 for alarm_id, definition in definitions(config).items()
                 if before.get(alarm_id) == definition
             }
-            self.agent = self._agent(config, carry=(old.engine, unchanged))
+            self.agent = self._agent(config, carry=(old.engine, unchanged), held=old.held)
             await self.agent.start()
             self._ready()
             log.info(

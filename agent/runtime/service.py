@@ -35,6 +35,7 @@ from agent.common.values import Value, json_safe
 from agent.config import Config
 from agent.core import Step, step
 from agent.delivery.deliverer import Deliverer, Result
+from agent.delivery.direct import send_directly
 from agent.delivery.pacing import Pacer
 from agent.delivery.post import make_http_client
 from agent.formats import messages_for
@@ -49,7 +50,7 @@ from agent.observe.snapshot import (
 )
 from agent.observe.status import Metrics, StatusServer
 from agent.outbox import journal
-from agent.outbox.store import Message, Store, StoreDamaged, StoreError
+from agent.outbox.store import Held, Message, Store, StoreDamaged, StoreError
 from agent.runtime.heartbeat import Heartbeat
 from agent.runtime.scheduling import (
     Clock,
@@ -70,6 +71,9 @@ SHELF_CHECK = 1.0
 TREND_POINTS = 120
 #: at shutdown, seconds a running poll cycle may still take before it is cancelled
 CYCLE_GRACE = 0.5
+#: at shutdown with the state not durable, seconds to send what waits in memory (within
+#: systemd's TimeoutStopSec, 20 s in deploy/ixon-agent.service, with the other graces)
+LAST_WORDS = 10.0
 
 
 def _ignore(exc: StoreError) -> None:
@@ -121,9 +125,11 @@ class Agent:
         on_fatal: Callable[[StoreError], None] | None = None,
         on_healthy: Callable[[], None] | None = None,
         pacer: Pacer | None = None,
+        held: Held | None = None,
     ) -> None:
         """``carry``: a previous engine and the ids of its alarms to take over as they are.
         ``pacer``: the process's budgets per receiver key, which outlive a reload.
+        ``held``: what the previous agent held in memory, not yet written (a full disk).
         ``on_fatal``: told when the agent cannot go on (a damaged state database).
         ``on_healthy``: told, about once a second, while every source's cycles start on time
         (the systemd watchdog)."""
@@ -135,6 +141,10 @@ class Agent:
         self._own_http = http is None
         self.http = http or make_http_client()
         self.store = Store(config.agent.state_dir / DB_NAME, max_held=config.outbox.max_pending)
+        if held is not None:
+            self.store.adopt(held)
+        self.held: Held | None = None  # after stop(hand_over=True)
+        self.lost: list[Message] = []  # after stop: neither sent nor saved
         self.engine = AlarmEngine.from_config(config)
         saved = self.store.alarm_states()
         self._removed = {a: saved[a] for a in self.engine.restore(saved)}
@@ -246,8 +256,12 @@ class Agent:
                 extra={"source": poller.source.name},
             )
 
-    async def stop(self, grace: float = 3.0) -> None:
-        """Stop polling; in-flight sends get ``grace`` seconds; the outbox keeps the rest."""
+    async def stop(self, grace: float = 3.0, hand_over: bool = False) -> None:
+        """Stop polling; in-flight sends get ``grace`` seconds; the outbox keeps the rest.
+        While the state is not durable, what waits in memory is sent straight to its
+        webhooks (``LAST_WORDS`` seconds at most), or with ``hand_over`` (a reload) kept in
+        ``held`` for the next agent; whatever is neither sent nor saved is named in an
+        ERROR line and kept in ``lost``."""
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
@@ -261,13 +275,46 @@ class Agent:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
         await self.deliverer.stop(grace)
+        if hand_over:
+            self.held = self.store.handover()
+        else:
+            await self._last_words()
         if self.status is not None:
             await self.status.stop()
         for poller in self.pollers.values():
             poller.close()
-        self.store.close()
+        self.store.close()  # a last try to write what waits in memory
+        self.lost = self.store.held_messages()
+        if self.lost:
+            log.error(
+                "stopping: %d message(s) could be neither sent nor saved (the state is not"
+                " durable: %s) and are lost: %s",
+                len(self.lost),
+                self.store.problem or "cannot write",
+                "; ".join(f"{m.label} for webhook {m.webhook}" for m in self.lost),
+            )
         if self._own_http:
             await self.http.aclose()
+
+    async def _last_words(self) -> None:
+        """Stopping while the disk is full: what waits in memory goes straight out."""
+        store = self.store
+        if store.durable or not store.held or store.flush(force=True):
+            return
+        messages = store.held_messages()
+        log.warning(
+            "stopping while the state is not durable (%s): sending the %d message(s) that"
+            " wait in memory straight to their webhooks, within %g s",
+            store.problem,
+            len(messages),
+            LAST_WORDS,
+        )
+        deliverer = self.deliverer
+        sent = await send_directly(
+            messages, deliverer.webhooks, deliverer.poster, self.pacer, LAST_WORDS,
+            deliverer.redact,
+        )  # fmt: skip
+        store.release(sent)
 
     async def _watch(self) -> None:
         """APScheduler times jobs by the wall clock: set back (NTP, a Pi without a battery

@@ -6,10 +6,13 @@ needs root (CI runs as root); without it the test is skipped with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
 import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +25,7 @@ from agent.config import load_config
 from agent.outbox.store import Message, Store
 from agent.runtime.service import Agent
 from simulators.modbus_device import ModbusDeviceSimulator
-from tests.conftest import wait_for, write_config
+from tests.conftest import CONFIG, wait_for, write_config
 from tests.receiver import Receiver
 
 
@@ -193,3 +196,91 @@ def test_the_memory_queue_is_bounded_and_gives_up_low_severity_first(tmp_path: P
     assert store.dropped == 2
     store._hold([], [msg("H3", "start", "high"), msg("H4", "start", "high")], set())
     assert [m.occurrence_id for m in store._messages] == ["H1", "H2", "H3", "H4"]
+
+
+class RunningAgent:
+    """``ixon-agent run`` as systemd starts it, its log in a file, its status port found."""
+
+    def __init__(self, config: Path) -> None:
+        self.log_path = config.parent / "agent.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL, stderr=self.log_path.open("wb"),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def metric(self, name: str) -> float:
+        import httpx
+
+        port = re.search(r"health on http://127\.0\.0\.1:(\d+)/", self.log())
+        if port is None:
+            return -1.0
+        text = httpx.get(f"http://127.0.0.1:{port.group(1)}/metrics", timeout=5).text
+        found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        return float(found.group(1)) if found else -1.0
+
+    async def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)  # what systemd sends to restart or update
+        return await asyncio.to_thread(self.proc.wait, 60)
+
+
+async def flap_on_a_full_disk(
+    tmp_path: Path, small_disk: SmallDisk, machine: ModbusDeviceSimulator, url: str
+) -> RunningAgent:
+    """The agent runs, then its disk fills and its alarm flaps: 6 new messages wait in
+    memory (3 starts, 3 ends)."""
+    text = CONFIG.replace('state_dir = "state"', f'state_dir = "{small_disk.path}"')
+    path = write_config(tmp_path, text, port=machine.port, ilert=url)
+    path.chmod(0o600)
+    agent = RunningAgent(path)
+    await wait_for(lambda: agent.metric("ixon_agent_state_durable") == 1.0, timeout=30,
+                   what="the agent up")  # fmt: skip
+    small_disk.fill()
+    for i in range(3):
+        await machine.hold(oil_temp=90.0)
+        await wait_for(lambda i=i: agent.metric("ixon_agent_state_waiting_messages") == 2 * i + 1,
+                       timeout=20, what=f"start {i} held in memory")  # fmt: skip
+        await machine.hold(oil_temp=70.0)
+        await wait_for(lambda i=i: agent.metric("ixon_agent_state_waiting_messages") == 2 * i + 2,
+                       timeout=20, what=f"end {i} held in memory")  # fmt: skip
+    return agent
+
+
+async def test_sigterm_on_a_full_disk_sends_what_waits_in_memory_before_it_exits(
+    tmp_path: Path, small_disk: SmallDisk, machine: ModbusDeviceSimulator, receiver: Receiver
+) -> None:
+    receiver.default = 503  # nothing goes out before the stop: it all waits
+    agent = await flap_on_a_full_disk(tmp_path, small_disk, machine, receiver.url)
+    receiver.default = 200
+    try:
+        code = await agent.stop()
+    finally:
+        small_disk.free()
+    log = agent.log()
+    assert code == 0, log
+    per_occurrence: dict[str, list[str]] = {}
+    for state, occurrence in states(receiver):
+        per_occurrence.setdefault(occurrence, []).append(state)
+    assert list(per_occurrence.values()) == [["active", "ended"]] * 3  # all, each in order
+    assert "sending the 6 message(s) that wait in memory straight to their webhooks" in log
+    assert "lost" not in log and "Traceback" not in log
+
+
+async def test_sigterm_on_a_full_disk_names_what_is_lost_and_exits_non_zero(
+    tmp_path: Path, small_disk: SmallDisk, machine: ModbusDeviceSimulator, receiver: Receiver
+) -> None:
+    receiver.default = 503  # the receiver stays down: nowhere to put the 6 messages
+    agent = await flap_on_a_full_disk(tmp_path, small_disk, machine, receiver.url)
+    try:
+        code = await agent.stop()
+    finally:
+        small_disk.free()
+    log = agent.log()
+    assert code == 1, log
+    [lost] = [line for line in log.splitlines() if "could be neither sent nor saved" in line]
+    assert " ERROR " in lost and "stopping: 6 message(s)" in lost
+    assert lost.count("of 'Oil temperature high'") == 6 and "for webhook ilert" in lost
+    assert "agent stopped: 6 message(s) were lost" in log
