@@ -4,7 +4,8 @@
 - ``outbox``: every message, committed before any attempt to send it, with its attempts,
   next attempt time and last error, so a restart resumes exactly where it was.
 - ``dead_letter``: messages that cannot be delivered (rejected, expired, evicted), kept with
-  the reason, never silently dropped; ``retry_dead`` puts them back.
+  the reason, never silently dropped; ``retry_dead`` puts them back. At most ``max_dead``
+  are kept: past it the oldest go, with a log line, so the file's size stays bounded.
 - ``history`` and ``shelf``: the alarm journal (``agent.outbox.journal``): recent
   occurrences for the status page, and alarms a person shelved.
 - ``clock``: the agent clock (``Store.now``), seconds the agent has run against this file.
@@ -57,6 +58,22 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 4
 
+#: the agent clock (``Store.now``)
+_CLOCK_TABLE = """
+CREATE TABLE IF NOT EXISTS clock (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    boot          TEXT,
+    offset        REAL NOT NULL,
+    holder        INTEGER,
+    elapsed       REAL NOT NULL
+)"""
+#: the order of sending (``_RANK``), with the due time in it: ``due`` walks it and stops at
+#: its limit, whether all of a large outbox is due or almost nothing is (it replaced an
+#: index on the due time alone, so a message costs no more pages on disk than before)
+_RANK_INDEX = """
+CREATE INDEX IF NOT EXISTS outbox_rank ON outbox ((CASE severity WHEN 'high' THEN 0
+    WHEN 'medium' THEN 1 ELSE 2 END), id, next_attempt)"""
+
 _SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS alarm_state (
@@ -88,9 +105,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     lease_pid     INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (webhook, occurrence_id, id);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt);
-CREATE INDEX IF NOT EXISTS outbox_rank ON outbox ((CASE severity WHEN 'high' THEN 0
-    WHEN 'medium' THEN 1 ELSE 2 END), id);
+"""
+    + _RANK_INDEX
+    + """;
 CREATE TABLE IF NOT EXISTS dead_letter (
     id            INTEGER PRIMARY KEY,
     webhook       TEXT NOT NULL,
@@ -107,14 +124,9 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     response      TEXT,
     died          REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS clock (
-    id            INTEGER PRIMARY KEY CHECK (id = 1),
-    boot          TEXT,
-    offset        REAL NOT NULL,
-    holder        INTEGER,
-    elapsed       REAL NOT NULL
-);
 """
+    + _CLOCK_TABLE
+    + ";"
     + journal.SCHEMA
     + ";"
 )
@@ -125,10 +137,10 @@ _MIGRATIONS = {
         "ALTER TABLE outbox ADD COLUMN enqueued REAL NOT NULL DEFAULT 0",
         "UPDATE outbox SET enqueued = :now, next_attempt = :now, lease_until = NULL,"
         " lease_pid = NULL",
-        _SCHEMA.split(";")[-4],  # the clock table
+        _CLOCK_TABLE,
     ],
     2: journal.SCHEMA.split(";"),
-    3: [_SCHEMA.split(";")[3]],  # the index of the most severe first
+    3: ["DROP INDEX IF EXISTS outbox_due", _RANK_INDEX],  # the most severe first
 }
 
 #: how often the agent clock is written while nothing else is (it is also written with
@@ -245,6 +257,10 @@ CREATE TEMP TABLE later (id INTEGER PRIMARY KEY, attempts INTEGER NOT NULL,
 """
 #: how long a write waits for another process's lock (the CLI beside the agent)
 BUSY_TIMEOUT_MS = 10_000
+#: the write-ahead journal is checkpointed into the file every this many pages, and cut
+#: back to this many bytes after: what it may take on disk besides one transaction
+WAL_PAGES = 100
+JOURNAL_LIMIT = 512 * 1024
 #: seconds between attempts to write what is held in memory, besides each new transition
 FLUSH_INTERVAL = 1.0
 #: seconds between log lines while the state is not durable
@@ -260,9 +276,13 @@ class Store:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         max_held: int = 10_000,
+        max_dead: int = 10_000,
     ) -> None:
-        """``max_held``: new messages kept in memory at most while writes fail."""
+        """``max_held``: new messages kept in memory at most while writes fail;
+        ``max_dead``: dead letters kept at most (the oldest go first, with a log line), so
+        the file's size is bounded."""
         self.path = path
+        self.max_dead = max_dead
         self.monotonic = monotonic
         self.wall = wall
         self.max_held = max_held
@@ -326,6 +346,11 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # the journal stays small: checkpointed every WAL_PAGES pages (SQLite's default is
+        # 1000, 4 MB) and cut back to JOURNAL_LIMIT after, so it never grows back into
+        # the room a small state partition has just won
+        self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+        self.db.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT}")
         self.db.execute("PRAGMA temp_store=MEMORY")  # the in-memory tables, on a full disk too
         self.db.executescript(_MEMORY)
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -364,11 +389,30 @@ class Store:
         if not self.flush():
             return instead()
         try:
-            result = action()
+            result = self._roomy(action)
         except sqlite3.Error as exc:
             self._failed(exc)
             return instead()
         return result
+
+    def _roomy(self, action: Callable[[], T]) -> T:
+        """``action``; if the disk is full, once more after giving the disk back what the
+        journal holds (a checkpoint that truncates it), before the store says it is not
+        durable: the journal's own pages may be all that fills a small partition."""
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not exc.sqlite_errorname.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
+                raise
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            try:
+                busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error:
+                raise exc from None
+            if busy:  # another process reads an old snapshot: the journal cannot go
+                raise exc from None
+            return action()
 
     def _failed(self, exc: sqlite3.Error) -> None:
         """A write failed: damage stops the agent, a bug is raised, anything else (a full
@@ -432,7 +476,8 @@ class Store:
         written = len(self._messages)
         # a quick try: a lock held elsewhere must not stall the event loop each second
         self.db.execute("PRAGMA busy_timeout=100")
-        try:
+
+        def write() -> None:
             with self.transaction():
                 self.db.execute(
                     "UPDATE outbox SET attempts = outbox.attempts + l.attempts,"
@@ -448,6 +493,9 @@ class Store:
                 self._insert(
                     list(self._states.values()), self._messages, self._forget, self._history
                 )
+
+        try:
+            self._roomy(write)
         except sqlite3.Error as exc:
             self._failed(exc)
             return False
@@ -594,14 +642,17 @@ class Store:
         if not self.flush(force=True):
             self._hold(states, messages, forget, history)
             return []
-        try:
+
+        def write() -> list[int]:
             with self.transaction():
-                ids = self._insert(states, messages, forget, history)
+                return self._insert(states, messages, forget, history)
+
+        try:
+            return self._roomy(write)
         except sqlite3.Error as exc:
             self._failed(exc)
             self._hold(states, messages, forget, history)
             return []
-        return ids
 
     def _insert(
         self,
@@ -828,6 +879,19 @@ class Store:
             [(int(attempted), error, reason, status, response, died, i) for i in ids],
         )
         self.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+        excess = self.db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0] - self.max_dead
+        if excess > 0:
+            self.db.execute(
+                "DELETE FROM dead_letter WHERE id IN"
+                " (SELECT id FROM dead_letter ORDER BY died, id LIMIT ?)",
+                (excess,),
+            )
+            log.warning(
+                "dead letters past %d: the %d oldest deleted (`ixon-agent outbox` lists those"
+                " kept)",
+                self.max_dead,
+                excess,
+            )
 
     def evict_overflow(self, max_pending: int) -> list[Entry]:
         """Past ``max_pending``: the oldest low-severity occurrences go to dead letters (then

@@ -140,7 +140,8 @@ class Agent:
         self.observer: Observer = observer or _Nothing()
         self._own_http = http is None
         self.http = http or make_http_client()
-        self.store = Store(config.agent.state_dir / DB_NAME, max_held=config.outbox.max_pending)
+        bound = config.outbox.max_pending
+        self.store = Store(config.agent.state_dir / DB_NAME, max_held=bound, max_dead=bound)
         if held is not None:
             self.store.adopt(held)
         self.held: Held | None = None  # after stop(hand_over=True)

@@ -58,10 +58,20 @@ class SmallDisk:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    yield from mounted(tmp_path, "16m")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 1 MB state partition: SQLite's default journal alone (up to 4 MB) would fill it."""
+    yield from mounted(tmp_path, "1m")
+
+
+def mounted(tmp_path: Path, size: str) -> Iterator[SmallDisk]:
     path = tmp_path / "state"
     path.mkdir()
     mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
     )
     if mount.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs (needs root): {mount.stderr.decode().strip()}")
@@ -284,3 +294,38 @@ async def test_sigterm_on_a_full_disk_names_what_is_lost_and_exits_non_zero(
     assert " ERROR " in lost and "stopping: 6 message(s)" in lost
     assert lost.count("of 'Oil temperature high'") == 6 and "for webhook ilert" in lost
     assert "agent stopped: 6 message(s) were lost" in log
+
+
+async def test_on_a_1_mb_partition_the_journal_never_grows_back_into_the_room_won(
+    tmp_path: Path,
+    tiny_disk: SmallDisk,
+    machine: ModbusDeviceSimulator,
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The disk fills, the alarm flaps, the disk is freed: the store is durable again and
+    stays so through 40 more transitions, however small the partition."""
+    caplog.set_level(logging.INFO)
+    text = CONFIG.replace('state_dir = "state"', f'state_dir = "{tiny_disk.path}"')
+    text = text.replace('severity = "high"', 'severity = "high"\nmax_notifications = 100')
+    agent = Agent(load_config(write_config(tmp_path, text, port=machine.port,
+                                           ilert=receiver.url), environ={}))  # fmt: skip
+    await agent.start()
+    store = agent.store
+    try:
+        await wait_for(lambda: "plc.oil_temp" in agent.values, what="a first poll")
+        tiny_disk.fill()
+        await machine.hold(oil_temp=90.0)
+        await wait_for(lambda: store.held == 1, what="a start held in memory")
+        tiny_disk.free()
+        await wait_for(lambda: store.durable, what="durable again")
+        await wait_for(lambda: len(receiver.bodies) == 1, what="the held start, sent")
+        for sent in range(2, 42):
+            await machine.hold(oil_temp=90.0 if sent % 2 else 70.0)
+            await wait_for(lambda n=sent: len(receiver.bodies) == n, what=f"message {sent}")
+            assert store.durable, f"not durable again at message {sent}: {store.problem}"
+            assert (tiny_disk.path / "agent.db-wal").stat().st_size <= 600 * 1024
+    finally:
+        await agent.stop()
+    complaints = [r for r in caplog.records if "state not durable" in r.getMessage()]
+    assert len(complaints) == 1  # the real fill, once

@@ -180,3 +180,14 @@ def test_an_older_database_gets_the_journal_tables(tmp_path: Path) -> None:
         assert store.history() == [] and store.shelves() == []
     finally:
         store.close()
+
+
+def test_dead_letters_are_bounded_the_oldest_going_first_with_a_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(tmp_path / "agent.db", max_dead=3)
+    ids = store.record([], [Message("w", f"O{i}", "start", "low", f"m{i}", {}) for i in range(5)])
+    for entry_id in ids:
+        store.bury([entry_id], "rejected")
+    assert [e.label for e in store.dead()] == ["m2", "m3", "m4"]
+    assert "dead letters past 3: the 1 oldest deleted" in caplog.text
