@@ -44,6 +44,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/latency.py --hog
 	$(BIN)/python bench/idle.py --seconds 20
+	$(BIN)/python bench/disk.py --seconds 40
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

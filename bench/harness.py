@@ -2,7 +2,7 @@
 
     device    a pymodbus server (the machine simulator's) with SIZE registers, idle, or
               changing CHANGE of its registers per second to random words
-    receiver  an HTTP sink that answers 202 and counts what it got (GET /count)
+    receiver  an HTTP sink that answers 202 and counts what it got (GET /count, /bytes)
     agent     `python -m agent run --config FILE`, ready when systemd's READY=1 arrives on
               a notify socket (polling runs), measured from /proc
 
@@ -100,6 +100,13 @@ def received(url: str) -> int:
     return int(httpx.get(f"{url}/count", timeout=10).text)
 
 
+def received_bytes(url: str) -> int:
+    """Bytes of every body the sink has taken."""
+    import httpx
+
+    return int(httpx.get(f"{url}/bytes", timeout=10).text)
+
+
 def post_floor(url: str, count: int = 2000) -> float:
     """CPU seconds one bare aiohttp POST of the sink's last message costs, sent one after
     another on a kept-alive connection: what a send costs before the agent adds anything."""
@@ -132,6 +139,7 @@ class Agent:
         self.notify.bind(str(self.dir / "notify.sock"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
+        self.wrapper: list[str] = []  # a command the agent runs under (strace ...)
 
     def start(self, timeout: float = 300.0) -> float:
         """Start it; returns the seconds until READY=1 (config loaded, polling started)."""
@@ -140,7 +148,7 @@ class Agent:
         profile = os.environ.get("BENCH_PROFILE")  # a file: the agent runs under cProfile
         prefix = ["-m", "cProfile", "-o", profile] if profile else []
         self.proc = subprocess.Popen(
-            [PYTHON, *prefix, "-m", "agent", "run", "--config", str(self.config)],
+            [*self.wrapper, PYTHON, *prefix, "-m", "agent", "run", "--config", str(self.config)],
             env=env,
             cwd=REPO,
             stdout=subprocess.DEVNULL,
@@ -226,16 +234,21 @@ async def _receiver() -> None:
     from aiohttp import web
 
     count = 0
+    size = 0
     last = b""
 
     async def hook(request: web.Request) -> web.Response:
-        nonlocal count, last
+        nonlocal count, last, size
         last = await request.read()
         count += 1
+        size += len(last)
         return web.Response(status=202)
 
     async def tally(request: web.Request) -> web.Response:
         return web.Response(text=str(count))
+
+    async def weight(request: web.Request) -> web.Response:
+        return web.Response(text=str(size))
 
     async def latest(request: web.Request) -> web.Response:
         return web.Response(body=last, content_type="application/json")
@@ -243,6 +256,7 @@ async def _receiver() -> None:
     app = web.Application()
     app.router.add_post("/{tail:.*}", hook)
     app.router.add_get("/count", tally)
+    app.router.add_get("/bytes", weight)
     app.router.add_get("/last", latest)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -4,7 +4,8 @@ status page's history) and shelved alarms (``ixon-agent shelve``).
 History rows are written in the transaction that queues their messages, so the page never
 shows an occurrence the outbox does not know, nor the reverse. Their delivery state is not
 stored: it is read from the outbox and the dead-letter table when the page asks, so
-delivery pays nothing for it. The table keeps the last ``HISTORY_KEEP`` occurrences.
+delivery pays nothing for it. The table keeps the last ``HISTORY_KEEP`` occurrences (up to
+``TRIM_BATCH`` more between two trims).
 
 A shelf's end is in agent-clock seconds (``Store.now``), like every due time here, so
 setting the wall clock neither ends a shelf early nor makes it last for days.
@@ -18,8 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-#: occurrences kept; older ones are deleted as new ones come
+#: occurrences kept; older ones are deleted as new ones come, TRIM_BATCH at a time
 HISTORY_KEEP = 500
+TRIM_BATCH = 50
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
@@ -122,10 +124,11 @@ def write(db: sqlite3.Connection, events: Iterable[Mapping[str, Any]]) -> None:
             (e["occurrence_id"], e["alarm_id"], e["name"], e["severity"], e["at"], e["at"],
              values, webhooks),
         )  # fmt: skip
-    if wrote:
+    if wrote:  # trimmed in batches: the oldest rows' pages are written once per batch
         db.execute(
-            "DELETE FROM history WHERE rowid <= (SELECT MAX(rowid) FROM history) - ?",
-            (HISTORY_KEEP,),
+            "DELETE FROM history WHERE rowid <= (SELECT MAX(rowid) FROM history) - :keep"
+            " AND (SELECT MAX(rowid) - MIN(rowid) FROM history) >= :keep + :batch",
+            {"keep": HISTORY_KEEP, "batch": TRIM_BATCH},
         )
 
 

@@ -566,6 +566,10 @@ class Store:
         row = self._rows("SELECT boot, offset, holder, elapsed FROM clock")
         boot, pid = boot_id(), os.getpid()
         elapsed = float(row[0]["elapsed"]) if row else 0.0
+        # the clock ran at least until the newest message was queued (it is not written
+        # with every message: one page less per message on an SD card)
+        newest = self._rows("SELECT MAX(enqueued) FROM outbox")[0][0]
+        elapsed = max(elapsed, float(newest or 0.0))
         shared = (
             bool(row)
             and boot is not None
@@ -698,7 +702,6 @@ class Store:
             )
             ids.append(int(cursor.lastrowid or 0))
         journal.write(self.db, history)
-        self.db.execute("UPDATE clock SET elapsed = MAX(elapsed, ?)", (now,))
         return ids
 
     # -- outbox ---------------------------------------------------------------------------

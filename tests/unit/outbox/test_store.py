@@ -159,9 +159,11 @@ def test_history_shows_where_each_message_is_and_keeps_a_bounded_size(store: Any
     events = [_event("start", f"x{i}") for i in range(journal.HISTORY_KEEP + 10)]
     store.record([], [], history=events)
     kept = store.history(limit=10_000)
-    assert (
-        len(kept) == journal.HISTORY_KEEP and kept[0].occurrence_id == events[-1]["occurrence_id"]
-    )
+    assert len(kept) == journal.HISTORY_KEEP + 11  # trimmed in batches, not a row a time
+    more = [_event("start", f"y{i}") for i in range(journal.TRIM_BATCH)]
+    store.record([], [], history=more)
+    kept = store.history(limit=10_000)
+    assert len(kept) == journal.HISTORY_KEEP and kept[0].occurrence_id == more[-1]["occurrence_id"]
 
 
 def test_an_older_database_gets_the_journal_tables(tmp_path: Path) -> None:
