@@ -5,9 +5,10 @@ database and journal, and the fsyncs it asks for, per message, beside the messag
 
 The default config (agent.toml) against the packaging scenario of the machine simulator
 (10-second period: its alarms start and end a few times a minute), delivering into a local
-sink, with a state database as weeks of running leave it (its history full). The agent runs under ``strace`` (``--seccomp-bpf``: only the traced calls stop it), so
-every ``pwrite64`` to ``agent.db`` and ``agent.db-wal`` and every ``fsync``/``fdatasync``
-is counted, with its size; ``--dir`` should be on the disk the agent will use (an SD card
+sink, with a state database as weeks of running leave it (its history full). The agent
+runs under ``strace`` (``--seccomp-bpf``: only the traced calls stop it), so every
+``pwrite64`` to ``agent.db`` and ``agent.db-wal`` and every ``fsync``/``fdatasync`` is
+counted, with its size; ``--dir`` should be on the disk the agent will use (an SD card
 wears by the bytes written to it). Without strace the bench says so and stops.
 
 Floor: the body itself, once (what a message is). Each message is written as a row of the
