@@ -177,9 +177,21 @@ class Agent:
     def log(self) -> str:
         return (self.dir / "agent.log").read_text(errors="replace")[-2000:]
 
+    def children(self) -> list[int]:
+        """The processes the agent's process started (under a wrapper: the agent itself)."""
+        found = []
+        for task in Path(f"/proc/{self.pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+        return found
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            for child in self.children() if self.wrapper else []:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGTERM)  # strace would only let go of it
+            if not self.wrapper:
+                self.proc.terminate()
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
