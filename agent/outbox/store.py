@@ -36,225 +36,52 @@ says what to do, since going on could lose or repeat alarms without anyone knowi
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
 import sqlite3
-import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.common.retry import Throttle
-from agent.common.values import json_safe
 from agent.outbox import journal
+from agent.outbox.files import Transaction, alive, boot_id, state_dir_problem
+from agent.outbox.model import (
+    Entry,
+    Held,
+    Message,
+    StoreDamaged,
+    StoreError,
+    damage_report,
+    damaged,
+)
+from agent.outbox.queue import OutboxQueue, doomed
+from agent.outbox.schema import (
+    CLOCK_MARK_INTERVAL,
+    MEMORY,
+    MESSAGE,
+    MIGRATIONS,
+    SCHEMA,
+    SCHEMA_VERSION,
+)
+
+__all__ = [
+    "FLUSH_INTERVAL",
+    "Entry",
+    "Held",
+    "Message",
+    "Store",
+    "StoreDamaged",
+    "StoreError",
+    "damaged",
+    "state_dir_problem",
+]
 
 log = logging.getLogger("agent.store")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
-
-#: the agent clock (``Store.now``)
-_CLOCK_TABLE = """
-CREATE TABLE IF NOT EXISTS clock (
-    id            INTEGER PRIMARY KEY CHECK (id = 1),
-    boot          TEXT,
-    offset        REAL NOT NULL,
-    holder        INTEGER,
-    elapsed       REAL NOT NULL
-)"""
-#: the order of sending (``_RANK``), with the due time in it: ``due`` walks it and stops at
-#: its limit, whether all of a large outbox is due or almost nothing is (it replaced an
-#: index on the due time alone, so a message costs no more pages on disk than before)
-_RANK_INDEX = """
-CREATE INDEX IF NOT EXISTS outbox_rank ON outbox ((CASE severity WHEN 'high' THEN 0
-    WHEN 'medium' THEN 1 ELSE 2 END), id, next_attempt)"""
-
-_SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS alarm_state (
-    alarm_id      TEXT PRIMARY KEY,
-    name          TEXT NOT NULL,
-    severity      TEXT NOT NULL,
-    active        INTEGER NOT NULL,
-    occurrence_id TEXT,
-    occurred_on   TEXT,
-    notified      INTEGER NOT NULL DEFAULT 0,
-    suppressed    INTEGER NOT NULL DEFAULT 0,
-    snapshot      TEXT NOT NULL,
-    updated       REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    webhook       TEXT NOT NULL,
-    occurrence_id TEXT NOT NULL,
-    kind          TEXT NOT NULL,
-    severity      TEXT NOT NULL,
-    label         TEXT NOT NULL,
-    body          TEXT NOT NULL,
-    created       REAL NOT NULL,  -- wall time, shown only
-    enqueued      REAL NOT NULL,  -- agent clock: the start of its age
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    next_attempt  REAL NOT NULL,  -- agent clock
-    last_error    TEXT,
-    lease_until   REAL,
-    lease_pid     INTEGER
-);
-CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (webhook, occurrence_id, id);
-"""
-    + _RANK_INDEX
-    + """;
-CREATE TABLE IF NOT EXISTS dead_letter (
-    id            INTEGER PRIMARY KEY,
-    webhook       TEXT NOT NULL,
-    occurrence_id TEXT NOT NULL,
-    kind          TEXT NOT NULL,
-    severity      TEXT NOT NULL,
-    label         TEXT NOT NULL,
-    body          TEXT NOT NULL,
-    created       REAL NOT NULL,
-    attempts      INTEGER NOT NULL,
-    last_error    TEXT,
-    reason        TEXT NOT NULL,
-    status        INTEGER,
-    response      TEXT,
-    died          REAL NOT NULL
-);
-"""
-    + _CLOCK_TABLE
-    + ";"
-    + journal.SCHEMA
-    + ";"
-)
-
-#: from a schema version to the next; a message's due time and lease were wall time in 1
-_MIGRATIONS = {
-    1: [
-        "ALTER TABLE outbox ADD COLUMN enqueued REAL NOT NULL DEFAULT 0",
-        "UPDATE outbox SET enqueued = :now, next_attempt = :now, lease_until = NULL,"
-        " lease_pid = NULL",
-        _CLOCK_TABLE,
-    ],
-    2: journal.SCHEMA.split(";"),
-    3: ["DROP INDEX IF EXISTS outbox_due", _RANK_INDEX],  # the most severe first
-}
-
-#: how often the agent clock is written while nothing else is (it is also written with
-#: every new message); after a crash it resumes at most this much behind
-CLOCK_MARK_INTERVAL = 60.0
-
-#: what a message is, in the outbox and the dead-letter table alike
-_MESSAGE = "webhook, occurrence_id, kind, severity, label, body"
-#: an outbox row as ``Entry.from_row`` reads it
-_COLUMNS = f"id, {_MESSAGE}, created, enqueued, attempts, next_attempt, last_error"
-
-
-class StoreError(Exception):
-    """The state directory or its database cannot be used (permissions, disk, corruption)."""
-
-
-class StoreDamaged(StoreError):
-    """The database file has damaged pages: the agent must not go on with it."""
-
-
-def damaged(exc: BaseException) -> bool:
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
-
-
-def damage_report(path: Path, problem: str) -> str:
-    problem = " ".join(problem.split())
-    return (
-        f"agent.state_dir: the state database {path} is damaged ({problem}). Stop the agent,"
-        f" move the file aside (mv {path} {path}.damaged, and its -wal and -shm files if any)"
-        " and start the agent again: it creates a new database and evaluates every alarm"
-        " afresh, so alerts it had opened may have to be resolved by hand. Undelivered"
-        f" messages can be recovered from the old file: sqlite3 {path}.damaged .recover"
-    )
-
-
-@dataclass(frozen=True)
-class Message:
-    """A message to enqueue: its body and what ordering and listing need to know."""
-
-    webhook: str
-    occurrence_id: str
-    kind: str  # start | end | test
-    severity: str
-    label: str
-    body: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Held:
-    """What a store keeps in memory while its file cannot be written."""
-
-    states: list[Mapping[str, Any]]
-    messages: list[Message]
-    forget: set[str]
-    history: list[Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A message in the outbox (or the dead-letter table)."""
-
-    id: int
-    webhook: str
-    occurrence_id: str
-    kind: str
-    severity: str
-    label: str
-    body: dict[str, Any]
-    created: float  # wall time, shown only
-    enqueued: float  # agent clock
-    attempts: int
-    next_attempt: float
-    last_error: str | None
-    reason: str | None = None
-    status: int | None = None
-    response: str | None = None  # what a receiver answered when it refused (redacted)
-    died: float | None = None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Entry:
-        data = dict(row)
-        text = data["body"]
-        data["body"] = json.loads(text)
-        if "NaN" in text or "Infinity" in text:  # queued by a version that allowed them
-            data["body"] = json_safe(data["body"])
-        data.setdefault("next_attempt", 0.0)
-        data.setdefault("enqueued", 0.0)
-        data.pop("lease_until", None)
-        data.pop("lease_pid", None)
-        return cls(**data)
-
-
-#: the order messages go out in when more are due than can go: the most severe first,
-#: the oldest first within a severity (``outbox_rank`` is on the same expression)
-_RANK = "(CASE o.severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END), o.id"
-#: a message as delivery sees it: the row, with what is only in memory while not durable
-_ENTRY = (
-    f"o.id, {', '.join('o.' + c for c in _MESSAGE.split(', '))}, o.created,"
-    " o.enqueued, o.attempts + COALESCE(l.attempts, 0) AS attempts,"
-    " COALESCE(l.next_attempt, o.next_attempt) AS next_attempt,"
-    " COALESCE(l.last_error, o.last_error) AS last_error"
-)
-_WAITING = "outbox AS o LEFT JOIN temp.later AS l ON l.id = o.id WHERE o.id NOT IN temp.gone"
-_HEAD = (
-    "o.id = (SELECT MIN(q.id) FROM outbox AS q WHERE q.webhook = o.webhook"
-    " AND q.occurrence_id = o.occurrence_id AND q.id NOT IN temp.gone)"
-)
-_FREE = "(l.id IS NOT NULL OR o.lease_until IS NULL OR o.lease_until < :now)"
-_MEMORY = """
-CREATE TEMP TABLE gone (id INTEGER PRIMARY KEY);
-CREATE TEMP TABLE later (id INTEGER PRIMARY KEY, attempts INTEGER NOT NULL,
-                         next_attempt REAL NOT NULL, last_error TEXT);
-"""
 #: how long a write waits for another process's lock (the CLI beside the agent)
 BUSY_TIMEOUT_MS = 10_000
 #: the write-ahead journal is checkpointed into the file every this many pages, and cut
@@ -267,7 +94,7 @@ FLUSH_INTERVAL = 1.0
 NOT_DURABLE_LOG_INTERVAL = 60.0
 
 
-class Store:
+class Store(OutboxQueue):
     """The SQLite file; every method is one short transaction."""
 
     def __init__(
@@ -301,6 +128,8 @@ class Store:
         self._in_memory = False  # delivery bookkeeping waits in the temp tables
         self._flushed = -FLUSH_INTERVAL
         self._throttle = Throttle(NOT_DURABLE_LOG_INTERVAL, monotonic)
+        self._announced = False  # the log said "not durable" and not yet "durable again"
+        self._recovered = -NOT_DURABLE_LOG_INTERVAL  # monotonic: when writes last came back
         problem = state_dir_problem(path.parent, probe=False)
         if problem is not None:
             raise StoreError(problem)
@@ -352,7 +181,7 @@ class Store:
         self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
         self.db.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT}")
         self.db.execute("PRAGMA temp_store=MEMORY")  # the in-memory tables, on a full disk too
-        self.db.executescript(_MEMORY)
+        self.db.executescript(MEMORY)
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"written by a newer ixon-agent (schema {version})")
@@ -363,9 +192,9 @@ class Store:
         if version == SCHEMA_VERSION:
             return
         with self.transaction():
-            statements = _SCHEMA.split(";") if version == 0 else []
+            statements = SCHEMA.split(";") if version == 0 else []
             for old in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
-                statements += _MIGRATIONS[old]
+                statements += MIGRATIONS[old]
             for statement in filter(str.strip, statements):
                 self.db.execute(statement, {"now": self._read_clock()})
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -423,8 +252,11 @@ class Store:
             raise exc
         if self.durable:
             self.durable, self.since = False, self.monotonic()
+            if self.monotonic() - self._recovered >= NOT_DURABLE_LOG_INTERVAL:
+                self._throttle.clear()  # a new outage, not the last one flapping
         self.problem = str(exc)
         if self._throttle.hit():
+            self._announced = True
             log.error(
                 "state not durable: cannot write %s (%s) for %.0f s; %d new message(s) wait in"
                 " memory and saved messages are still delivered; free space to save them",
@@ -504,15 +336,17 @@ class Store:
         self._states, self._messages, self._forget, self._burials = {}, [], set(), []
         self._history = []
         self._in_memory = False
-        log.warning(
-            "state durable again: %s written after %.0f s, with %d message(s) that waited in"
-            " memory",
-            self.path,
-            self.monotonic() - self.since,
-            written,
-        )
-        self.durable, self.problem = True, ""
-        self._throttle.clear()
+        if self._announced:  # each "not durable" line gets its "durable again"; a disk
+            # that is nearly full may let a write through now and then: not a line each
+            log.warning(
+                "state durable again: %s written after %.0f s, with %d message(s) that waited"
+                " in memory",
+                self.path,
+                self.monotonic() - self.since,
+                written,
+            )
+        self.durable, self.problem, self._announced = True, "", False
+        self._recovered = self.monotonic()
         return True
 
     def _hold(
@@ -535,15 +369,15 @@ class Store:
         if excess <= 0:
             return
         queues = [(m.severity, (m.webhook, m.occurrence_id)) for m in self._messages]
-        doomed = _doomed(queues, excess, keep_high=False)
+        going = doomed(queues, excess, keep_high=False)
         before = len(self._messages)
-        self._messages = [m for m in self._messages if (m.webhook, m.occurrence_id) not in doomed]
+        self._messages = [m for m in self._messages if (m.webhook, m.occurrence_id) not in going]
         self.dropped += before - len(self._messages)
         log.error(
             "state not durable and %d new message(s) wait in memory: %d dropped (%s)",
             self.max_held,
             before - len(self._messages),
-            ", ".join(sorted(o for _, o in doomed)),
+            ", ".join(sorted(o for _, o in going)),
         )
 
     # -- the agent clock ------------------------------------------------------------------
@@ -575,7 +409,7 @@ class Store:
             and boot is not None
             and row[0]["boot"] == boot
             and row[0]["holder"] not in (None, pid)
-            and _alive(row[0]["holder"])
+            and alive(row[0]["holder"])
         )
         self._offset = float(row[0]["offset"]) if shared else elapsed - self.monotonic()
         if self.now() < elapsed:
@@ -614,8 +448,8 @@ class Store:
         finally:
             self.db.execute("PRAGMA synchronous=FULL")
 
-    def transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+    def transaction(self) -> Transaction:
+        return Transaction(self.db)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error, StoreError):
@@ -686,7 +520,7 @@ class Store:
             )
         for m in messages:
             cursor = self.db.execute(
-                f"INSERT INTO outbox ({_MESSAGE}, created, enqueued, next_attempt)"
+                f"INSERT INTO outbox ({MESSAGE}, created, enqueued, next_attempt)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     m.webhook,
@@ -705,257 +539,6 @@ class Store:
         return ids
 
     # -- outbox ---------------------------------------------------------------------------
-
-    def due(
-        self, now: float, limit: int, busy: Iterable[int] = (), skip: Collection[str] = ()
-    ) -> list[Entry]:
-        """Messages to send now, each the oldest of its (webhook, occurrence) queue: the most
-        severe first, then the oldest. ``skip``: webhooks that may not send now (paced)."""
-        busy = set(busy)
-        params: dict[str, Any] = {"now": now, "limit": limit + len(busy)}
-        params.update({f"skip{i}": name for i, name in enumerate(skip)})
-        skipped = _skipping(skip)
-        if self._in_memory:  # what delivery did while not durable counts too
-            sql = (
-                f"SELECT {_ENTRY} FROM {_WAITING} AND {_HEAD} AND {_FREE}{skipped}"
-                " AND COALESCE(l.next_attempt, o.next_attempt) <= :now"
-                f" ORDER BY {_RANK} LIMIT :limit"
-            )
-        else:  # the usual case
-            sql = (
-                f"SELECT {_COLUMNS} FROM outbox AS o WHERE next_attempt <= :now{skipped}"
-                " AND (lease_until IS NULL OR lease_until < :now)"
-                " AND id = (SELECT MIN(id) FROM outbox AS q"
-                "           WHERE q.webhook = o.webhook AND q.occurrence_id = o.occurrence_id)"
-                f" ORDER BY {_RANK} LIMIT :limit"
-            )
-        rows = self._rows(sql, params)
-        return [Entry.from_row(r) for r in rows if r["id"] not in busy][:limit]
-
-    def next_due(self, busy: Iterable[int] = (), skip: Collection[str] = ()) -> float | None:
-        """When the earliest waiting message becomes due (heads of queues, not in flight here;
-        one another process is sending is due when its lease ends). ``skip``: as for
-        ``due``."""
-        busy = list(busy)
-        params: dict[str, Any] = {"limit": len(busy) + 1}
-        params.update({f"skip{i}": name for i, name in enumerate(skip)})
-        skipped = _skipping(skip)
-        due = "MAX(o.next_attempt, COALESCE(o.lease_until, 0))"
-        if self._in_memory:
-            sql = (
-                f"SELECT o.id, COALESCE(l.next_attempt, {due}) AS due FROM {_WAITING}"
-                f" AND {_HEAD}{skipped}"
-            )
-        else:
-            sql = (
-                f"SELECT o.id, {due} AS due FROM outbox AS o WHERE o.id = (SELECT MIN(q.id)"
-                " FROM outbox AS q WHERE q.webhook = o.webhook"
-                f" AND q.occurrence_id = o.occurrence_id){skipped}"
-            )
-        rows = self._rows(sql + " ORDER BY due LIMIT :limit", params)
-        return next((r["due"] for r in rows if r["id"] not in busy), None)
-
-    def claim(self, entry_id: int, until: float) -> bool:
-        """Take a message for sending, unless another process holds it."""
-        return bool(self.claim_many({entry_id: until}))
-
-    def claim_many(self, leases: Mapping[int, float]) -> set[int]:
-        """Take messages for sending (id -> lease end), in one write; returns the ids taken
-        (not those another process holds). While the file cannot be written the claims are
-        this process's alone (a message is never sent twice at once from here; another
-        process could, which is at least once, not lost)."""
-        if not leases:
-            return set()
-        now, pid = self.now(), os.getpid()
-
-        def write() -> set[int]:
-            taken = set()
-            with self._relaxed(), self.transaction():  # one commit for them all
-                for entry_id, until in leases.items():
-                    cursor = self.db.execute(
-                        "UPDATE outbox SET lease_until = ?, lease_pid = ? WHERE id = ?"
-                        " AND (lease_until IS NULL OR lease_until < ?)",
-                        (until, pid, entry_id, now),
-                    )
-                    if cursor.rowcount == 1:
-                        taken.add(entry_id)
-            return taken
-
-        return self._write(write, lambda: set(leases))
-
-    def release_dead_leases(self) -> int:
-        """Free messages claimed by processes that died mid-send (SIGKILL, power cut), so a
-        restart resends them now instead of after the lease. Our own pid's leases are stale
-        too: we only just started (a container's agent is pid 1 every time)."""
-        stale = []
-        for (pid,) in self._rows(
-            "SELECT DISTINCT lease_pid FROM outbox WHERE lease_pid IS NOT NULL"
-        ):
-            if pid == os.getpid() or not _alive(pid):
-                stale.append((pid,))
-        sql = "UPDATE outbox SET lease_until = NULL, lease_pid = NULL WHERE lease_pid = ?"
-        self._write(lambda: self.db.executemany(sql, stale), lambda: None)
-        return len(stale)
-
-    def delivered(self, entry_id: int) -> None:
-        self.delivered_many([entry_id])
-
-    def delivered_many(self, entry_ids: Iterable[int]) -> None:
-        """Messages that arrived, in one write."""
-        rows = [(i,) for i in entry_ids]
-        if not rows:
-            return
-
-        def write() -> None:
-            with self._relaxed(), self.transaction():
-                self.db.executemany("DELETE FROM outbox WHERE id = ?", rows)
-
-        self._write(write, lambda: self._gone(row[0] for row in rows))
-
-    def _gone(self, ids: Iterable[int]) -> None:
-        self._in_memory = True
-        rows = [(i,) for i in ids]
-        self.db.executemany("INSERT OR IGNORE INTO temp.gone VALUES (?)", rows)
-        self.db.executemany("DELETE FROM temp.later WHERE id = ?", rows)
-
-    def retry_later(
-        self, entry_id: int, next_attempt: float, error: str, count: bool = True
-    ) -> None:
-        def write() -> None:
-            with self._relaxed():
-                self.db.execute(
-                    "UPDATE outbox SET attempts = attempts + ?, next_attempt = ?, last_error = ?,"
-                    " lease_until = NULL, lease_pid = NULL WHERE id = ?",
-                    (1 if count else 0, next_attempt, error, entry_id),
-                )
-
-        def instead() -> None:
-            self._in_memory = True
-            self.db.execute(
-                "INSERT INTO temp.later VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                " attempts = attempts + excluded.attempts, next_attempt = excluded.next_attempt,"
-                " last_error = excluded.last_error",
-                (entry_id, 1 if count else 0, next_attempt, error),
-            )
-
-        self._write(write, instead)
-
-    def bury(
-        self,
-        entry_ids: Iterable[int],
-        reason: str,
-        status: int | None = None,
-        response: str | None = None,
-        error: str | None = None,
-        attempted: bool = False,
-    ) -> int:
-        """Move messages to the dead-letter table, with why."""
-        ids = list(entry_ids)
-        if not ids:
-            return 0
-        burial = (ids, reason, status, response, error, attempted, self.wall())
-
-        def write() -> None:
-            with self.transaction():
-                self._bury(*burial)
-
-        def instead() -> None:
-            self._burials.append(burial)
-            self._gone(ids)
-
-        self._write(write, instead)
-        return len(ids)
-
-    def _bury(
-        self,
-        ids: list[int],
-        reason: str,
-        status: int | None,
-        response: str | None,
-        error: str | None,
-        attempted: bool,
-        died: float,
-    ) -> None:
-        self.db.executemany(
-            f"INSERT INTO dead_letter SELECT id, {_MESSAGE}, created, attempts + ?,"
-            " COALESCE(?, last_error), ?, ?, ?, ? FROM outbox WHERE id = ?",
-            [(int(attempted), error, reason, status, response, died, i) for i in ids],
-        )
-        self.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
-        excess = self.db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0] - self.max_dead
-        if excess > 0:
-            self.db.execute(
-                "DELETE FROM dead_letter WHERE id IN"
-                " (SELECT id FROM dead_letter ORDER BY died, id LIMIT ?)",
-                (excess,),
-            )
-            log.warning(
-                "dead letters past %d: the %d oldest deleted (`ixon-agent outbox` lists those"
-                " kept)",
-                self.max_dead,
-                excess,
-            )
-
-    def evict_overflow(self, max_pending: int) -> list[Entry]:
-        """Past ``max_pending``: the oldest low-severity occurrences go to dead letters (then
-        medium ones; high severity is never evicted). Whole queues go, so an end never
-        stays behind without its start; a message being sent right now stays. Nothing goes
-        while the file cannot be written: there would be no dead letter to show for it."""
-        excess = self.pending_count() - max_pending
-        if excess <= 0 or not self.durable:
-            return []
-        rows = self._rows(
-            f"SELECT {_COLUMNS}, lease_until FROM outbox WHERE severity IN ('low', 'medium')"
-            " ORDER BY id"
-        )
-        now = self.now()
-        busy = {  # being sent right now (a lease is an agent-clock time; None: not leased)
-            (r["webhook"], r["occurrence_id"])
-            for r in rows
-            if r["lease_until"] is not None and r["lease_until"] >= now
-        }
-        queues = [(r["severity"], (r["webhook"], r["occurrence_id"])) for r in rows]
-        chosen = _doomed(queues, excess, keep_high=True, spare=busy)
-        victims = [Entry.from_row(r) for r in rows if (r["webhook"], r["occurrence_id"]) in chosen]
-        self.bury([v.id for v in victims], "evicted: outbox over max_pending")
-        return victims
-
-    def expired(self, oldest: float, busy: Iterable[int] = ()) -> list[Entry]:
-        """Messages enqueued before ``oldest`` (agent clock)."""
-        busy = set(busy)
-        rows = self._rows(f"SELECT {_ENTRY} FROM {_WAITING} AND o.enqueued < ?", (oldest,))
-        return [Entry.from_row(r) for r in rows if r["id"] not in busy]
-
-    def pending(self, limit: int = -1) -> list[Entry]:
-        rows = self._rows(f"SELECT {_ENTRY} FROM {_WAITING} ORDER BY o.id LIMIT ?", (limit,))
-        return [Entry.from_row(r) for r in rows]
-
-    def dead(self) -> list[Entry]:
-        rows = self._rows("SELECT * FROM dead_letter ORDER BY id")
-        return [Entry.from_row(r) for r in rows]
-
-    def pending_count(self) -> int:
-        return int(self._rows("SELECT COUNT(*) FROM outbox WHERE id NOT IN temp.gone")[0][0])
-
-    def dead_count(self) -> int:
-        return int(self._rows("SELECT COUNT(*) FROM dead_letter")[0][0])
-
-    def oldest_age(self) -> float:
-        """Seconds (agent clock) the oldest waiting message has waited; 0 if none waits."""
-        oldest = self._rows("SELECT MIN(enqueued) FROM outbox WHERE id NOT IN temp.gone")[0][0]
-        return 0.0 if oldest is None else max(0.0, self.now() - oldest)
-
-    def is_pending(self, entry_id: int) -> bool:
-        sql = "SELECT 1 FROM outbox WHERE id = ? AND id NOT IN temp.gone"
-        return bool(self._rows(sql, (entry_id,)))
-
-    def is_gone(self, entry_id: int) -> bool:
-        """Delivered (or withdrawn): neither waiting nor a dead letter."""
-        return not self.is_pending(entry_id) and not self.is_dead(entry_id)
-
-    def withdraw(self, entry_ids: Iterable[int]) -> None:
-        """Take waiting messages back unsent (``send-test`` leaves nothing behind)."""
-        self.delivered_many(entry_ids)  # the same deletion; nothing was sent
 
     # -- the alarm journal ------------------------------------------------------------------
 
@@ -985,125 +568,3 @@ class Store:
             if damaged(exc):
                 raise StoreDamaged(damage_report(self.path, str(exc))) from None
             raise StoreError(f"agent.state_dir: cannot write {self.path}: {exc}") from None
-
-    def is_dead(self, entry_id: int) -> bool:
-        return bool(self._rows("SELECT 1 FROM dead_letter WHERE id = ?", (entry_id,)))
-
-    def retry_dead(self) -> int:
-        """Put every dead letter back in the outbox, due now, attempts reset."""
-        now = self.now()
-
-        def move() -> int:
-            cursor = self.db.execute(
-                f"INSERT INTO outbox (id, {_MESSAGE}, created, enqueued, attempts,"
-                f" next_attempt, last_error) SELECT id, {_MESSAGE}, ?, ?, 0, ?, last_error"
-                " FROM dead_letter",
-                (self.wall(), now, now),
-            )
-            self.db.execute("DELETE FROM dead_letter")
-            return cursor.rowcount
-
-        return self._command(move)
-
-
-def _skipping(webhooks: Collection[str]) -> str:
-    """``AND o.webhook NOT IN (:skip0, ...)``, or nothing."""
-    if not webhooks:
-        return ""
-    return f" AND o.webhook NOT IN ({', '.join(f':skip{i}' for i in range(len(webhooks)))})"
-
-
-def _doomed(
-    queues: list[tuple[str, tuple[str, str]]],
-    excess: int,
-    keep_high: bool,
-    spare: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
-) -> set[tuple[str, str]]:
-    """Whole queues (webhook, occurrence) to give up for ``excess`` messages, given each
-    message's (severity, queue) oldest first: low before medium before high (never high
-    with ``keep_high``), oldest first, never one in ``spare``; so an end never stays
-    behind without its start."""
-    sizes = Counter(queue for _, queue in queues)
-    rank = {"low": 0, "medium": 1, "high": 2}
-    order = sorted(range(len(queues)), key=lambda i: (rank.get(queues[i][0], 2), i))
-    chosen: set[tuple[str, str]] = set()
-    for index in order:
-        if excess <= 0:
-            break
-        severity, queue = queues[index]
-        if queue in chosen or queue in spare or (keep_high and severity == "high"):
-            continue
-        chosen.add(queue)
-        excess -= sizes[queue]
-    return chosen
-
-
-def state_dir_problem(directory: Path, probe: bool = True) -> str | None:
-    """Why ``directory`` cannot hold the state database, found without leaving anything
-    behind; ``check`` probes by creating (and removing) a directory where ``run`` would
-    create its own, so both reject the same places (under a file, in /proc, read-only)."""
-    try:  # whatever the OS refuses (a name too long, no permission, a loop) is located
-        existing = directory
-        while True:  # the nearest folder that exists; any answer but "no such file" counts
-            try:
-                os.stat(existing)
-                break
-            except FileNotFoundError:
-                if existing == existing.parent:
-                    break
-                existing = existing.parent
-        if not existing.is_dir():
-            return f"agent.state_dir: cannot use {directory}: {existing} is not a directory"
-        if probe:
-            os.rmdir(tempfile.mkdtemp(prefix=".ixon-agent-probe-", dir=existing))
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # full: not a config problem
-            return f"agent.state_dir: cannot use {directory}: {exc.strerror or exc}"
-    return None
-
-
-def boot_id() -> str | None:
-    """This boot's id (Linux); monotonic clocks of different boots cannot be compared."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on an exception); nests flatly.
-    A failed COMMIT (a full disk) rolls back what SQLite has not already rolled back."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.outer = False
-
-    def __enter__(self) -> sqlite3.Connection:
-        if not self.db.in_transaction:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.outer = True
-        return self.db
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        if not self.outer:
-            return
-        if kind is None:
-            try:
-                self.db.execute("COMMIT")
-                return
-            except sqlite3.Error:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
