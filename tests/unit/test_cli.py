@@ -53,7 +53,7 @@ def test_outbox_lists_pending_messages_without_secrets(
 def test_demo_without_the_workbench_says_so(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "WORKBENCH", "no_such_workbench")
+    monkeypatch.setattr(cli.tools, "WORKBENCH", "no_such_workbench")
     code, _, err = run(capsys, "demo", "--duration", "1")
     assert code == cli.EXIT_FAILED and "needs the workbench package" in err
 

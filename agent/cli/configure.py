@@ -1,0 +1,149 @@
+"""Setting a config up: a starter file, its check (with the read plan), and IXON's CSV exports
+turned into sections."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from agent.alarms.rules import AlarmRule
+from agent.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Command, Commands
+from agent.common.values import BIT_KINDS
+from agent.config import ConfigError, config_path, config_warnings, load_config
+from agent.outbox.store import state_dir_problem
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from agent.config import DEFAULT_CONFIG, STARTER
+
+    path = Path(args.path or DEFAULT_CONFIG)
+    try:
+        if path.exists() and not args.force:
+            print(f"{path} exists: not overwritten (--force overwrites it)", file=sys.stderr)
+            return EXIT_CONFIG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # it will hold webhook keys: readable by its owner only, from the first byte
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(STARTER.read_text())
+    except OSError as exc:
+        print(f"{path}: cannot write: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    config = "" if path == Path(DEFAULT_CONFIG) else f" --config {path}"
+    print(
+        f"wrote {path}, a commented starter config that runs against the bundled simulators.\n"
+        f"Edit its source, variables, alarms and webhook for your machine, then:\n"
+        f"  ixon-agent check{config}      # every mistake, with its place\n"
+        f"  ixon-agent read{config}       # every variable, read once\n"
+        f"  ixon-agent send-test{config}  # a test alarm through each webhook\n"
+        f"  ixon-agent run{config}"
+    )
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from agent.sources.modbus.plan import plan_reads
+
+    path = config_path(args.config)
+    config = load_config(path)
+    problem = state_dir_problem(config.agent.state_dir)
+    if problem is not None:
+        raise ConfigError(path, [problem])
+    print(f"{path}: OK")
+    print(f"agent {config.agent.name!r} (id {config.agent.agent_id})")
+    for source in config.sources:
+        blocks = plan_reads(source.variables, source.max_gap)
+        print(
+            f"source {source.name} ({source.protocol} {source.address}, unit {source.unit_id}): "
+            f"{len(source.variables)} variable(s) in {len(blocks)} request(s) per cycle, "
+            f"every {source.poll_interval:g}s"
+        )
+        for block in blocks:
+            names = ", ".join(v.name for v in block.variables)
+            unit = "bit" if block.table in BIT_KINDS else "register"
+            print(f"  {block.table:<14} {block.address:>5} +{block.count:<4} {unit}(s): {names}")
+    rules = [(alarm, AlarmRule.compile_all(alarm, config)) for alarm in config.alarms]
+    bits = sum(len(found) for _, found in rules)
+    also = f" ({bits} with each fault bit its own)" if bits != len(rules) else ""
+    print(f"{len(config.alarms)} alarm(s){also}")
+    for alarm, found in rules:
+        off = "" if alarm.enabled else "; out of service (enabled = false)"
+        for rule in found:
+            trigger = rule.condition_text
+            if rule.kind != "formula":
+                trigger = f"{rule.variable} {trigger}"
+            print(f"  [{rule.severity}] {rule.name}: {trigger}{off}")
+    print(
+        f"{len(config.webhooks)} webhook(s): {', '.join(w.name for w in config.webhooks) or 'none'}"
+    )
+    for warning in config_warnings(config):
+        print(f"warning: {warning}")
+    return EXIT_OK
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def cmd_import_ixon(args: argparse.Namespace) -> int:
+    from agent.tools.ixon_import import ImportError_, import_ixon
+
+    for path in filter(None, [args.variables, args.alarms]):
+        if not _is_file(path):
+            print(f"{path}: file not found", file=sys.stderr)
+            return EXIT_CONFIG
+    try:
+        result = import_ixon(
+            args.variables,
+            args.alarms,
+            source=args.source,
+            host=args.host,
+            port=args.port,
+            unit_id=args.unit_id,
+        )
+    except ImportError_ as exc:
+        print(f"import-ixon: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.output:
+        args.output.write_text(result.toml)
+    else:
+        print(result.toml, end="")
+    for problem in result.problems:
+        print(f"not imported: {problem}", file=sys.stderr)
+    print(
+        f"{result.variables} variable(s) and {result.alarms} alarm(s) imported,"
+        f" {len(result.problems)} row(s) left out",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if result.problems else EXIT_OK
+
+
+def register(sub: Commands, command: Command) -> None:
+    """This family's commands and their arguments."""
+    p = sub.add_parser(
+        "init", help="write a commented starter config", description="Write a commented starter"
+        " config (agent.toml) that runs against the bundled simulators; edit it for your machine.",
+    )  # fmt: skip
+    p.add_argument("path", nargs="?", metavar="PATH", help="default: ./agent.toml")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_init)
+    command("check", "validate the config and print the read plan").set_defaults(func=cmd_check)
+    p = sub.add_parser(
+        "import-ixon",
+        help="turn IXON variable/alarm CSV exports into agent.toml sections",
+        description="Print [[sources]] and [[alarms]] sections for agent.toml; rows that cannot"
+        " be translated are listed on stderr (exit 1 if there are any).",
+    )
+    p.add_argument("--variables", type=Path, required=True, metavar="CSV")
+    p.add_argument("--alarms", type=Path, metavar="CSV")
+    p.add_argument("--source", default="plc", help="name of the source (default plc)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=502)
+    p.add_argument("--unit-id", type=int, default=1)
+    p.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(func=cmd_import_ixon)

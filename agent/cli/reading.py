@@ -1,0 +1,105 @@
+"""Reading the machine once: every variable, or its raw registers (finding a device's layout)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+from agent.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Command, Commands, load_from
+from agent.common.values import json_safe, show
+from agent.config import Config
+from agent.observe.logs import setup_logging
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from agent.sources import open_pollers
+
+    config = load_from(args.config)
+    setup_logging(args.verbose)  # pymodbus quiet; its lines (and hex dumps) only with -v
+    if not args.verbose:  # one line per failed source below says what went wrong
+        logging.getLogger("agent.modbus").setLevel(logging.ERROR)
+    if args.raw or args.range:
+        return _read_raw(config, args)
+
+    async def read_all() -> tuple[dict[str, object], dict[str, str]]:
+        values: dict[str, object] = {}
+        failed: dict[str, str] = {}
+        pollers = open_pollers(config.sources)
+        try:
+            for name, poller in pollers.items():
+                result = await poller.poll()
+                values.update(result.values)
+                if result.errors:
+                    failed[name] = "; ".join(result.errors)
+        finally:
+            for poller in pollers.values():
+                poller.close()
+        return values, failed
+
+    values, failed = asyncio.run(read_all())
+    keys = [key for key, _, _ in config.variables()]
+    if args.json:
+        read: dict[str, Any] = {key: values[key] for key in keys if key in values}
+        if failed:  # "errors" is no variable's key: those all have a dot
+            read["errors"] = failed
+        print(json.dumps(json_safe(read), indent=2, allow_nan=False))
+    else:
+        width = max(len(key) for key in keys) if keys else 8
+        print(f"{'variable':<{width}}  {'value':>14}  {'unit':<6}  label")
+        for key, _, variable in config.variables():
+            shown = show(values[key]) if key in values else "(not read)"
+            unit = variable.unit or ""
+            print(f"{key:<{width}}  {shown:>14}  {unit:<6}  {variable.display_name}")
+    for name, why in failed.items():
+        print(f"source {name}: {why}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _read_raw(config: Config, args: argparse.Namespace) -> int:
+    """``read --raw``: registers in hex, each variable in every byte order (* configured)."""
+    from agent.sources.modbus import raw
+
+    sources = [s for s in config.sources if args.source in (None, s.name)]
+    if not sources:
+        names = ", ".join(s.name for s in config.sources)
+        print(f"read: --source: no source {args.source!r} (known: {names})", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        ranges = [v for text in args.range for v in raw.parse_range(text)]
+    except ValueError as exc:
+        print(f"read: --range {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    failed = 0
+    for index, source in enumerate(sources):
+        extra = ranges if index == 0 else []  # ranges: the first (or --source) source's
+        registers, result = asyncio.run(raw.read_raw(source, extra))
+        print(f"source {source.name} ({source.address}, unit {source.unit_id}),"
+              f" byte order {source.byte_order}:")  # fmt: skip
+        if args.raw:  # (--range alone: only the range)
+            for variable in source.variables:
+                print("  " + raw.describe_variable(variable, registers, source.byte_order))
+        for line in raw.describe_range(extra, registers):
+            print("  " + line)
+        if result.errors:
+            failed += 1
+            print(f"source {source.name}: {'; '.join(result.errors)}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def register(sub: Commands, command: Command) -> None:
+    """This family's commands and their arguments."""
+    p = command("read", "read every variable once")
+    p.add_argument("--json", action="store_true", help='print {"source.variable": value}')
+    p.add_argument(
+        "--raw", action="store_true", help="registers in hex, each variable in every byte order"
+    )
+    p.add_argument(
+        "--range", action="append", default=[], metavar="TABLE:ADDRESS[:COUNT]",
+        help="read raw registers no variable names, e.g. holding:100:8 (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--source", metavar="NAME", help="--raw/--range: only this source")
+    p.set_defaults(func=cmd_read)
