@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DURATION ?= 35
 
-.PHONY: demo test test-under-load lint bench clean
+.PHONY: demo test test-under-load lint bench bench-ilert clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/latency.py --hog
 	$(BIN)/python bench/idle.py --seconds 20
 	$(BIN)/python bench/disk.py --seconds 40
+
+# against ilert's limits, in real minutes (~15 min): a storm to one key; a fleet of 100 agents
+bench-ilert: $(VENV)/.installed
+	$(BIN)/python bench/storm.py
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -207,6 +207,7 @@ def run(agents: int, minutes: float, storm_at: float) -> None:
             cpu = [a.cpu() for a in fleet]
             rss = [a.rss_mb() for a in fleet]
             stats = httpx.get(f"{ilert}/admin/stats", params={"since": t0 - 1}, timeout=60).json()
+            (work / "stats.json").write_text(json.dumps(stats))  # to look at again
         finally:
             for a in fleet:
                 a.stop()
@@ -237,7 +238,13 @@ def report(
     seconds = max(1, int(end))
     mean = sum(per_second.values()) / seconds
     peak = max(per_second.values(), default=0)
-    calm = [per_second.get(s, 0) for s in range(seconds) if not storm - 5 <= s < storm + 35]
+    # outside the storm, and away from the schedule's first and last seconds (every alarm
+    # that is due active starts at once at the first, and all end at the last)
+    calm = [
+        per_second.get(s, 0)
+        for s in range(10, seconds - 10)
+        if not storm - STORM_QUIET - 2 <= s < storm + STORM_HOLD + 5
+    ]
     print(f"  messages: {sent:.0f} sent, {len(unique)} received ({len(messages)} with"
           f" resends), {lost:.0f} lost, {dead:.0f} dead-lettered, {pending:.0f} still pending"
           "  (goal: 0 lost, 0 dead)")  # fmt: skip
