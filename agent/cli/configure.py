@@ -12,6 +12,7 @@ from agent.alarms.rules import AlarmRule
 from agent.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Command, Commands
 from agent.common.values import BIT_KINDS
 from agent.config import ConfigError, config_path, config_warnings, load_config
+from agent.delivery.pacing import rate_of
 from agent.outbox.store import state_dir_problem
 
 
@@ -78,6 +79,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(
         f"{len(config.webhooks)} webhook(s): {', '.join(w.name for w in config.webhooks) or 'none'}"
     )
+    for webhook in config.webhooks:  # the pace, never the key: it is a secret
+        paced = rate_of(webhook)
+        if paced is None:
+            pace = "not paced" + (" (rate_limit none)" if webhook.rate_limit else "")
+        else:
+            how = "its rate_limit" if webhook.rate_limit else "ilert's limit for its key"
+            pace = f"at most {paced[1]} to its receiver's key ({how})"
+        print(f"  {webhook.name}: {webhook.format}, {pace}")
     for warning in config_warnings(config):
         print(f"warning: {warning}")
     return EXIT_OK

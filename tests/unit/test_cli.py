@@ -25,6 +25,9 @@ def test_check_prints_the_read_plan_and_exits_0(
     code, out, _ = run(capsys, "check", "--config", str(write_config(tmp_path)))
     assert code == cli.EXIT_OK
     assert "plc" in out and "request" in out and "[high] Oil temperature high" in out
+    # the test config's webhook posts to ilert's IXON path: paced by its key, never shown
+    assert "  ilert: ixon, at most 50/min to its receiver's key (ilert's limit" in out
+    assert "il1ixon0demo" not in out
 
 
 def test_a_config_problem_is_one_placed_line_and_exit_2(
