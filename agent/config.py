@@ -239,7 +239,9 @@ _VARIABLE: TypeAdapter[Variable] = TypeAdapter(Variable)
 
 class Source(_Model):
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
-    protocol: Literal["modbus-tcp", "modbus-rtu"] = "modbus-tcp"
+    #: modbus-rtu-over-tcp: RTU frames over a TCP connection, to a serial device server
+    #: (Moxa NPort, USR, ...) in transparent mode; the units behind it share its line
+    protocol: Literal["modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"] = "modbus-tcp"
     host: str | None = None
     port: int = Field(default=502, ge=1, le=65535)
     serial_port: str | None = None
@@ -267,10 +269,14 @@ class Source(_Model):
 
     @property
     def bus(self) -> str:
-        """Sources on one bus share one connection and take turns (a serial port)."""
-        return (
-            f"serial:{self.serial_port}" if self.protocol == "modbus-rtu" else f"source:{self.name}"
-        )
+        """Sources on one bus share one connection and take turns: a serial port, or the
+        serial line behind a device server (RTU frames carry no transaction id to tell
+        replies apart, so its units cannot be asked at once)."""
+        if self.protocol == "modbus-rtu":
+            return f"serial:{self.serial_port}"
+        if self.protocol == "modbus-rtu-over-tcp":
+            return f"rtu-over-tcp:{self.host}:{self.port}"
+        return f"source:{self.name}"
 
 
 def _check_threshold(value: Any) -> Threshold | None:
@@ -720,8 +726,8 @@ def _cross_check(config: Config) -> Iterator[str]:
     for s_index, source in enumerate(config.sources):
         at = item_place("sources", s_index, source)
         yield from _duplicates(source.variables, "name", f"sources[{s_index}].variables")
-        if source.protocol == "modbus-tcp" and not source.host:
-            yield f"{at}.host: required for protocol 'modbus-tcp'"
+        if source.protocol in ("modbus-tcp", "modbus-rtu-over-tcp") and not source.host:
+            yield f"{at}.host: required for protocol {source.protocol!r}"
         if source.protocol == "modbus-rtu" and not source.serial_port:
             yield f"{at}.serial_port: required for protocol 'modbus-rtu'"
         yield from _check_shared_bus(config.sources, s_index)
@@ -754,18 +760,23 @@ _LINE_SETTINGS = ("baudrate", "parity", "stopbits", "bytesize", "timeout")
 
 
 def _check_shared_bus(sources: list[Source], index: int) -> Iterator[str]:
-    """Sources on one serial port share its line settings; the first one sets them."""
+    """Sources on one serial line (a port, or a device server's) share its settings; the
+    first one sets them."""
     source = sources[index]
-    if source.protocol != "modbus-rtu" or not source.serial_port:
+    shared = {"modbus-rtu": _LINE_SETTINGS, "modbus-rtu-over-tcp": ("timeout",)}
+    if source.protocol not in shared or (
+        source.protocol == "modbus-rtu" and not source.serial_port
+    ):
         return
+    where = {"modbus-rtu": "serial port", "modbus-rtu-over-tcp": "device server"}[source.protocol]
     for first_index, first in enumerate(sources[:index]):
-        if first.protocol == "modbus-rtu" and first.serial_port == source.serial_port:
-            for name in _LINE_SETTINGS:
+        if first.bus == source.bus:
+            for name in shared[source.protocol]:
                 if getattr(first, name) != getattr(source, name):
                     yield (
                         f"{item_place('sources', index, source)}.{name}: differs from"
                         f" sources[{first_index}] on the same"
-                        f" serial port {source.serial_port} ({getattr(first, name)!r})"
+                        f" {where} {source.address} ({getattr(first, name)!r})"
                     )
             return
 

@@ -1,4 +1,5 @@
-"""The user's own machine: every ``modbus-tcp`` source of an ``agent.toml``, served as it says.
+"""The user's own machine: every ``modbus-tcp`` and ``modbus-rtu-over-tcp`` source of an
+``agent.toml``, served as it says (RTU over TCP: with pymodbus's RTU framer on TCP).
 
 Each (host, port) of the config is one pymodbus server (``free_ports``: each on a port the
 OS chooses instead), holding a device per unit id with what the config declares, at any
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -28,6 +30,8 @@ from agent.sources.modbus.plan import plan_reads
 from agent.tools.alarmtest.spec import default_value
 
 FUNCTION_CODE = {"coil": 1, "discrete_input": 2, "holding": 3, "input": 4}
+#: the sources served on TCP: Modbus TCP, and RTU over TCP (a serial device server's)
+TCP_PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu-over-tcp"})
 SPACE = 65536  # every address of every table exists
 
 
@@ -75,7 +79,7 @@ class ConfigMachine:
 
     @property
     def sources(self) -> list[Source]:
-        return [s for s in self.config.sources if s.protocol == "modbus-tcp"]
+        return [s for s in self.config.sources if s.protocol in TCP_PROTOCOLS]
 
     def served(self) -> Iterable[Served]:
         for source in self.sources:
@@ -112,9 +116,13 @@ class ConfigMachine:
         for source in self.sources:
             where = self._where(source)
             groups.setdefault(where, {}).setdefault(source.unit_id, []).append(source.name)
+        rtu = {self._where(s) for s in self.sources if s.protocol == "modbus-rtu-over-tcp"}
         for (host, port), units in groups.items():
             devices = [self._device(unit, names) for unit, names in units.items()]
-            server = ModbusTcpServer(devices, address=(host, 0 if self.free_ports else port))
+            framer = FramerType.RTU if (host, port) in rtu else FramerType.SOCKET
+            server = ModbusTcpServer(
+                devices, framer=framer, address=(host, 0 if self.free_ports else port)
+            )
             await server.serve_forever(background=True)
             bound = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
             self.servers[(host, port)] = server

@@ -2,7 +2,7 @@
 
 Run ``python -m simulators.modbus_device [--host 127.0.0.1] [--port 5020]``. With
 ``--config agent.toml [--port 0] [--scenario FILE --test NAME] [--set plc.oil_temp=85]`` it is
-the user's own machine instead (``simulators.config_machine``): every modbus-tcp source of
+the user's own machine instead (``simulators.config_machine``): every Modbus TCP source of
 that config on its own host and port (``--port 0``: free ports, printed), values from an
 alarm test's series (repeating) or constants, else zero. Otherwise the scenario
 repeats every ``--period`` seconds and drives the values across the default alarms'
@@ -312,7 +312,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     options.add_argument("--period", type=float, default=30.0, help="scenario length in seconds")
     options.add_argument(
-        "--config", type=Path, help="serve this agent.toml's modbus-tcp sources instead"
+        "--config",
+        type=Path,
+        help="serve this agent.toml's Modbus TCP (and RTU over TCP) sources instead",
     )
     options.add_argument("--test", metavar="NAME", help="the test in --scenario whose series run")
     options.add_argument(

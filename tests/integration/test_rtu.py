@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from pymodbus.server import ModbusSerialServer
+from pymodbus import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from agent.config import load_config
@@ -119,3 +120,46 @@ async def test_units_on_one_port_share_a_link_and_a_dead_unit_is_isolated(
     finally:
         await agent.stop(grace=0)
     assert "poll cycle failed" not in caplog.text  # every fault was handled where it happened
+
+
+async def test_rtu_over_tcp_reads_the_units_behind_a_device_server_on_one_connection(
+    tmp_path: Path,
+) -> None:
+    """A serial device server in transparent mode: RTU frames (CRC, no transaction id) on a
+    TCP connection, the units behind it taking turns on its line (pymodbus's server with
+    the RTU framer on TCP stands in for it)."""
+    server = ModbusTcpServer([unit(1), unit(2)], framer=FramerType.RTU, address=("127.0.0.1", 0))
+    await server.serve_forever(background=True)
+    port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    sources = "".join(
+        f"""
+[[sources]]
+name = "unit{n}"
+protocol = "modbus-rtu-over-tcp"
+host = "127.0.0.1"
+port = {port}
+unit_id = {n}
+poll_interval = "100ms"
+timeout = "1s"
+  [[sources.variables]]
+  name = "speed"
+  register = "holding"
+  address = 0
+  type = "int"
+"""
+        for n in (1, 2)
+    )
+    path = tmp_path / "agent.toml"
+    path.write_text(f'[agent]\nname = "Gateway"\nstate_dir = "state"\n{sources}')
+    agent = Agent(load_config(path, environ={}))
+    assert len({id(p.link) for p in agent.pollers.values()}) == 1  # one connection, one lock
+    await agent.start()
+    try:
+        await wait_for(lambda: agent.values.get("unit1.speed") == 100, what="unit 1")
+        await wait_for(lambda: agent.values.get("unit2.speed") == 200, what="unit 2")
+        first = agent.pollers["unit1"].stats
+        await wait_for(lambda: first.replies >= 5, what="five replies from unit 1")
+        assert sum(first.errors.values()) == 0  # every RTU reply matched its request
+    finally:
+        await agent.stop(grace=0)
+        await server.shutdown()  # type: ignore[no-untyped-call]

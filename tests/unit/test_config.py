@@ -318,3 +318,26 @@ def test_environment_overrides_reach_a_fault_words_bit_table() -> None:
     bits = config.alarms[2].bits
     assert bits is not None and sorted(bits) == [3, 5]
     assert (bits[3].text, bits[5].text, bits[5].severity) == ("Oil", "Cooling fan", "low")
+
+
+def test_rtu_over_tcp_needs_a_host_and_its_units_share_the_device_servers_timeout(
+    tmp_path: Path,
+) -> None:
+    gateway = """
+[[sources]]
+name = "unit{n}"
+protocol = "modbus-rtu-over-tcp"
+host = "10.0.0.7"
+port = 4001
+unit_id = {n}
+timeout = "{timeout}"
+"""
+    text = CONFIG + gateway.format(n=2, timeout="1s") + gateway.format(n=3, timeout="2s")
+    assert problems_of(write_config(tmp_path, text)) == [
+        "sources[2] (unit3).timeout: differs from sources[1] on the same device server"
+        " 10.0.0.7:4001 (1.0)"
+    ]
+    text = CONFIG + gateway.format(n=2, timeout="1s").replace('host = "10.0.0.7"\n', "")
+    assert problems_of(write_config(tmp_path, text)) == [
+        "sources[1] (unit2).host: required for protocol 'modbus-rtu-over-tcp'"
+    ]

@@ -1,5 +1,5 @@
-"""Modbus TCP and RTU: request planning (``plan``), decoding (``decode``), the untrusted wire
-(``wire``) and the poller with its connections (``poller``)."""
+"""Modbus TCP, RTU, and RTU over TCP: request planning (``plan``), decoding (``decode``),
+the untrusted wire (``wire``) and the poller with its connections (``poller``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from agent.config import Source
 from agent.sources.modbus.poller import SourcePoller, make_links
 
-PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu"})
+PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"})
 
 
 def open_pollers(sources: Iterable[Source]) -> dict[str, SourcePoller]:

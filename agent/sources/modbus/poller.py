@@ -1,4 +1,5 @@
-"""Modbus IO: one connection per source (one per serial port), polled block by block.
+"""Modbus IO: one connection per source (one per serial port, or per device server for RTU
+over TCP), polled block by block.
 
 Nothing here raises out of a poll: an exception reply, a timeout, a malformed reply or a dead
 device becomes a ``PollResult`` with errors and a count in ``SourceStats``. Connecting is
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
@@ -118,13 +120,17 @@ def make_link(source: Source) -> Link:
             reconnect_delay=0,
         )
         return Link(client, f"serial port {source.serial_port}")
+    rtu = source.protocol == "modbus-rtu-over-tcp"
     client = AsyncModbusTcpClient(
         source.host or "127.0.0.1",
         port=source.port,
+        framer=FramerType.RTU if rtu else FramerType.SOCKET,
         timeout=source.timeout,
         retries=0,
         reconnect_delay=0,
     )
+    if rtu:
+        return Link(client, f"device server {source.address} (RTU over TCP)")
     return Link(client, f"source {source.name} ({source.address})")
 
 
@@ -149,6 +155,8 @@ class SourcePoller:
             link = make_link(source)
             link.sources = source.name
         self.link = link
+        #: Modbus TCP: frames carry a transaction id, and one device is behind the link;
+        #: RTU (on a serial port or over TCP) shares a line between units, taking turns
         self.tcp = source.protocol == "modbus-tcp"
         self.stats = SourceStats()
         self.failures = 0  # failures since this unit's last valid reply (serial: per unit)
