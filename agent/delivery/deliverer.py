@@ -35,7 +35,7 @@ import httpx
 from agent.common import retry
 from agent.common.retry import Throttle
 from agent.config import Webhook
-from agent.delivery.pacing import Budget, Pacer, until_next_window
+from agent.delivery.pacing import Budget, Pacer
 from agent.delivery.post import Outcome, Poster
 from agent.observe.logs import Redactor
 from agent.outbox.store import FLUSH_INTERVAL, Entry, Store, StoreDamaged, StoreError
@@ -44,8 +44,6 @@ log = logging.getLogger("agent.delivery")
 
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
-#: a receiver's window, for a 429 without ``Retry-After`` from a webhook that is not paced
-RECEIVER_WINDOW = 60.0
 IDLE_CHECK = 5.0  # seconds between outbox checks when nothing is due (another process may add)
 EXPIRY_CHECK = 10.0
 
@@ -313,11 +311,7 @@ class Deliverer:
         else:
             delay = backoff(entry.attempts, retry_after)
             if status == 429:  # the receiver's window is full: the whole key waits
-                budget = self.pacer.budget(webhook.name)
-                window = budget.rate.per if budget is not None else RECEIVER_WINDOW
-                delay = retry_after if retry_after is not None else until_next_window(window)
-                if budget is not None:
-                    budget.close(self.pacer.clock() + delay)
+                delay = self.pacer.refused(webhook.name, retry_after)
             self.store.retry_later(entry.id, now + delay, error or "unknown error")
             log.warning(
                 "webhook %s: %s failed (attempt %d: %s); retrying in %.1fs",

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from agent.common import retry
 from agent.config import SEVERITY_RANK, Webhook
-from agent.delivery.pacing import Pacer, until_next_window
+from agent.delivery.pacing import Budget, Pacer
 from agent.delivery.post import Poster
 from agent.observe.logs import Redactor
 from agent.outbox.store import Message
@@ -24,6 +24,8 @@ log = logging.getLogger("agent.delivery")
 
 #: sends at once, as the deliverer's
 MAX_IN_FLIGHT = 32
+#: seconds between looks for a slot while every one is in a send under way
+SLOT_LOOK = 0.05
 
 
 async def send_directly(
@@ -45,6 +47,20 @@ async def send_directly(
     delivered: list[Message] = []
     room = asyncio.Semaphore(MAX_IN_FLIGHT)
 
+    gates: dict[int, asyncio.Lock] = {}  # per budget: its next slot goes to the first in line
+
+    async def slot(budget: Budget) -> bool:
+        """Take one of the key's slots, in turn, by the deadline."""
+        async with gates.setdefault(id(budget), asyncio.Lock()):  # FIFO: in severity order
+            while not budget.take(pacer.clock()):
+                # every slot in a send under way: its answer says when (look again soon)
+                wait = budget.next_room() - pacer.clock()
+                wait = SLOT_LOOK if math.isinf(wait) else max(0.0, wait)
+                if wait >= deadline - time.monotonic():
+                    return False
+                await asyncio.sleep(wait)
+        return True
+
     async def one(m: Message) -> bool:
         webhook = webhooks.get(m.webhook)
         if webhook is None:
@@ -52,12 +68,8 @@ async def send_directly(
         budget = pacer.budget(m.webhook)
         failures = 0
         while (left := deadline - time.monotonic()) > 0:
-            if budget is not None and not budget.take(pacer.clock()):
-                wait = budget.next_room() - pacer.clock()
-                if wait >= left:
-                    return False
-                await asyncio.sleep(max(0.0, min(wait, 0.05) if math.isinf(wait) else wait))
-                continue
+            if budget is not None and not await slot(budget):
+                return False
             try:
                 answer = await asyncio.wait_for(poster.post(webhook, m.body), left)
             except TimeoutError:
@@ -74,8 +86,8 @@ async def send_directly(
                           answer.status, text)  # fmt: skip
                 return False
             pause = retry.backoff(failures, 0.2, 2.0, answer.retry_after)
-            if answer.status == 429 and answer.retry_after is None:
-                pause = until_next_window(budget.rate.per if budget else 60.0)
+            if answer.status == 429:
+                pause = pacer.refused(m.webhook, answer.retry_after)
             failures += 1
             if pause >= deadline - time.monotonic():
                 return False

@@ -36,6 +36,8 @@ from agent.formats import format_of
 #: source throttle)
 ILERT_RATE = Rate(50, 60.0)
 HEARTBEAT_RATE = Rate(5, 60.0)
+#: a receiver's window, for a 429 without ``Retry-After`` to a webhook that is not paced
+RECEIVER_WINDOW = 60.0
 #: ilert's heartbeat paths, whatever host is in front: the key is the last segment
 _HEARTBEAT_KEY = re.compile(r"/api/(?:v1/heartbeats|heartbeats|pings)/([^/]+)/?$")
 
@@ -142,6 +144,16 @@ class Pacer:
     def budget(self, webhook: str) -> Budget | None:
         """The budget a webhook (by name) sends within; None if it is not paced."""
         return self._of.get(webhook)
+
+    def refused(self, webhook: str, retry_after: float | None) -> float:
+        """A 429 to ``webhook``: seconds to wait (its ``Retry-After``, else until the
+        receiver's next window), for which its whole key is closed if it is paced."""
+        budget = self._of.get(webhook)
+        window = budget.rate.per if budget is not None else RECEIVER_WINDOW
+        wait = retry_after if retry_after is not None else until_next_window(window)
+        if budget is not None:
+            budget.close(self.clock() + wait)
+        return wait
 
     def heartbeat(self, url: str) -> Budget:
         """The budget of a heartbeat's key: ilert's 5 pings a minute, whatever the interval

@@ -295,6 +295,7 @@ class Store(OutboxQueue):
         in order, before anything newer."""
         self.durable, self.since = False, self.monotonic()
         self.problem = self.problem or "not yet written since the reload"
+        self._announced = True  # the last store said "not durable": this one says "again"
         self._hold(held.states, held.messages, held.forget, held.history)
 
     def flush(self, force: bool = False) -> bool:

@@ -37,9 +37,11 @@ class Heartbeat:
             self.skipped += 1
             if self._skip_log.hit():
                 log.info(
-                    "heartbeat: ping skipped: 5 a minute per heartbeat key at most (ilert's"
-                    " limit); heartbeat.interval %g s is below 12 s",
+                    "heartbeat: ping skipped: 5 were sent to this heartbeat key in the last"
+                    " minute, ilert's limit (heartbeat.interval %g s; 12 s or more stays"
+                    " within it); %d skipped so far",
                     beat.interval,
+                    self.skipped,
                 )
             return
         try:

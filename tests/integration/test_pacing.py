@@ -3,6 +3,7 @@ scriptable receiver. Where a window would make a test wait, the pacer's clock is
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -194,3 +195,21 @@ async def test_a_429_closes_the_whole_key_until_the_receivers_next_window(
         await wait_for(lambda: len(receiver.bodies) == 2, what="the other two, the key open")
     finally:
         await deliverer.stop()
+
+
+async def test_sending_without_the_outbox_waits_for_a_slot_held_by_a_send_under_way(
+    http: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """At a stop on a full disk: three occurrences, one slot a short window; the second
+    and third wait for the slot (their key's answer says when), they do not give up."""
+    from agent.delivery.direct import send_directly
+    from agent.delivery.post import Poster
+
+    webhook = paced(receiver.url, "1/200ms")
+    pacer = Pacer()
+    pacer.configure([webhook])
+    messages = [message(f"O{i}", "start", "high", i) for i in range(3)]
+    sent = await send_directly(messages, {"hook": webhook}, Poster(http), pacer, within=5.0)
+    assert sent == messages and [b["occ"] for b in receiver.bodies] == ["O0", "O1", "O2"]
+    times = [at for at, _ in receiver.attempts]
+    assert all(later - first >= 0.2 for first, later in itertools.pairwise(times))
