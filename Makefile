@@ -12,12 +12,12 @@ $(BIN)/python:
 # the first run installs the packages (about a minute): pip shows what it is doing
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@echo "== installing ixon-agent and its packages into $(VENV) (once) =="
-	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -e .
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -e '.[opcua]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	@echo "== installing the test tools into $(VENV) (once) =="
-	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -e '.[test]'
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -e '.[test,opcua]'
 	touch $@
 
 demo: $(VENV)/.installed

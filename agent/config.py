@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Protocol, get_args
 
 import tomli
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
-    TypeAdapter,
     ValidationError,
-    ValidationInfo,
-    field_validator,
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic.fields import FieldInfo
@@ -40,7 +38,27 @@ from pydantic_settings import (
 from agent.alarms.formula import FormulaError, compile_formula
 from agent.common.hints import did_you_mean
 from agent.common.ids import short_id
-from agent.common.values import BIT_KINDS
+from agent.common.schema import (
+    SEVERITY_RANK,
+    Duration,
+    Model,
+    Severity,
+    item_place,
+    parse_duration,
+)
+from agent.sources.kinds import DEFAULT_PROTOCOL, MODELS, PROTOCOL_KIND, Source
+from agent.sources.schema import SourceBase, Variable
+
+__all__ = [  # besides what is defined here: the shared vocabulary, for the stages
+    "SEVERITY_RANK",
+    "Duration",
+    "Severity",
+    "Source",
+    "SourceBase",
+    "Variable",
+    "item_place",
+    "parse_duration",
+]
 
 ENV_PREFIX = "AGENT_"
 ENV_DELIMITER = "__"
@@ -48,29 +66,6 @@ DEFAULT_CONFIG = "agent.toml"
 #: the commented starter config, shipped in the package: ``ixon-agent init`` writes it, the
 #: demo runs it; the repository's agent.toml is the same file
 STARTER = Path(__file__).resolve().parent / "data" / "agent.toml"
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86_400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|m|h|d)?\s*$")
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``1.5``, ``"500ms"``, ``"5s"``, ``"2m"`` or ``"1h"``."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '500ms', '5s', '2m'")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    raise ValueError(
-        f"{value!r} is not a duration: use seconds (1.5) or a string like '500ms', '5s', '2m', '1h'"
-    )
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,23 +105,12 @@ def parse_rate(value: Any) -> Rate:
     )
 
 
-ByteOrder = Literal["ABCD", "BADC", "CDAB", "DCBA"]
-Severity = Literal["low", "medium", "high"]
-SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
-RegisterKind = Literal["coil", "discrete_input", "holding", "input"]
 Condition = Literal["==", "!=", ">", ">=", "<", "<=", "between", "outside"]
 NUMERIC_CONDITIONS = frozenset({">", ">=", "<", "<=", "between", "outside"})
 Threshold = bool | float | str | tuple[float, float]
 
-_INT_WIDTHS = (8, 16, 32, 64)
-_FLOAT_WIDTHS = (32, 64)
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AgentSection(_Model):
+class AgentSection(Model):
     name: str = Field(min_length=1, max_length=255)
     public_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{12}$")
     company_id: str | None = Field(default=None, pattern=r"^(\d{4}-){4}\d{4}$")
@@ -137,146 +121,6 @@ class AgentSection(_Model):
     def agent_id(self) -> str:
         """The configured id, or one derived from the name so it is stable across restarts."""
         return self.public_id or short_id(self.name)
-
-
-@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
-class Variable:
-    """A variable of a source. A slotted dataclass, not a model: a config may hold 50k of
-    them for as long as the agent runs, at about 200 bytes each instead of 950."""
-
-    name: str = Field(pattern=r"^[a-z0-9_]+$")
-    #: the Modbus table; ``register`` in the file
-    table: RegisterKind = Field(alias="register")
-    address: int = Field(ge=0, le=65535)
-    type: Literal["bool", "int", "float", "str"] = Field()
-    label: str | None = None
-    width: int | None = Field(default=None, validate_default=True)
-    signed: bool = True
-    factor: float = 1.0
-    offset: float = 0.0
-    unit: str | None = None
-    bit: int | None = Field(default=None, ge=0, le=15)
-    length: int | None = Field(default=None, ge=1, le=250, validate_default=True)
-    byte_order: ByteOrder | None = None
-
-    @field_validator("type")
-    @classmethod
-    def _bit_registers_hold_bools(cls, value: str, info: ValidationInfo) -> str:
-        table = info.data.get("table")
-        if table in BIT_KINDS and value != "bool":
-            raise ValueError(f"a {table} holds one bit: type must be 'bool'")
-        return value
-
-    @field_validator("width")
-    @classmethod
-    def _width_fits_type(cls, value: int | None, info: ValidationInfo) -> int | None:
-        kind = info.data.get("type")
-        if value is None:
-            return {"int": 16, "float": 32}.get(kind or "")
-        allowed = {"int": _INT_WIDTHS, "float": _FLOAT_WIDTHS}.get(kind or "")
-        if allowed is None:
-            raise ValueError(f"width does not apply to type {kind!r}")
-        if value not in allowed:
-            raise ValueError(f"width {value} is not valid for {kind}: use one of {allowed}")
-        return value
-
-    @field_validator("factor", "offset")
-    @classmethod
-    def _scaling_needs_number(cls, value: float, info: ValidationInfo) -> float:
-        default = 1.0 if info.field_name == "factor" else 0.0
-        if value != default and info.data.get("type") in ("bool", "str"):
-            raise ValueError(f"{info.field_name} applies to int and float variables only")
-        return value
-
-    @field_validator("bit")
-    @classmethod
-    def _bit_needs_register(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is None:
-            return None
-        if info.data.get("type") != "bool" or info.data.get("table") not in ("holding", "input"):
-            raise ValueError(
-                "bit selects one bit of a holding or input register: type must be 'bool'"
-            )
-        return value
-
-    @field_validator("length")
-    @classmethod
-    def _length_for_strings(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and info.data.get("type") != "str":
-            raise ValueError("length applies to type 'str' only")
-        if value is None and info.data.get("type") == "str":
-            raise ValueError("a str variable needs length (number of characters)")
-        return value
-
-    @property
-    def display_name(self) -> str:
-        return self.label or self.name
-
-    @classmethod
-    def model_validate(cls, data: Mapping[str, Any]) -> Variable:
-        return _VARIABLE.validate_python(data)
-
-    def model_copy(self, update: Mapping[str, Any]) -> Variable:
-        """A validated copy with some fields changed (as a model's ``model_copy``)."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | dict(update)
-        fields["register"] = fields.pop("table")
-        return _VARIABLE.validate_python(fields)
-
-    @property
-    def register_count(self) -> int:
-        """Registers (or bits, for coils and discrete inputs) this variable spans."""
-        if self.table in BIT_KINDS:
-            return 1
-        if self.type == "str":
-            return ((self.length or 0) + 1) // 2
-        if self.type in ("int", "float"):
-            return max(1, (self.width or 16) // 16)
-        return 1
-
-
-_VARIABLE: TypeAdapter[Variable] = TypeAdapter(Variable)
-
-
-class Source(_Model):
-    name: str = Field(pattern=r"^[a-z0-9_-]+$")
-    #: modbus-rtu-over-tcp: RTU frames over a TCP connection, to a serial device server
-    #: (Moxa NPort, USR, ...) in transparent mode; the units behind it share its line
-    protocol: Literal["modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"] = "modbus-tcp"
-    host: str | None = None
-    port: int = Field(default=502, ge=1, le=65535)
-    serial_port: str | None = None
-    baudrate: int = Field(default=9600, gt=0)
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
-    unit_id: int = Field(default=1, ge=0, le=255)
-    byte_order: ByteOrder = "ABCD"
-    poll_interval: Duration = Field(default=1.0, gt=0)
-    timeout: Duration = Field(default=1.0, gt=0)
-    #: no answer for this long raises the source's built-in offline alarm; 0 turns it off
-    offline_after: Duration = Field(default=30.0, ge=0)
-    offline_severity: Severity = "high"
-    #: the read planner bridges holes of up to this many registers (16x as many bits)
-    max_gap: int = Field(default=10, ge=0, le=124)
-    variables: list[Variable] = Field(default_factory=list)
-
-    @property
-    def address(self) -> str:
-        """Where the device is, for people: ``127.0.0.1:5020`` or ``/dev/ttyUSB0``."""
-        if self.protocol == "modbus-rtu":
-            return self.serial_port or "?"
-        return f"{self.host}:{self.port}"
-
-    @property
-    def bus(self) -> str:
-        """Sources on one bus share one connection and take turns: a serial port, or the
-        serial line behind a device server (RTU frames carry no transaction id to tell
-        replies apart, so its units cannot be asked at once)."""
-        if self.protocol == "modbus-rtu":
-            return f"serial:{self.serial_port}"
-        if self.protocol == "modbus-rtu-over-tcp":
-            return f"rtu-over-tcp:{self.host}:{self.port}"
-        return f"source:{self.name}"
 
 
 def _check_threshold(value: Any) -> Threshold | None:
@@ -293,7 +137,7 @@ def _check_threshold(value: Any) -> Threshold | None:
     raise ValueError("threshold must be a number, true/false, a string, or [low, high]")
 
 
-class Bit(_Model):
+class Bit(Model):
     """One bit of an ``error_bits`` alarm: its text, and what it overrides of the alarm's."""
 
     text: str = Field(min_length=1, max_length=200)
@@ -358,7 +202,7 @@ class Alarm:
         return "condition" if self.type in ("threshold", "boolean") else self.type
 
 
-class Webhook(_Model):
+class Webhook(Model):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     url: SecretUrl
     format: str = "ixon"  # a name in agent.formats.FORMATS
@@ -382,14 +226,14 @@ def _check_url(value: SecretStr) -> SecretStr:
 SecretUrl = Annotated[SecretStr, AfterValidator(_check_url)]
 
 
-class OutboxSection(_Model):
+class OutboxSection(Model):
     """Bounds of the durable outbox."""
 
     max_pending: int = Field(default=10_000, ge=1)
     max_age: Duration = Field(default=86_400.0, gt=0)
 
 
-class HeartbeatSection(_Model):
+class HeartbeatSection(Model):
     """A dead man's switch: ilert heartbeat monitors alert when these pings stop."""
 
     url: SecretUrl
@@ -398,7 +242,7 @@ class HeartbeatSection(_Model):
     method: Literal["GET", "POST", "HEAD"] = "GET"
 
 
-class StatusSection(_Model):
+class StatusSection(Model):
     """One local HTTP listener: the status page, Prometheus metrics, health checks."""
 
     enabled: bool = True
@@ -468,6 +312,8 @@ class Config(BaseSettings):
         for webhook in self.webhooks:
             if webhook.integration_key:
                 found.append(webhook.integration_key.get_secret_value())
+        for source in self.sources:
+            found += source.secrets()
         return sorted(set(found), key=len, reverse=True)
 
 
@@ -520,13 +366,17 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         config = Config(**data)
     except ValidationError as exc:
         raise ConfigError(path, _describe(exc, env_places, data)) from None
-    problems = list(_cross_check(config))
-    if problems:
-        raise ConfigError(path, problems)
+    folder = path.parent.resolve()
     state_dir = config.agent.state_dir
     if not state_dir.is_absolute():
-        agent = config.agent.model_copy(update={"state_dir": path.parent.resolve() / state_dir})
+        agent = config.agent.model_copy(update={"state_dir": folder / state_dir})
         config = config.model_copy(update={"agent": agent})
+    sources = [s.with_paths(folder, config.agent.state_dir) for s in config.sources]
+    if any(new is not old for new, old in zip(sources, config.sources, strict=True)):
+        config = config.model_copy(update={"sources": sources})
+    problems = list(_cross_check(config))  # (with paths resolved: a kind may look at files)
+    if problems:
+        raise ConfigError(path, problems)
     return config
 
 
@@ -548,12 +398,6 @@ def place(loc: tuple[str | int, ...], data: Any = None) -> str:
     return text or "(top level)"
 
 
-def item_place(where: str, index: int, item: Any) -> str:
-    """``alarms[3] (Oil temperature high)``: the index, and the name a person knows it by."""
-    name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
-    return f"{where}[{index}]" + (f" ({name})" if isinstance(name, str) and name else "")
-
-
 def _fields(schema: type) -> dict[str, FieldInfo]:
     """A model's or a pydantic dataclass's fields, by the key the file uses (the alias)."""
     found: dict[str, FieldInfo] = getattr(schema, "__pydantic_fields__", {})
@@ -567,6 +411,9 @@ def _model_at(loc: tuple[str | int, ...]) -> type | None:
         if isinstance(part, int):
             continue
         fields = _fields(model)
+        if part not in fields and part in MODELS:  # the union member a source validated as
+            model = MODELS[part]
+            continue
         found = _inner_model(fields[part].annotation) if part in fields else None
         if found is None:
             return None
@@ -585,18 +432,59 @@ def _inner_model(annotation: Any) -> type | None:
     return None
 
 
+def _untag(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The place in the file: without the kind pydantic adds after a source's index
+    (``sources[0].<kind>.<key>`` is ``sources[0].<key>``)."""
+    return tuple(
+        part
+        for i, part in enumerate(loc)
+        if not (i >= 2 and loc[i - 2] == "sources" and isinstance(loc[i - 1], int))
+    )
+
+
+def _no_such_protocol(item: Any) -> str:
+    if not isinstance(item, dict):
+        return "a source is a table: [[sources]] with name, protocol and its keys"
+    protocol = item.get("protocol", DEFAULT_PROTOCOL)
+    names = ", ".join(repr(name) for name in PROTOCOL_KIND)
+    hint = did_you_mean(protocol, PROTOCOL_KIND) if isinstance(protocol, str) else ""
+    hint = hint if hint.startswith(";") else ""
+    return f"{protocol!r} is not a protocol: one of {names}{hint}"
+
+
+def _unknown_key(tagged: tuple[str | int, ...]) -> str:
+    """An unknown key, with the key meant when it is a near miss, or the kind of source it
+    belongs to when it is another kind's."""
+    message = "unknown key (not part of the config schema)"
+    model, key = _model_at(tagged), tagged[-1]
+    if model is None or not isinstance(key, str):
+        return message
+    hint = did_you_mean(key, _fields(model))
+    if hint.startswith(";"):
+        return message + hint
+    why = getattr(model, "NOT_HERE", {}).get(key)  # a kind's word on a key it leaves out
+    if why:
+        return f"{message}: {why}"
+    if issubclass(model, SourceBase):
+        owners = [m.KIND for m in MODELS.values() if m is not model and key in _fields(m)]
+        if owners:
+            return f"unknown key for protocol {model.PROTOCOLS[0]!r} ({key} is for {owners[0]})"
+    return message
+
+
 def _describe(exc: ValidationError, env_places: dict[str, str], data: Any) -> list[str]:
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
-        loc = tuple(error["loc"])
-        plain, where = place(loc), place(loc, data)
+        tagged = tuple(error["loc"])
+        loc = _untag(tagged)
         message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "union_tag_not_found" and loc[:1] == ("sources",):
+            item = data["sources"][loc[1]] if len(loc) == 2 else None
+            message = _no_such_protocol(item)
+            loc += ("protocol",) if isinstance(item, dict) else ()
+        plain, where = place(loc), place(loc, data)
         if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            message = "unknown key (not part of the config schema)"
-            model = _model_at(loc)
-            if model is not None and isinstance(loc[-1], str):
-                hint = did_you_mean(loc[-1], _fields(model))
-                message += hint if hint.startswith(";") else ""
+            message = _unknown_key(tagged)
         elif error["type"] == "missing":
             message = "required key is missing"
         origin = next((name for p, name in env_places.items() if plain.startswith(p)), None)
@@ -677,34 +565,11 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
             "webhooks: none configured: alarms are evaluated and logged, but nobody is notified"
         )
     for s_index, source in enumerate(config.sources):
-        found += _overlaps(source, f"sources[{s_index}].variables")
+        found += source.warnings(item_place("sources", s_index, source))
     return found
 
 
-def _overlaps(source: Source, where: str) -> Iterator[str]:
-    """Variables that read the same registers: usually an address off by one. Bits of one
-    register (``bit``), and a register read whole beside its bits, are meant to share."""
-    placed = sorted(
-        (v.table, v.address, v.address + v.register_count, i, v)
-        for i, v in enumerate(source.variables)
-    )
-    for n, (table, start, end, index, variable) in enumerate(placed):
-        for m in range(n + 1, len(placed)):  # (a slice here would copy: n squared)
-            other_table, other_start, _, other_index, other = placed[m]
-            if other_table != table or other_start >= end:
-                break
-            bits = (variable.bit, other.bit)
-            if bits != (None, None) and bits[0] != bits[1]:
-                continue  # bits of a register, or the register beside its bits
-            first, second = sorted([(index, variable), (other_index, other)], key=lambda t: t[0])
-            shared = f"{table} {max(start, other_start)}"
-            yield (
-                f"{item_place(where, second[0], second[1])}: reads {shared}, as does"
-                f" {item_place(where, first[0], first[1])}; check the addresses"
-            )
-
-
-def _duplicates(items: list[Any], attr: str, where: str) -> Iterator[str]:
+def _duplicates(items: Sequence[Any], attr: str, where: str) -> Iterator[str]:
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
         value = getattr(item, attr)
@@ -718,67 +583,46 @@ def _duplicates(items: list[Any], attr: str, where: str) -> Iterator[str]:
 
 def _cross_check(config: Config) -> Iterator[str]:
     """Rules that span several entries, each reported at the place to fix."""
-    from agent.formats import FORMATS  # formats read the config's types: imported late
-
     yield from _duplicates(config.sources, "name", "sources")
     yield from _duplicates(config.alarms, "name", "alarms")
     yield from _duplicates(config.webhooks, "name", "webhooks")
     for s_index, source in enumerate(config.sources):
         at = item_place("sources", s_index, source)
         yield from _duplicates(source.variables, "name", f"sources[{s_index}].variables")
-        if source.protocol in ("modbus-tcp", "modbus-rtu-over-tcp") and not source.host:
-            yield f"{at}.host: required for protocol {source.protocol!r}"
-        if source.protocol == "modbus-rtu" and not source.serial_port:
-            yield f"{at}.serial_port: required for protocol 'modbus-rtu'"
-        yield from _check_shared_bus(config.sources, s_index)
-        for v_index, variable in enumerate(source.variables):
-            end = variable.address + variable.register_count
-            if end > 65536:
-                yield (
-                    f"{item_place(f'sources[{s_index}].variables', v_index, variable)}.address:"
-                    f" {variable.name}"
-                    f" would end at register {end - 1}, past the last Modbus address 65535"
-                )
+        yield from source.problems(at, s_index, config.sources)
     known = {key: variable for key, _, variable in config.variables()}
     types = config.variable_types()
     yield from _alarm_names(config.alarms)
     for index, alarm in enumerate(config.alarms):
         yield from _check_alarm(item_place("alarms", index, alarm), alarm, known, types, config)
+    formats = webhook_formats()
     for index, webhook in enumerate(config.webhooks):
         at = item_place("webhooks", index, webhook)
-        fmt = FORMATS.get(webhook.format)
-        if fmt is None:
-            names = ", ".join(repr(name) for name in sorted(FORMATS))
-            hint = did_you_mean(webhook.format, FORMATS)
+        entry = formats.get(webhook.format)
+        if entry is None:
+            names = ", ".join(repr(name) for name in sorted(formats))
+            hint = did_you_mean(webhook.format, formats)
             hint = hint if hint.startswith(";") else ""
             yield f"{at}.format: {webhook.format!r} is not a format: one of {names}{hint}"
             continue
-        yield from (f"{at}.{problem}" for problem in fmt.problems(webhook))
+        checker: WebhookChecker = entry.load()
+        yield from (f"{at}.{problem}" for problem in checker.problems(webhook))
 
 
-_LINE_SETTINGS = ("baudrate", "parity", "stopbits", "bytesize", "timeout")
+#: the entry-point group where webhook formats are listed (pyproject.toml): the config
+#: checks a format's name, and asks the format what a webhook of it lacks, without
+#: importing the formats (they import the config)
+FORMAT_GROUP = "ixon_agent.formats"
 
 
-def _check_shared_bus(sources: list[Source], index: int) -> Iterator[str]:
-    """Sources on one serial line (a port, or a device server's) share its settings; the
-    first one sets them."""
-    source = sources[index]
-    shared = {"modbus-rtu": _LINE_SETTINGS, "modbus-rtu-over-tcp": ("timeout",)}
-    if source.protocol not in shared or (
-        source.protocol == "modbus-rtu" and not source.serial_port
-    ):
-        return
-    where = {"modbus-rtu": "serial port", "modbus-rtu-over-tcp": "device server"}[source.protocol]
-    for first_index, first in enumerate(sources[:index]):
-        if first.bus == source.bus:
-            for name in shared[source.protocol]:
-                if getattr(first, name) != getattr(source, name):
-                    yield (
-                        f"{item_place('sources', index, source)}.{name}: differs from"
-                        f" sources[{first_index}] on the same"
-                        f" {where} {source.address} ({getattr(first, name)!r})"
-                    )
-            return
+class WebhookChecker(Protocol):
+    def problems(self, webhook: Webhook) -> Iterator[str]: ...
+
+
+@functools.cache
+def webhook_formats() -> dict[str, EntryPoint]:
+    """The installed webhook formats by name."""
+    return {entry.name: entry for entry in entry_points(group=FORMAT_GROUP)}
 
 
 def bit_name(alarm: str, text: str) -> str:

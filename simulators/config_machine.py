@@ -24,7 +24,8 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from agent.common.values import BIT_KINDS, Value
-from agent.config import Config, Source, Variable
+from agent.config import Config
+from agent.sources.modbus.config import ModbusSource, ModbusVariable
 from agent.sources.modbus.decode import encode
 from agent.sources.modbus.plan import plan_reads
 from agent.tools.alarmtest.spec import default_value
@@ -40,8 +41,8 @@ class Served:
     """One variable as the simulator keeps it: where it lives and how it is encoded."""
 
     key: str
-    source: Source
-    variable: Variable
+    source: ModbusSource
+    variable: ModbusVariable
 
 
 def _blocks(spans: list[tuple[int, int]], bits: bool) -> list[SimData]:
@@ -78,8 +79,12 @@ class ConfigMachine:
     _closed: asyncio.Event = field(default_factory=asyncio.Event)  # set by stop()
 
     @property
-    def sources(self) -> list[Source]:
-        return [s for s in self.config.sources if s.protocol in TCP_PROTOCOLS]
+    def sources(self) -> list[ModbusSource]:
+        return [
+            s
+            for s in self.config.sources
+            if isinstance(s, ModbusSource) and s.protocol in TCP_PROTOCOLS
+        ]
 
     def served(self) -> Iterable[Served]:
         for source in self.sources:
@@ -146,7 +151,7 @@ class ConfigMachine:
             await server.shutdown()  # type: ignore[no-untyped-call]
         self.servers = {}
 
-    def _where(self, source: Source) -> tuple[str, int]:
+    def _where(self, source: ModbusSource) -> tuple[str, int]:
         return (self.bind or source.host or "127.0.0.1", source.port)
 
     def elapsed(self) -> float:

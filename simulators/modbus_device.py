@@ -37,7 +37,8 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from agent.common.values import BIT_KINDS, Value
-from agent.config import Config, Variable
+from agent.config import Config
+from agent.sources.modbus.config import ModbusVariable
 from agent.sources.modbus.decode import encode
 from agent.tools.alarmtest.spec import AlarmTest, TestFileError, coerce
 from agent.tools.alarmtest.spec import load as load_tests
@@ -48,13 +49,13 @@ FUNCTION_CODE = {"coil": 1, "discrete_input": 2, "holding": 3, "input": 4}
 REGISTER_SPACE = 1000  # addresses 0..999 of each kind exist; beyond answers "illegal address"
 
 
-def _var(name: str, register: str, address: int, type_: str, **extra: object) -> Variable:
-    return Variable.model_validate(
+def _var(name: str, register: str, address: int, type_: str, **extra: object) -> ModbusVariable:
+    return ModbusVariable.model_validate(
         {"name": name, "register": register, "address": address, "type": type_, **extra}
     )
 
 
-MACHINE: dict[str, Variable] = {
+MACHINE: dict[str, ModbusVariable] = {
     v.name: v
     for v in (
         _var("oil_temp", "holding", 100, "float", width=32, unit="degC"),
@@ -244,7 +245,7 @@ async def _main(args: argparse.Namespace) -> None:
         await sim.stop()
 
 
-def _constants(config: Config, settings: list[str]) -> dict[str, Value]:
+def constants(config: Config, settings: list[str]) -> dict[str, Value]:
     """``--set plc.oil_temp=85``: a TOML value (or bare text for a string variable)."""
     variables = {key: variable for key, _, variable in config.variables()}
     found: dict[str, Value] = {}
@@ -277,7 +278,7 @@ async def _serve_config(args: argparse.Namespace) -> None:
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
     machine = ConfigMachine(config, free_ports=args.port == 0)
-    machine.constants = _constants(config, args.set or [])
+    machine.constants = constants(config, args.set or [])
     machine.fault = args.fault
     machine.silent = set(args.silent or [])
     if args.scenario is not None:
@@ -292,7 +293,7 @@ async def _serve_config(args: argparse.Namespace) -> None:
         machine.values = scenario(tests[args.test])
     where = await machine.start()
     print(f"Modbus simulator of {args.config}:", flush=True)
-    for source in machine.sources:
+    for source in machine.sources:  # (the Modbus ones)
         host, port = where[source.name]
         print(f"  {source.name}: {host}:{port} unit {source.unit_id}", flush=True)
     try:

@@ -112,7 +112,10 @@ def _restore_logging() -> Iterator[None]:
     """A command run in-process sets up logging for the process; undo it after the test."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    levels = {name: logging.getLogger(name).level for name in ("httpx", "pymodbus", "apscheduler")}
+    levels = {
+        name: logging.getLogger(name).level
+        for name in ("httpx", "pymodbus", "apscheduler", "asyncua")
+    }
     yield
     root.handlers[:] = handlers
     root.setLevel(level)

@@ -31,7 +31,8 @@ from agent.config import STARTER, Config, config_path, load_config
 from agent.delivery.deliverer import Result
 from agent.observe.logs import setup_logging
 from agent.runtime.service import Agent
-from agent.sources import PollResult
+from agent.sources.base import PollResult
+from agent.sources.modbus.config import ModbusSource
 from agent.tools.alarmtest.spec import AlarmTest, TestFileError
 from agent.tools.alarmtest.spec import load as load_tests
 from simulators.config_machine import ConfigMachine
@@ -268,7 +269,7 @@ async def demo(
         ports = {
             s.name: modbus_port
             for s in base.sources
-            if s.protocol == "modbus-tcp" and s.host in LOOPBACK
+            if isinstance(s, ModbusSource) and s.protocol == "modbus-tcp" and s.host in LOOPBACK
         }
         where = f"the packaging machine on 127.0.0.1:{modbus_port}"
         story = f"scenario repeats every {period:g}s"

@@ -275,7 +275,7 @@ def offline_rule(source: Source, agent_id: str) -> AlarmRule:
         on_delay=source.offline_after,
         off_delay=0.0,
         instructions=(
-            f"No answer from {source.address} (unit {source.unit_id}) for {after}: check the"
+            f"No answer from {source.describe} for {after}: check the"
             " device's power and its network or serial connection. Its alarms are on hold"
             " until it answers again."
         ),

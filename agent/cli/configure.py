@@ -10,7 +10,6 @@ from pathlib import Path
 
 from agent.alarms.rules import AlarmRule
 from agent.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Command, Commands
-from agent.common.values import BIT_KINDS
 from agent.config import ConfigError, config_path, config_warnings, load_config
 from agent.delivery.pacing import rate_of
 from agent.outbox.store import state_dir_problem
@@ -45,7 +44,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from agent.sources.modbus.plan import plan_reads
+    from agent.sources.drivers import driver
 
     path = config_path(args.config)
     config = load_config(path)
@@ -55,16 +54,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"{path}: OK")
     print(f"agent {config.agent.name!r} (id {config.agent.agent_id})")
     for source in config.sources:
-        blocks = plan_reads(source.variables, source.max_gap)
+        plan = driver(source.KIND).plan(source)
+        requests = "?" if plan.requests is None else plan.requests
         print(
-            f"source {source.name} ({source.protocol} {source.address}, unit {source.unit_id}): "
-            f"{len(source.variables)} variable(s) in {len(blocks)} request(s) per cycle, "
-            f"every {source.poll_interval:g}s"
+            f"source {source.name} ({source.protocol} {source.describe}): "
+            f"{len(source.variables)} variable(s) in {requests} request(s) per cycle"
+            f"{plan.note}, every {source.poll_interval:g}s"
         )
-        for block in blocks:
-            names = ", ".join(v.name for v in block.variables)
-            unit = "bit" if block.table in BIT_KINDS else "register"
-            print(f"  {block.table:<14} {block.address:>5} +{block.count:<4} {unit}(s): {names}")
+        for line in plan.lines:
+            print(f"  {line}")
     rules = [(alarm, AlarmRule.compile_all(alarm, config)) for alarm in config.alarms]
     bits = sum(len(found) for _, found in rules)
     also = f" ({bits} with each fault bit its own)" if bits != len(rules) else ""

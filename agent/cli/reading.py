@@ -16,7 +16,7 @@ from agent.observe.logs import setup_logging
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from agent.sources import open_pollers
+    from agent.sources.drivers import open_pollers
 
     config = load_from(args.config)
     setup_logging(args.verbose)  # pymodbus quiet; its lines (and hex dumps) only with -v
@@ -62,11 +62,20 @@ def cmd_read(args: argparse.Namespace) -> int:
 def _read_raw(config: Config, args: argparse.Namespace) -> int:
     """``read --raw``: registers in hex, each variable in every byte order (* configured)."""
     from agent.sources.modbus import raw
+    from agent.sources.modbus.config import ModbusSource
 
     sources = [s for s in config.sources if args.source in (None, s.name)]
     if not sources:
         names = ", ".join(s.name for s in config.sources)
         print(f"read: --source: no source {args.source!r} (known: {names})", file=sys.stderr)
+        return EXIT_CONFIG
+    modbus = [s for s in sources if isinstance(s, ModbusSource)]
+    for other in sources:
+        if not isinstance(other, ModbusSource):
+            how = "browse --source NAME" if other.protocol == "opcua" else "read --json"
+            print(f"read --raw: source {other.name} is {other.protocol}: use {how}",
+                  file=sys.stderr)  # fmt: skip
+    if not modbus:
         return EXIT_CONFIG
     try:
         ranges = [v for text in args.range for v in raw.parse_range(text)]
@@ -74,10 +83,10 @@ def _read_raw(config: Config, args: argparse.Namespace) -> int:
         print(f"read: --range {exc}", file=sys.stderr)
         return EXIT_CONFIG
     failed = 0
-    for index, source in enumerate(sources):
+    for index, source in enumerate(modbus):
         extra = ranges if index == 0 else []  # ranges: the first (or --source) source's
         registers, result = asyncio.run(raw.read_raw(source, extra))
-        print(f"source {source.name} ({source.address}, unit {source.unit_id}),"
+        print(f"source {source.name} ({source.describe}),"
               f" byte order {source.byte_order}:")  # fmt: skip
         if args.raw:  # (--range alone: only the range)
             for variable in source.variables:

@@ -1,8 +1,10 @@
 """Formats: an alarm transition as the body of a webhook, one file per format.
 
 ``base`` defines the protocol and the registry; ``ixon`` and ``ilert_events`` are the two
-formats (each registers itself when imported below). Pure: a transition and the config
-in, JSON-ready outbox messages out.
+formats. Each is listed as an entry point (``ixon_agent.formats`` in pyproject.toml), which
+is how the config checks a format's name without importing this package, and how the
+registry is filled below: a third format is a third file and one line there. Pure: a
+transition and the config in, JSON-ready outbox messages out.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from agent.alarms.rules import AlarmRule, Input
 from agent.alarms.states import Transition
 from agent.common.ids import new_id, short_id
 from agent.common.values import json_safe
-from agent.config import SEVERITY_RANK, AgentSection, Config, Webhook
-from agent.formats import ilert_events, ixon  # noqa: F401  (each registers its format)
+from agent.config import SEVERITY_RANK, AgentSection, Config, Webhook, webhook_formats
 from agent.formats.base import FORMATS, Answer, WebhookFormat, format_of, register
 from agent.outbox.store import Message
 
@@ -32,6 +33,10 @@ __all__ = [
     "sample_transition",
     "wanted",
 ]
+
+
+for _entry in webhook_formats().values():
+    register(_entry.load())
 
 
 def wanted(webhook: Webhook, transition: Transition) -> bool:

@@ -91,4 +91,4 @@ class IlertEventsFormat:
             yield f"integration_key: required for format {self.name!r}"
 
 
-register(IlertEventsFormat())
+FORMAT = register(IlertEventsFormat())

@@ -89,4 +89,4 @@ class IxonFormat(PlainFormat):
         return ixon_message(agent, webhook, t, now)
 
 
-register(IxonFormat())
+FORMAT = register(IxonFormat())

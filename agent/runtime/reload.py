@@ -32,8 +32,7 @@ def definitions(config: Config) -> dict[str, Any]:
         found[short_id(agent_id, "offline", source.name)] = (
             source.offline_after,
             source.offline_severity,
-            source.address,
-            source.unit_id,
+            source.describe,
         )
     return found
 

@@ -60,7 +60,8 @@ from agent.runtime.scheduling import (
     pull_in_far_jobs,
     signed,
 )
-from agent.sources import PollResult, open_pollers
+from agent.sources.base import PollResult
+from agent.sources.drivers import open_pollers
 
 log = logging.getLogger("agent")
 

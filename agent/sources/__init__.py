@@ -1,20 +1,27 @@
-"""Sources: poll a machine once, get values plus health. ``base`` is the protocol; each
-protocol is a folder (``modbus/``), so OPC UA or S7 would be a sibling."""
+"""Sources: poll a machine once, get values plus health.
+
+``base`` is the stage's door (a ``Poller`` gives a ``PollResult``), ``schema`` what every
+kind's config shares, ``kinds`` the list of kinds, ``drivers`` opens a kind's pollers.
+Each protocol is a folder (``modbus/``, ``opcua/``) that owns its config model, planning,
+decoding, poller and raw or browse view. Nothing is imported here, so that the config can
+import the kinds' models without the pollers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import Any
 
-from agent.config import Source
-from agent.sources import modbus
-from agent.sources.base import Poller, PollResult, SourceStats
+_LAZY = {
+    "PollResult": "agent.sources.base",
+    "Poller": "agent.sources.base",
+    "SourceStats": "agent.sources.base",
+    "open_pollers": "agent.sources.drivers",
+}
 
-__all__ = ["PollResult", "Poller", "SourceStats", "open_pollers"]
 
+def __getattr__(name: str) -> Any:
+    """``from agent.sources import PollResult`` as before, loaded on first use."""
+    if name in _LAZY:
+        import importlib
 
-def open_pollers(sources: Iterable[Source]) -> dict[str, Poller]:
-    """A poller for every configured source, by protocol."""
-    sources = list(sources)
-    pollers: dict[str, Poller] = {}
-    pollers.update(modbus.open_pollers(s for s in sources if s.protocol in modbus.PROTOCOLS))
-    return {s.name: pollers[s.name] for s in sources}
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agent.sources' has no attribute {name!r}")

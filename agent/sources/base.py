@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.common.values import Value
-from agent.config import Source
+from agent.sources.schema import SourceBase
 
 
 @dataclass
@@ -50,8 +50,10 @@ class SourceStats:
 class Poller(Protocol):
     """One configured source, polled by the runtime's scheduler."""
 
-    source: Source
     stats: SourceStats
+
+    @property
+    def source(self) -> SourceBase: ...
 
     @property
     def requests(self) -> int:

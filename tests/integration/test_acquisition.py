@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from agent.config import Config, Source, load_config
+from agent.config import Config, load_config
 from agent.runtime.service import Agent
+from agent.sources.modbus.config import ModbusSource as Source
 from agent.sources.modbus.poller import SourcePoller
 from simulators.ilert import IlertSimulator
 from simulators.modbus_device import FUNCTION_CODE, MACHINE, ModbusDeviceSimulator

@@ -1,17 +1,25 @@
-"""The formats stage's protocol is real: a format defined here, in one class and one
-``register`` line, is configured, built, sent, answered and rate-limited like the built-in
-ones, without a change anywhere in the agent."""
+"""The formats stage's protocol is real: a format defined here, in one class and one entry
+point (what a plugin's pyproject.toml would list), is configured, built, sent, answered and
+rate-limited like the built-in ones, without a change anywhere in the agent."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from importlib.metadata import EntryPoint
 from typing import Any
 
 import pytest
 
 from agent.alarms.states import Transition, describe_values
-from agent.config import AgentSection, ConfigError, Webhook, load_config
+from agent.config import (
+    FORMAT_GROUP,
+    AgentSection,
+    ConfigError,
+    Webhook,
+    load_config,
+    webhook_formats,
+)
 from agent.formats import FORMATS, register
 from agent.formats.base import Answer, http_answer
 from agent.runtime.service import Agent
@@ -46,11 +54,19 @@ class ChatFormat:
             yield "integration_key: the room's token is required"
 
 
+CHAT_FORMAT = ChatFormat()
+
+
 @pytest.fixture
 def chat() -> Iterator[None]:
-    register(ChatFormat())  # the one registration line
+    # a plugin's pyproject.toml: [project.entry-points."ixon_agent.formats"]
+    #                            chat = "tests.integration.test_custom_format:CHAT_FORMAT"
+    entry = EntryPoint("chat", f"{__name__}:CHAT_FORMAT", FORMAT_GROUP)
+    webhook_formats()["chat"] = entry  # as if installed (the list is read once a process)
+    register(entry.load())  # what agent.formats does with every entry point at import
     yield
     FORMATS.pop("chat")
+    webhook_formats().pop("chat")
 
 
 CHAT = CONFIG.replace(

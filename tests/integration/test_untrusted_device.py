@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from agent.common.retry import Throttle
-from agent.config import Source, load_config
+from agent.config import load_config
 from agent.runtime.service import Agent
+from agent.sources.modbus.config import ModbusSource as Source
 from agent.sources.modbus.poller import SourcePoller
 from simulators.ilert import IlertSimulator
 from tests.conftest import wait_for, write_config

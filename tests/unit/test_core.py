@@ -8,7 +8,7 @@ from typing import Any
 from agent.alarms.engine import AlarmEngine
 from agent.config import Config
 from agent.core import step
-from agent.sources import PollResult
+from agent.sources.base import PollResult
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 

@@ -22,7 +22,7 @@ from operator import itemgetter
 from typing import Any
 
 from agent.common.values import BIT_KINDS, Value
-from agent.config import ByteOrder, Variable
+from agent.sources.modbus.config import ByteOrder, ModbusVariable
 from agent.sources.modbus.plan import Block
 
 _INT_CODES = {8: "h", 16: "h", 32: "i", 64: "q"}
@@ -93,7 +93,7 @@ def _int8(signed: bool) -> Callable[[int], int]:
     return narrow
 
 
-def _post(variable: Variable) -> Post | None:
+def _post(variable: ModbusVariable) -> Post | None:
     """What happens to the raw struct value; None when it is already the final value (most
     ints and 64-bit floats: the hot path picks those out in bulk)."""
     kind, width = variable.type, variable.width
@@ -111,7 +111,7 @@ def _post(variable: Variable) -> Post | None:
     return first
 
 
-def _code(variable: Variable) -> str:
+def _code(variable: ModbusVariable) -> str:
     if variable.type == "float":
         return _FLOAT_CODES[variable.width or 32]
     if variable.type == "int":
@@ -219,7 +219,7 @@ class BlockDecoder:
                 values[key] = post(raws[index])
 
 
-def encode(variable: Variable, value: Value, default_order: ByteOrder = "ABCD") -> list[int]:
+def encode(variable: ModbusVariable, value: Value, default_order: ByteOrder = "ABCD") -> list[int]:
     """Registers holding ``value`` for ``variable``: the inverse of decoding, for simulators
     and tests. Factor and offset are undone; bit variables are not supported here."""
     kind = variable.type

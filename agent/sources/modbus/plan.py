@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agent.common.values import BIT_KINDS
-from agent.config import RegisterKind, Variable
+from agent.sources.modbus.config import ModbusVariable, RegisterKind
 
 #: Modbus limits per request (registers for 3/4, bits for 1/2), as pymodbus enforces them.
 MAX_REGISTERS = 125
@@ -27,16 +27,16 @@ class Block:
     table: RegisterKind
     address: int
     count: int
-    variables: tuple[Variable, ...]
+    variables: tuple[ModbusVariable, ...]
 
     @property
     def end(self) -> int:
         return self.address + self.count
 
 
-def plan_reads(variables: Iterable[Variable], max_gap: int = 10) -> list[Block]:
+def plan_reads(variables: Iterable[ModbusVariable], max_gap: int = 10) -> list[Block]:
     """Coalesce variables into blocks, per register kind, in address order."""
-    by_kind: dict[str, list[Variable]] = {}
+    by_kind: dict[str, list[ModbusVariable]] = {}
     for variable in variables:
         by_kind.setdefault(variable.table, []).append(variable)
     blocks: list[Block] = []
@@ -80,7 +80,7 @@ def split(block: Block) -> list[Block]:
     return [_cover(block.table, members[:cut]), _cover(block.table, members[cut:])]
 
 
-def _cover(table: RegisterKind, members: list[Variable]) -> Block:
+def _cover(table: RegisterKind, members: list[ModbusVariable]) -> Block:
     start = members[0].address
     end = max(v.address + v.register_count for v in members)
     return Block(table, start, end - start, tuple(members))

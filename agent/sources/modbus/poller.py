@@ -26,8 +26,8 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from agent.common.retry import Throttle, backoff
-from agent.config import Source
 from agent.sources.base import PollResult, SourceStats
+from agent.sources.modbus.config import ModbusSource
 from agent.sources.modbus.decode import BlockDecoder
 from agent.sources.modbus.plan import Block, plan_reads, split
 from agent.sources.modbus.wire import EXCEPTION_NAMES, REQUESTS, StrictDecoder, judge, reply_data
@@ -107,7 +107,7 @@ def _log_failure(
     log.log(level, text, label, reason, failures, delay, extra={"source": source})
 
 
-def make_link(source: Source) -> Link:
+def make_link(source: ModbusSource) -> Link:
     if source.protocol == "modbus-rtu":
         client: Any = AsyncModbusSerialClient(
             port=source.serial_port or "",
@@ -134,7 +134,7 @@ def make_link(source: Source) -> Link:
     return Link(client, f"source {source.name} ({source.address})")
 
 
-def make_links(sources: Iterable[Source]) -> dict[str, Link]:
+def make_links(sources: Iterable[ModbusSource]) -> dict[str, Link]:
     """One link per source, except that sources on one serial port share it."""
     links: dict[str, Link] = {}
     by_bus: dict[str, Link] = {}
@@ -149,7 +149,7 @@ def make_links(sources: Iterable[Source]) -> dict[str, Link]:
 class SourcePoller:
     """Reads every block of one source per cycle and decodes them."""
 
-    def __init__(self, source: Source, link: Link | None = None) -> None:
+    def __init__(self, source: ModbusSource, link: Link | None = None) -> None:
         self.source = source
         if link is None:
             link = make_link(source)

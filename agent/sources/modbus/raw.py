@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 from agent.common.values import BIT_KINDS, Value, show
-from agent.config import ByteOrder, Source, Variable
 from agent.sources.base import PollResult
+from agent.sources.modbus.config import ByteOrder, ModbusSource, ModbusVariable
 from agent.sources.modbus.decode import BlockDecoder
 from agent.sources.modbus.plan import Block
 from agent.sources.modbus.poller import SourcePoller
@@ -26,7 +26,7 @@ MAX_RANGE = 125
 Registers = dict[tuple[str, int], int | bool]
 
 
-def parse_range(text: str) -> list[Variable]:
+def parse_range(text: str) -> list[ModbusVariable]:
     """``holding:100:8`` -> one variable per register (bit), to read them raw."""
     match = _RANGE.match(text.strip())
     if not match:
@@ -39,7 +39,7 @@ def parse_range(text: str) -> list[Variable]:
         raise ValueError(f"{text!r}: COUNT is 1 to {MAX_RANGE}, within addresses 0-65535")
     bits = table in BIT_KINDS
     return [
-        Variable.model_validate(
+        ModbusVariable.model_validate(
             {
                 "name": f"raw_{table}_{a}",
                 "register": table,
@@ -52,7 +52,9 @@ def parse_range(text: str) -> list[Variable]:
     ]
 
 
-async def read_raw(source: Source, extra: list[Variable]) -> tuple[Registers, PollResult]:
+async def read_raw(
+    source: ModbusSource, extra: list[ModbusVariable]
+) -> tuple[Registers, PollResult]:
     """One cycle over the source's variables and ``extra``, keeping every register read."""
     names = {v.name for v in source.variables}
     extra = [v for v in extra if v.name not in names]
@@ -70,13 +72,13 @@ def _registers(registers: Registers, table: str, address: int, count: int) -> li
     return None if any(r is None for r in found) else [int(r) for r in found]  # type: ignore[arg-type]
 
 
-def _decode(variable: Variable, regs: list[int], order: ByteOrder) -> Value:
+def _decode(variable: ModbusVariable, regs: list[int], order: ByteOrder) -> Value:
     copy = variable.model_copy(update={"byte_order": order})
     block = Block(variable.table, variable.address, len(regs), (copy,))
     return BlockDecoder(block, "raw").decode(regs)[f"raw.{variable.name}"]
 
 
-def describe_variable(variable: Variable, registers: Registers, default: ByteOrder) -> str:
+def describe_variable(variable: ModbusVariable, registers: Registers, default: ByteOrder) -> str:
     """``oil_temp  holding 100+2  42B7 0000  ABCD 91.5 | CDAB 0 | ...`` (configured order *)."""
     where = f"{variable.table} {variable.address}"
     if variable.table in BIT_KINDS:
@@ -100,7 +102,7 @@ def describe_variable(variable: Variable, registers: Registers, default: ByteOrd
     return f"{variable.name}  {where}  {words}  " + " | ".join(seen)
 
 
-def describe_range(variables: list[Variable], registers: Registers) -> list[str]:
+def describe_range(variables: list[ModbusVariable], registers: Registers) -> list[str]:
     """One line per register: hex, unsigned, signed, text; and with the next register, the
     32-bit float in each byte order."""
     lines = []
@@ -121,7 +123,7 @@ def describe_range(variables: list[Variable], registers: Registers) -> list[str]
         if pair is not None:
             floats = []
             for order in ORDERS:
-                float_var = Variable.model_validate(
+                float_var = ModbusVariable.model_validate(
                     {"name": "f", "register": table, "address": address, "type": "float"}
                 )
                 floats.append(f"{order} {show(_decode(float_var, pair, order))}")

@@ -16,7 +16,8 @@ from typing import TextIO
 
 from agent.common.values import Value
 from agent.config import Config
-from agent.sources import Poller, open_pollers
+from agent.sources.base import Poller
+from agent.sources.drivers import open_pollers
 
 PROGRESS_EVERY = 5.0
 

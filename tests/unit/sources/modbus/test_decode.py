@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.config import Variable
+from agent.sources.modbus.config import ModbusVariable as Variable
 from agent.sources.modbus.decode import BlockDecoder, encode
 from agent.sources.modbus.plan import MAX_REGISTERS, Block, plan_reads
 
