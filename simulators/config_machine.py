@@ -74,7 +74,7 @@ class ConfigMachine:
     current: dict[str, Value] = field(default_factory=dict)
     _registers: dict[tuple[str, int, str, int], int] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
-    _started: float = 0.0
+    started: float = 0.0
     _quiet: set[str] = field(default_factory=set)  # silent now, by ``offline``
     _closed: asyncio.Event = field(default_factory=asyncio.Event)  # set by stop()
 
@@ -134,7 +134,7 @@ class ConfigMachine:
             for names in units.values():
                 for name in names:
                     self.ports[name] = (host, bound)
-        self._started = time.monotonic()
+        self.started = time.monotonic()
         await self.update()
         self._task = asyncio.create_task(self._run(), name="config-machine")
         return self.ports
@@ -155,7 +155,7 @@ class ConfigMachine:
         return (self.bind or source.host or "127.0.0.1", source.port)
 
     def elapsed(self) -> float:
-        return time.monotonic() - self._started
+        return time.monotonic() - self.started
 
     async def update(self) -> None:
         """Write the values of now into the registers (only what changed)."""

@@ -87,6 +87,7 @@ class OpcUaMachine:
     constants: dict[str, Value] = field(default_factory=dict)
     bad: set[str] = field(default_factory=set)  # "source.variable" answering BadSensorFailure
     silent: set[str] = field(default_factory=set)  # source names whose Reads never answer
+    offline: Callable[[float], set[str]] = lambda t: set()  # seconds since start -> silent
     tick: float = 0.05
     #: a server certificate (DER) and key (PEM): with them, every security policy is offered
     certificate: Path | None = None
@@ -97,7 +98,8 @@ class OpcUaMachine:
     current: dict[str, tuple[Value, bool]] = field(default_factory=dict)
     _down: dict[str, Served] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
-    _started: float = 0.0
+    started: float = 0.0
+    _quiet: set[str] = field(default_factory=set)  # silent now, by ``offline``
     _closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -118,7 +120,7 @@ class OpcUaMachine:
             given = urlsplit(source.endpoint).port
             port = 0 if self.free_ports else (4840 if given is None else given)
             self.served[source.name] = await self._serve(source, port)
-        self._started = time.monotonic()
+        self.started = time.monotonic()
         await self.update()
         self._task = asyncio.create_task(self._run(), name="opcua-machine")
         return self.ports
@@ -166,7 +168,7 @@ class OpcUaMachine:
     def _on_read(self, served: Served) -> Callable[[ServerItemCallback, Any], Any]:
         async def on_read(event: ServerItemCallback, _dispatcher: Any) -> None:
             served.reads.append(len(event.request_params.NodesToRead))
-            if served.source.name in self.silent and event.is_external:
+            if served.source.name in self.silent | self._quiet and event.is_external:
                 await self._closed.wait()  # a hung PLC: the request is never answered
 
         return on_read
@@ -203,11 +205,13 @@ class OpcUaMachine:
         self.served = {}
 
     def elapsed(self) -> float:
-        return time.monotonic() - self._started
+        return time.monotonic() - self.started
 
     async def update(self) -> None:
         """Write the values of now into the nodes (only what changed)."""
-        now = self.values(self.elapsed()) | self.constants
+        elapsed = self.elapsed()
+        self._quiet = self.offline(elapsed)
+        now = self.values(elapsed) | self.constants
         for name, served in list(self.served.items()):
             for variable in served.source.variables:
                 key = f"{name}.{variable.name}"

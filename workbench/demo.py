@@ -35,7 +35,6 @@ from agent.sources.base import PollResult
 from agent.sources.modbus.config import ModbusSource
 from agent.tools.alarmtest.spec import AlarmTest, TestFileError
 from agent.tools.alarmtest.spec import load as load_tests
-from simulators.config_machine import ConfigMachine
 from simulators.ilert import (
     TRIGGER_TYPES,
     ActionConf,
@@ -43,6 +42,7 @@ from simulators.ilert import (
     IlertSimulator,
     recommended,
 )
+from simulators.machines import Machine
 from simulators.modbus_device import ModbusDeviceSimulator, scenario
 from simulators.sumo import SumoSimulator
 from workbench.wiring import to_stand_ins
@@ -251,9 +251,9 @@ async def demo(
     sumo = SumoSimulator()  # in memory: the demo writes nothing outside its temporary state
     sumo_url = await sumo.start()
     ilert = demo_ilert(period, f"{sumo_url}/receiver/v1/http/demo")
-    machine: ModbusDeviceSimulator | ConfigMachine
+    machine: ModbusDeviceSimulator | Machine
     if own_machine:
-        machine = ConfigMachine(base, free_ports=True, bind="127.0.0.1")
+        machine = Machine(base, free_ports=True, bind="127.0.0.1")
         if series is not None:
             machine.values = scenario(series)
         ports = {name: port for name, (_, port) in (await machine.start()).items()}

@@ -24,8 +24,8 @@ from agent.runtime.service import Agent
 from agent.tools.alarmtest import run_files
 from agent.tools.alarmtest.simulate import Sent
 from agent.tools.alarmtest.spec import AlarmTest, Expectation, TestFile, rules
-from simulators.config_machine import ConfigMachine
 from simulators.ilert import IlertConf, IlertSimulator, SourceConf
+from simulators.machines import Machine
 from simulators.modbus_device import scenario
 from workbench.wiring import to_stand_ins
 
@@ -76,16 +76,16 @@ def _sent(config: Config, at: float, key: str, body: dict[str, Any]) -> Sent | N
 
 
 async def run_test(file: TestFile, test: AlarmTest) -> list[Sent]:
-    machine = ConfigMachine(file.config, free_ports=True, bind="127.0.0.1")
+    machine = Machine(file.config, free_ports=True, bind="127.0.0.1")
     machine.values = scenario(test)
     machine.offline = lambda t: _windows(test, t)
     ilert = stand_in(file.config)
-    await machine.start()
+    where = await machine.start()
     ilert_url = await ilert.start()
-    started = machine._started
+    started = machine.started
     try:
         with tempfile.TemporaryDirectory(prefix="ixon-agent-live-") as state:
-            ports = {name: port for name, (_, port) in machine.ports.items()}
+            ports = {name: port for name, (_, port) in where.items()}
             config = to_stand_ins(
                 file.config, ports, ilert_url, Path(state), key=_live_key, status=False
             )

@@ -28,10 +28,7 @@ def to_stand_ins(
     every webhook pointed at the ilert stand-in (alert source ``key``), whatever its URL:
     nothing is sent off this machine, and no heartbeat is pinged. ``status``: keep the
     status page (on a free port, never clashing with a running agent)."""
-    sources = [
-        s.model_copy(update={"host": "127.0.0.1", "port": ports[s.name]}) if s.name in ports else s
-        for s in base.sources
-    ]
+    sources = [s.on_loopback(ports[s.name]) if s.name in ports else s for s in base.sources]
     webhooks = []
     for n, w in enumerate(base.webhooks):
         if w.format == "ixon":

@@ -112,6 +112,7 @@ def cmd_import_ixon(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             unit_id=args.unit_id,
+            endpoint=args.endpoint,
         )
     except ImportError_ as exc:
         print(f"import-ixon: {exc}", file=sys.stderr)
@@ -152,5 +153,8 @@ def register(sub: Commands, command: Command) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=502)
     p.add_argument("--unit-id", type=int, default=1)
+    p.add_argument(
+        "--endpoint", default="opc.tcp://127.0.0.1:4840", help="OPC UA exports: the server's"
+    )
     p.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=cmd_import_ixon)

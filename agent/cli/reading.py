@@ -99,6 +99,63 @@ def _read_raw(config: Config, args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_browse(args: argparse.Namespace) -> int:
+    """``browse``: an OPC UA source's address space, to find the node ids of a machine."""
+    config = load_from(args.config)
+    setup_logging(args.verbose)
+    found = [s for s in config.sources if s.name == args.source]
+    if not found or found[0].protocol != "opcua":
+        names = ", ".join(s.name for s in config.sources if s.protocol == "opcua") or "none"
+        print(f"browse: --source: no opcua source {args.source!r} (opcua: {names})",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    from agent.sources.opcua.browse import browse, lines
+    from agent.sources.opcua.config import OpcUaSource
+    from agent.sources.opcua.nodes import parse_node
+    from agent.sources.opcua.poller import OpcUaPoller
+
+    source = found[0]
+    assert isinstance(source, OpcUaSource)
+    if args.node is not None:
+        try:
+            parse_node(args.node)
+        except ValueError as exc:
+            print(f"browse: --node {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+
+    async def run() -> int:
+        poller = OpcUaPoller(source.model_copy(update={"variables": []}))
+        try:
+            result = await poller.poll()  # connects: security, user, as ``run`` does
+            if poller.client is None:
+                print(f"source {source.name}: {'; '.join(result.errors)}", file=sys.stderr)
+                return EXIT_FAILED
+            namespaces = await poller.client.get_namespace_array()
+            start = args.node
+            if start is not None and start.startswith("nsu="):
+                ref = parse_node(start)
+                if ref.uri not in namespaces:
+                    print(f"browse: --node: namespace {ref.uri!r} is not on the server",
+                          file=sys.stderr)  # fmt: skip
+                    return EXIT_FAILED
+                start = ref.with_index(namespaces.index(ref.uri or ""))
+            try:
+                rows, cut = await browse(poller, start, args.depth)
+            except Exception as exc:  # a node the server does not have, a lost session
+                print(f"browse: {type(exc).__name__}: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"source {source.name} ({source.describe}), below {args.node or 'Objects'}:")
+            for line in lines(rows, namespaces):
+                print(f"  {line}")
+            if cut:
+                print(f"  … the first {len(rows)} nodes only: give --node to look deeper")
+            return EXIT_OK
+        finally:
+            poller.close()
+
+    return asyncio.run(run())
+
+
 def register(sub: Commands, command: Command) -> None:
     """This family's commands and their arguments."""
     p = command("read", "read every variable once")
@@ -112,3 +169,8 @@ def register(sub: Commands, command: Command) -> None:
     )  # fmt: skip
     p.add_argument("--source", metavar="NAME", help="--raw/--range: only this source")
     p.set_defaults(func=cmd_read)
+    p = command("browse", "an OPC UA source's address space: node ids, paths, types, values")
+    p.add_argument("--source", metavar="NAME", required=True, help="the opcua source")
+    p.add_argument("--node", metavar="ID", help="start here (default: the Objects folder)")
+    p.add_argument("--depth", type=int, default=3, help="levels below it (default 3)")
+    p.set_defaults(func=cmd_browse)

@@ -71,6 +71,10 @@ class SourceBase(Model):
         against the config file's ``folder``, files the agent makes against ``state_dir``."""
         return self
 
+    def on_loopback(self, port: int) -> Self:
+        """This source pointed at its simulator on 127.0.0.1:``port`` (demo, live tests)."""
+        raise NotImplementedError
+
     def secrets(self) -> list[str]:
         """Strings of this source never to be logged, shown or stored (a password)."""
         return []

@@ -2,7 +2,12 @@
 
 Variables: ``Identifier, Name, Address, Type, Width, Signed, Max string length, Factor, Unit``
 with a Modbus address written ``<function code>.<address>`` (``3.100`` = holding register
-100). Alarms: ``Type, Name, Severity, Address, Condition, Threshold, On delay, Operator
+100), or an OPC UA node id (``ns=2;s=20001``, as IXON writes OPC UA addresses): the first
+row's address decides the protocol of the source written, and a row of the other protocol
+is left out with its reason. For OPC UA the node's DataType gives width and sign, so those
+columns are not read.
+
+Alarms: ``Type, Name, Severity, Address, Condition, Threshold, On delay, Operator
 instructions`` (older exports spell it ``Treshold``; ``Access Category`` is ignored). Comma or
 semicolon separated, as Excel writes them. A row that cannot be translated is reported with
 its line and reason and left out; everything else is written.
@@ -156,11 +161,16 @@ def _toml(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
 
 
+def _is_node(address: str) -> bool:
+    return bool(re.match(r"^(ns|nsu)=", address.strip()))
+
+
 class _Variables:
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
         self.by_address: dict[str, dict[str, Any]] = {}
         self.by_identifier: dict[str, dict[str, Any]] = {}
+        self.protocol: str | None = None  # the first row's: "modbus" or "opcua"
 
     def add(self, row: dict[str, str]) -> str | None:
         """Translate one row; returns why not, or None."""
@@ -169,6 +179,12 @@ class _Variables:
             return "no identifier or name"
         if any(v["name"] == name for v in self.entries):
             return f"identifier {name!r} appears twice"
+        protocol = "opcua" if _is_node(row.get("address", "")) else "modbus"
+        self.protocol = self.protocol or protocol
+        if protocol != self.protocol:
+            return f"a {protocol} address in an export of {self.protocol} variables"
+        if protocol == "opcua":
+            return self._node(name, row)
         match = re.fullmatch(r"([1-4])\.(\d+)", row.get("address", ""))
         if not match:
             return f"address {row.get('address')!r} is not <function code 1-4>.<address>"
@@ -213,6 +229,35 @@ class _Variables:
             entry["unit"] = row["unit"]
         self.entries.append(entry)
         self.by_address.setdefault(row["address"], entry)
+        if row.get("identifier"):
+            self.by_identifier[row["identifier"].strip().lower()] = entry
+        return None
+
+    def _node(self, name: str, row: dict[str, str]) -> str | None:
+        """An OPC UA row: the node id, and what alarms compare."""
+        from agent.sources.opcua.nodes import parse_node
+
+        try:
+            parse_node(row["address"])
+        except ValueError as exc:
+            return str(exc)
+        kind = TYPES.get(row.get("type", "").lower())
+        if kind is None:
+            return f"type {row.get('type')!r} is not bool, int, float or str"
+        entry: dict[str, Any] = {"name": name, "node": row["address"].strip(), "type": kind}
+        if row.get("name") and _slug(row["name"]) != name:
+            entry["label"] = row["name"]
+        factor = _number(row.get("factor", ""))
+        if factor is None and row.get("factor"):
+            return f"factor {row['factor']!r} is not a number"
+        if factor not in (None, 1.0):
+            if kind not in ("int", "float"):
+                return f"a factor applies to numbers, not to {kind}"
+            entry["factor"] = factor
+        if row.get("unit"):
+            entry["unit"] = row["unit"]
+        self.entries.append(entry)
+        self.by_address.setdefault(row["address"].strip(), entry)
         if row.get("identifier"):
             self.by_identifier[row["identifier"].strip().lower()] = entry
         return None
@@ -396,6 +441,7 @@ def import_ixon(
     host: str = "127.0.0.1",
     port: int = 502,
     unit_id: int = 1,
+    endpoint: str = "opc.tcp://127.0.0.1:4840",
 ) -> Imported:
     """Translate the exports; rows that cannot be translated are reported, not guessed."""
     problems: list[str] = []
@@ -432,19 +478,35 @@ def import_ixon(
                 names.add(word["name"])
                 alarms.append(word)
 
-    out = [
-        f"# Imported from {variables_csv.name}" + (f" and {alarms_csv.name}" if alarms_csv else ""),
-        "# by ixon-agent import-ixon. Check host, port, unit_id and byte_order: IXON keeps them",
-        "# on the data source, not in these exports.",
-        "",
-        "[[sources]]",
-        f"name = {_toml(source)}",
-        'protocol = "modbus-tcp"',
-        f"host = {_toml(host)}",
-        f"port = {port}",
-        f"unit_id = {unit_id}",
-        'byte_order = "ABCD"',
-    ]
+    origin = f"# Imported from {variables_csv.name}" + (
+        f" and {alarms_csv.name}" if alarms_csv else ""
+    )
+    if variables.protocol == "opcua":
+        out = [
+            origin,
+            "# by ixon-agent import-ixon. Check the endpoint and its security: IXON keeps them",
+            "# on the data source, not in these exports.",
+            "",
+            "[[sources]]",
+            f"name = {_toml(source)}",
+            'protocol = "opcua"',
+            f"endpoint = {_toml(endpoint)}",
+            'security = "None"                # a PLC in production: SignAndEncrypt',
+        ]
+    else:
+        out = [
+            origin,
+            "# by ixon-agent import-ixon. Check host, port, unit_id and byte_order: IXON keeps",
+            "# them on the data source, not in these exports.",
+            "",
+            "[[sources]]",
+            f"name = {_toml(source)}",
+            'protocol = "modbus-tcp"',
+            f"host = {_toml(host)}",
+            f"port = {port}",
+            f"unit_id = {unit_id}",
+            'byte_order = "ABCD"',
+        ]
     for entry in variables.entries:
         out += ["", "  [[sources.variables]]"] + [f"  {k} = {_toml(v)}" for k, v in entry.items()]
     for alarm in alarms:

@@ -379,3 +379,45 @@ async def test_reads_that_are_never_answered_end_in_the_timeout(
         assert poller.client is None  # dropped whole: the next try is a new session
     finally:
         poller.close()
+
+
+def test_the_opcua_example_passes_its_alarm_tests_in_simulated_time_and_live(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """examples/opcua.toml mixes an OPC UA source and a Modbus one in one formula; live,
+    asyncua's server and pymodbus's serve them, each variable at its node or register."""
+    from agent.cli import main
+    from tests.conftest import REPO
+
+    tests = str(REPO / "examples" / "opcua.test.toml")
+    assert main(["test", tests]) == 0
+    assert main(["test", tests, "--live"]) == 0, capsys.readouterr().out
+
+
+async def test_check_read_json_and_browse_on_an_opcua_source(
+    tmp_path: Path, served: OpcUaMachine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from agent.cli import main
+
+    served.constants = {"line1.oven_temp": 81.5, "line1.recipe": "PET"}
+    await served.update()
+    path = write(tmp_path, served.served["line1"].port, extra="max_nodes_per_read = 2\n")
+    assert await asyncio.to_thread(main, ["check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "source line1 (opcua opc.tcp://127.0.0.1:" in out
+    assert "5 variable(s) in 3 request(s) per cycle" in out
+    assert await asyncio.to_thread(main, ["read", "--config", str(path), "--json"]) == 0
+    read = json.loads(capsys.readouterr().out)
+    assert read["line1.oven_temp"] == 81.5 and read["line1.recipe"] == "PET"
+    argv = ["browse", "--config", str(path), "--source", "line1"]
+    assert await asyncio.to_thread(main, argv) == 0
+    out = capsys.readouterr().out
+    [oven] = [line for line in out.splitlines() if "oven_temp" in line]
+    assert oven.split()[1:] == ["oven_temp", "Double", "81.5"]
+    assert oven.split()[0].endswith(";s=Oven.Temp")
+    assert "is urn:acme:line1: nsu=urn:acme:line1;" in out
+    assert "Server" not in out  # the server's own nodes are not the machine
+    bad = await asyncio.to_thread(main, [*argv[:-1], "nope"])
+    assert bad == 2 and "no opcua source 'nope'" in capsys.readouterr().err

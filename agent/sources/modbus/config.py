@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -139,6 +139,9 @@ class ModbusSource(SourceBase):
     @property
     def describe(self) -> str:
         return f"{self.address}, unit {self.unit_id}"
+
+    def on_loopback(self, port: int) -> Self:
+        return self.model_copy(update={"host": "127.0.0.1", "port": port})
 
     @property
     def bus(self) -> str:

@@ -7,6 +7,7 @@ import importlib.util
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     ConfigDict,
@@ -109,6 +110,12 @@ class OpcUaSource(SourceBase):
     @property
     def describe(self) -> str:
         return f"{self.endpoint}, security {self.security}"
+
+    def on_loopback(self, port: int) -> Self:
+        """(The simulator offers no security: a live test checks alarms, not certificates.)"""
+        path = urlsplit(self.endpoint).path
+        endpoint = f"opc.tcp://127.0.0.1:{port}{path}"
+        return self.model_copy(update={"endpoint": endpoint, "security": "None"})
 
     def secrets(self) -> list[str]:
         return [self.password.get_secret_value()] if self.password else []

@@ -170,3 +170,32 @@ def test_the_other_alarm_types_where_the_rows_carry_what_they_need(tmp_path: Pat
     rate = alarms["Oil heating too fast"]
     assert (rate.form, rate.condition, rate.threshold) == ("rate_of_change", ">", 5.0)
     assert (rate.per, rate.window, rate.instructions) == (60.0, 30.0, "Check the cooler.")
+
+
+def test_opcua_rows_become_an_opcua_source_with_their_node_ids(tmp_path: Path) -> None:
+    """IXON writes an OPC UA variable's address as its node id (``ns=2;s=20001``)."""
+    result = import_ixon(
+        DATA / "ixon_opcua_variables.csv",
+        DATA / "ixon_opcua_alarms.csv",
+        source="oven",
+        endpoint="opc.tcp://10.0.0.9:4840",
+    )
+    path = tmp_path / "agent.toml"
+    path.write_text('[agent]\nname = "Imported oven"\n\n' + result.toml)
+    config = load_config(path, environ={})
+    [source] = config.sources
+    assert source.protocol == "opcua" and source.address == "opc.tcp://10.0.0.9:4840"
+    nodes = {v.name: (v.node, v.type) for v in source.variables}  # type: ignore[attr-defined]
+    assert nodes == {
+        "zone1_temp": ("ns=3;s=Zone1.Temperature", "float"),
+        "running": ("ns=2;i=2", "bool"),
+        "pressure": ("nsu=urn:acme:oven;s=Press", "int"),
+    }
+    [alarm] = config.alarms
+    assert (alarm.variable, alarm.threshold, alarm.on_delay) == ("oven.zone1_temp", 250.0, 2.0)
+    assert result.problems == [
+        "ixon_opcua_variables.csv line 5 (Old meter): a modbus address in an export of opcua"
+        " variables",
+        "ixon_opcua_variables.csv line 6 (Broken): 'ns=x;s=1': ns= takes a namespace index"
+        " 0..65535, not 'x'",
+    ]
