@@ -258,7 +258,10 @@ server_certificate = "{pinned}"
 
 @pytest.mark.parametrize("policy", ["Basic256Sha256", "Aes256Sha256RsaPss"])
 async def test_sign_and_encrypt_with_a_pinned_server_certificate_and_a_kept_client_one(
-    tmp_path: Path, server_identity: tuple[Path, Path], policy: str
+    tmp_path: Path,
+    server_identity: tuple[Path, Path],
+    policy: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     cert, key = server_identity
     base = load_config(write(tmp_path, 0), environ={})
@@ -285,6 +288,12 @@ async def test_sign_and_encrypt_with_a_pinned_server_certificate_and_a_kept_clie
         assert source.certificate.read_bytes() == made  # reused, not made again
     finally:
         await machine.stop()
+    from agent.cli import main
+
+    path = tmp_path / "agent.toml"
+    assert await asyncio.to_thread(main, ["check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out  # what to enter in the PLC's trust list
+    assert f"client certificate {source.certificate} (SHA-1 {thumbprint(made)})" in out
 
 
 async def test_a_rejected_client_certificate_is_one_line_naming_the_server_and_the_fix(
