@@ -46,6 +46,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/idle.py --seconds 20
 	$(BIN)/python bench/disk.py --seconds 40
 	$(BIN)/python bench/state_size.py
+	$(BIN)/python bench/opcua.py --seconds 15
 
 # against ilert's limits, in real minutes (~15 min): a storm to one key; a fleet of 100 agents
 bench-ilert: $(VENV)/.installed
