@@ -430,3 +430,44 @@ async def test_check_read_json_and_browse_on_an_opcua_source(
     assert "Server" not in out  # the server's own nodes are not the machine
     bad = await asyncio.to_thread(main, [*argv[:-1], "nope"])
     assert bad == 2 and "no opcua source 'nope'" in capsys.readouterr().err
+
+
+async def test_a_hung_opcua_server_never_delays_a_modbus_source_beside_it(
+    tmp_path: Path, served: OpcUaMachine
+) -> None:
+    from simulators.modbus_device import ModbusDeviceSimulator
+
+    modbus = ModbusDeviceSimulator(scenario="idle")
+    port = await modbus.start()
+    meter = f"""
+[[sources]]
+name = "plc"
+host = "127.0.0.1"
+port = {port}
+poll_interval = "100ms"
+timeout = "1s"
+  [[sources.variables]]
+  name = "oil_temp"
+  register = "holding"
+  address = 100
+  type = "float"
+
+[status]
+port = 0
+"""
+    served.silent = {"line1"}  # every Read held: the session is made, nothing comes back
+    agent = Agent(agent_config(tmp_path, served, tail=meter))
+    await agent.start()
+    try:
+        reads = served.served["line1"].reads
+        await wait_for(lambda: reads, what="a Read held by the hung server")
+        for value in (61.0, 62.0, 63.0):  # all within the OPC UA read's 1 s timeout
+            await modbus.hold(oil_temp=value)
+            await wait_for(lambda v=value: agent.values.get("plc.oil_temp") == v, what=f"{value}")  # type: ignore[misc]
+        stats = agent.pollers["line1"].stats
+        # (the namespace array is read at connect: that Read is held, so the connect fails)
+        await wait_for(lambda: stats.failed >= 1, what="the held Read timing out")
+        assert not any(key.startswith("line1.") for key in agent.values)
+    finally:
+        await agent.stop()
+        await modbus.stop()

@@ -4,6 +4,7 @@ node's DataType gives width and sign, so a variable says only what alarms compar
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -28,6 +29,7 @@ Policy = Literal["Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"]
 
 #: the agent's own certificate and key, relative to state_dir: one identity for every
 #: OPC UA source, so a PLC's trust list holds one entry for this agent
+_ENDPOINT = re.compile(r"^opc\.tcp://[A-Za-z0-9._\-\[\]]+(:\d{1,5})?(/\S*)?$")
 CERTIFICATE = Path("opcua/client.der")
 PRIVATE_KEY = Path("opcua/client.pem")
 
@@ -88,7 +90,7 @@ class OpcUaSource(SourceBase):
     PROTOCOLS: ClassVar[tuple[str, ...]] = ("opcua",)
 
     protocol: Literal["opcua"] = "opcua"
-    endpoint: str = Field(pattern=r"^opc\.tcp://[^/\s:]+(:\d{1,5})?(/\S*)?$")
+    endpoint: str
     security: Security = "None"
     policy: Policy = "Basic256Sha256"
     #: the agent's certificate (DER) and key (PEM), relative to state_dir; made when absent
@@ -110,6 +112,17 @@ class OpcUaSource(SourceBase):
     @property
     def describe(self) -> str:
         return f"{self.endpoint}, security {self.security}"
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        # the message must not echo it: a URL may carry a user and password
+        if not _ENDPOINT.match(value):
+            raise ValueError(
+                "must be opc.tcp://host[:port][/path] (a user and password go in username"
+                " and password)"
+            )
+        return value
 
     def on_loopback(self, port: int) -> Self:
         """(The simulator offers no security: a live test checks alarms, not certificates.)"""

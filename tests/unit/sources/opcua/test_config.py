@@ -128,3 +128,14 @@ def test_without_the_extra_an_opcua_source_says_what_to_install(
         "sources[0] (line1).protocol: 'opcua' needs the OPC UA extra, not installed here:"
         " pip install 'ixon-agent[opcua]'"
     ]
+
+
+def test_an_endpoint_with_a_password_in_it_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    text = HEAD.format(extra="", node="i=1", more="")
+    path.write_text(text.replace("opc.tcp://10.0.0.20:4840", "opc.tcp://agent:hunter2@plc:4840"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    [problem] = info.value.problems
+    assert problem.startswith("sources[0] (line1).endpoint: must be opc.tcp://host[:port][/path]")
+    assert "hunter2" not in str(info.value)
