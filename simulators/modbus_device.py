@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +36,11 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from agent.common.values import BIT_KINDS, Value
-from agent.config import Config
 from agent.sources.modbus.config import ModbusVariable
 from agent.sources.modbus.decode import encode
-from agent.tools.alarmtest.spec import AlarmTest, TestFileError, coerce
-from agent.tools.alarmtest.spec import load as load_tests
 from simulators._http import parser
 from simulators.config_machine import ConfigMachine
+from simulators.machines import from_args
 
 FUNCTION_CODE = {"coil": 1, "discrete_input": 2, "holding": 3, "input": 4}
 REGISTER_SPACE = 1000  # addresses 0..999 of each kind exist; beyond answers "illegal address"
@@ -245,52 +242,14 @@ async def _main(args: argparse.Namespace) -> None:
         await sim.stop()
 
 
-def constants(config: Config, settings: list[str]) -> dict[str, Value]:
-    """``--set plc.oil_temp=85``: a TOML value (or bare text for a string variable)."""
-    variables = {key: variable for key, _, variable in config.variables()}
-    found: dict[str, Value] = {}
-    for setting in settings:
-        key, sep, text = setting.partition("=")
-        if not sep or key not in variables:
-            known = ", ".join(sorted(variables))
-            raise SystemExit(f"--set {setting}: expected <source>.<variable>=value ({known})")
-        try:
-            raw = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            raw = text
-        value = coerce(raw, variables[key])
-        if isinstance(value, str) and variables[key].type != "str":
-            raise SystemExit(f"--set {setting}: {value}")
-        found[key] = value
-    return found
-
-
-def scenario(test: AlarmTest) -> Callable[[float], dict[str, Value]]:
-    """A test's series as the machine's values, repeating every ``duration``."""
-    return lambda t: {k: s.at(t % test.duration) for k, s in test.series.items()}
-
-
 async def _serve_config(args: argparse.Namespace) -> None:
-    from agent.config import ConfigError, load_config
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise SystemExit(str(exc)) from None
+    config, constants, values = from_args(args)
     machine = ConfigMachine(config, free_ports=args.port == 0)
-    machine.constants = constants(config, args.set or [])
+    machine.constants = constants
     machine.fault = args.fault
     machine.silent = set(args.silent or [])
-    if args.scenario is not None:
-        try:
-            tests = {t.name: t for t in load_tests(Path(args.scenario)).tests}
-        except TestFileError as exc:
-            raise SystemExit(str(exc)) from None
-        if args.test not in tests:
-            raise SystemExit(
-                f"--test: no test {args.test!r} in {args.scenario} ({', '.join(tests)})"
-            )
-        machine.values = scenario(tests[args.test])
+    if values is not None:
+        machine.values = values
     where = await machine.start()
     print(f"Modbus simulator of {args.config}:", flush=True)
     for source in machine.sources:  # (the Modbus ones)

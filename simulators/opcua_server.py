@@ -242,27 +242,15 @@ def _trusting(trusted: list[bytes]) -> CertificateValidatorMethod:
 
 
 async def _serve_config(args: argparse.Namespace) -> None:
-    from agent.config import ConfigError, load_config
-    from agent.tools.alarmtest.spec import TestFileError
-    from agent.tools.alarmtest.spec import load as load_tests
-    from simulators.modbus_device import constants, scenario
+    from simulators.machines import from_args
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise SystemExit(str(exc)) from None
+    config, constants, values = from_args(args)
     machine = OpcUaMachine(config, free_ports=args.port == 0)
-    machine.constants = constants(config, args.set or [])
+    machine.constants = constants
     machine.bad = set(args.bad or [])
     machine.silent = set(args.silent or [])
-    if args.scenario is not None:
-        try:
-            tests = {t.name: t for t in load_tests(Path(args.scenario)).tests}
-        except TestFileError as exc:
-            raise SystemExit(str(exc)) from None
-        if args.test not in tests:
-            raise SystemExit(f"--test: no test {args.test!r} in {args.scenario}")
-        machine.values = scenario(tests[args.test])
+    if values is not None:
+        machine.values = values
     await machine.start()
     if not machine.served:
         raise SystemExit(f"{args.config}: no opcua source to serve")

@@ -42,8 +42,8 @@ from simulators.ilert import (
     IlertSimulator,
     recommended,
 )
-from simulators.machines import Machine
-from simulators.modbus_device import ModbusDeviceSimulator, scenario
+from simulators.machines import Machine, scenario
+from simulators.modbus_device import ModbusDeviceSimulator
 from simulators.sumo import SumoSimulator
 from workbench.wiring import to_stand_ins
 

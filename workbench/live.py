@@ -25,8 +25,7 @@ from agent.tools.alarmtest import run_files
 from agent.tools.alarmtest.simulate import Sent
 from agent.tools.alarmtest.spec import AlarmTest, Expectation, TestFile, rules
 from simulators.ilert import IlertConf, IlertSimulator, SourceConf
-from simulators.machines import Machine
-from simulators.modbus_device import scenario
+from simulators.machines import Machine, scenario
 from workbench.wiring import to_stand_ins
 
 #: seconds live mode allows, beyond a poll interval, for a message to reach the stand-in

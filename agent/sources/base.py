@@ -7,6 +7,7 @@ the device or the network does; ``stats`` counts what happened, for logs and met
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -45,6 +46,17 @@ class SourceStats:
     last_answer: float | None = None  # monotonic
     last_read: float | None = None  # wall-clock time of the last complete read (a timestamp)
     last_read_mono: float | None = None  # the same, monotonic, for ages
+
+    def record(self, result: PollResult) -> None:
+        """Count one finished cycle: every protocol's poller ends its ``poll`` with this."""
+        if result.answered:
+            self.last_answer = time.monotonic()
+        self.values += len(result.values)
+        if result.ok:
+            self.last_read = time.time()
+            self.last_read_mono = time.monotonic()
+        else:
+            self.failed += 1
 
 
 class Poller(Protocol):

@@ -201,8 +201,6 @@ class _Variables:
             "address": int(address),
             "type": kind,
         }
-        if row.get("name") and _slug(row["name"]) != name:
-            entry["label"] = row["name"]
         width = row.get("width", "")
         if kind in ("int", "float") and width:
             if not width.isdigit() or int(width) not in (
@@ -218,33 +216,10 @@ class _Variables:
             if not length.isdigit() or not 1 <= int(length) <= 250:
                 return f"a string needs a max string length of 1..250, got {length!r}"
             entry["length"] = int(length)
-        factor = _number(row.get("factor", ""))
-        if factor is None and row.get("factor"):
-            return f"factor {row['factor']!r} is not a number"
-        if factor not in (None, 1.0):
-            if kind not in ("int", "float"):
-                return f"a factor applies to numbers, not to {kind}"
-            entry["factor"] = factor
-        if row.get("unit"):
-            entry["unit"] = row["unit"]
-        self.entries.append(entry)
-        self.by_address.setdefault(row["address"], entry)
-        if row.get("identifier"):
-            self.by_identifier[row["identifier"].strip().lower()] = entry
-        return None
+        return self._keep(name, row, kind, entry)
 
-    def _node(self, name: str, row: dict[str, str]) -> str | None:
-        """An OPC UA row: the node id, and what alarms compare."""
-        from agent.sources.opcua.nodes import parse_node
-
-        try:
-            parse_node(row["address"])
-        except ValueError as exc:
-            return str(exc)
-        kind = TYPES.get(row.get("type", "").lower())
-        if kind is None:
-            return f"type {row.get('type')!r} is not bool, int, float or str"
-        entry: dict[str, Any] = {"name": name, "node": row["address"].strip(), "type": kind}
+    def _keep(self, name: str, row: dict[str, str], kind: str, entry: dict[str, Any]) -> str | None:
+        """What every protocol's row has (label, factor, unit), then the entry kept."""
         if row.get("name") and _slug(row["name"]) != name:
             entry["label"] = row["name"]
         factor = _number(row.get("factor", ""))
@@ -261,6 +236,20 @@ class _Variables:
         if row.get("identifier"):
             self.by_identifier[row["identifier"].strip().lower()] = entry
         return None
+
+    def _node(self, name: str, row: dict[str, str]) -> str | None:
+        """An OPC UA row: the node id, and what alarms compare."""
+        from agent.sources.opcua.nodes import parse_node
+
+        try:
+            parse_node(row["address"])
+        except ValueError as exc:
+            return str(exc)
+        kind = TYPES.get(row.get("type", "").lower())
+        if kind is None:
+            return f"type {row.get('type')!r} is not bool, int, float or str"
+        entry: dict[str, Any] = {"name": name, "node": row["address"].strip(), "type": kind}
+        return self._keep(name, row, kind, entry)
 
 
 def _delay(text: str) -> str | float | None:

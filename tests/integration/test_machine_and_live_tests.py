@@ -17,7 +17,7 @@ from agent.tools.alarmtest.report import compare
 from agent.tools.alarmtest.simulate import simulate
 from agent.tools.alarmtest.spec import load
 from simulators.config_machine import ConfigMachine
-from simulators.modbus_device import scenario
+from simulators.machines import scenario
 from tests.conftest import REPO, wait_for
 from workbench.live import run_test, widened
 

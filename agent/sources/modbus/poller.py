@@ -184,18 +184,10 @@ class SourcePoller:
         result = PollResult(self.source.name)
         self.stats.cycles += 1
         await self._poll(result)
-        stats = self.stats
-        if result.answered:
-            if self.failures:
-                self.failures = 0
-                self.throttle.clear()
-            stats.last_answer = time.monotonic()
-        stats.values += len(result.values)
-        if result.ok:
-            stats.last_read = time.time()
-            stats.last_read_mono = time.monotonic()
-        else:
-            stats.failed += 1
+        if result.answered and self.failures:
+            self.failures = 0
+            self.throttle.clear()
+        self.stats.record(result)
         return result
 
     async def _poll(self, result: PollResult) -> None:
