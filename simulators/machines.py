@@ -20,6 +20,7 @@ from simulators.config_machine import ConfigMachine
 
 if TYPE_CHECKING:
     from simulators.opcua_server import OpcUaMachine
+    from simulators.s7_server import S7Machine
 
 
 def constants(config: Config, settings: list[str]) -> dict[str, Value]:
@@ -80,7 +81,7 @@ class Machine:
     values: Callable[[float], dict[str, Value]] = lambda t: {}  # seconds since start -> values
     offline: Callable[[float], set[str]] = lambda t: set()  # seconds since start -> silent
     constants: dict[str, Value] = field(default_factory=dict)
-    parts: list[ConfigMachine | OpcUaMachine] = field(default_factory=list)
+    parts: list[ConfigMachine | OpcUaMachine | S7Machine] = field(default_factory=list)
     started: float = 0.0
 
     async def start(self) -> dict[str, tuple[str, int]]:
@@ -91,6 +92,10 @@ class Machine:
             from simulators.opcua_server import OpcUaMachine
 
             self.parts.append(OpcUaMachine(self.config, free_ports=self.free_ports))
+        if any(s.protocol == "s7" for s in self.config.sources):
+            from simulators.s7_server import S7Machine
+
+            self.parts.append(S7Machine(self.config, free_ports=self.free_ports))
         where: dict[str, tuple[str, int]] = {}
         for part in self.parts:
             part.values, part.offline, part.constants = self.values, self.offline, self.constants

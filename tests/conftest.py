@@ -114,7 +114,7 @@ def _restore_logging() -> Iterator[None]:
     handlers, level = list(root.handlers), root.level
     levels = {
         name: logging.getLogger(name).level
-        for name in ("httpx", "pymodbus", "apscheduler", "asyncua")
+        for name in ("httpx", "pymodbus", "apscheduler", "asyncua", "snap7")
     }
     yield
     root.handlers[:] = handlers

@@ -70,19 +70,20 @@ def _read_raw(config: Config, args: argparse.Namespace) -> int:
         print(f"read: --source: no source {args.source!r} (known: {names})", file=sys.stderr)
         return EXIT_CONFIG
     modbus = [s for s in sources if isinstance(s, ModbusSource)]
+    failed = _read_raw_s7([s for s in sources if s.protocol == "s7"], args)
     for other in sources:
-        if not isinstance(other, ModbusSource):
-            how = "browse --source NAME" if other.protocol == "opcua" else "read --json"
-            print(f"read --raw: source {other.name} is {other.protocol}: use {how}",
+        if other.protocol == "opcua":
+            print(f"read --raw: source {other.name} is opcua: use browse --source {other.name}",
                   file=sys.stderr)  # fmt: skip
     if not modbus:
-        return EXIT_CONFIG
+        if failed:
+            return EXIT_FAILED
+        return EXIT_OK if any(s.protocol == "s7" for s in sources) else EXIT_CONFIG
     try:
         ranges = [v for text in args.range for v in raw.parse_range(text)]
     except ValueError as exc:
         print(f"read: --range {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    failed = 0
     for index, source in enumerate(modbus):
         extra = ranges if index == 0 else []  # ranges: the first (or --source) source's
         registers, result = asyncio.run(raw.read_raw(source, extra))
@@ -154,6 +155,27 @@ def cmd_browse(args: argparse.Namespace) -> int:
             poller.close()
 
     return asyncio.run(run())
+
+
+def _read_raw_s7(sources: list[Any], args: argparse.Namespace) -> int:
+    """``read --raw`` of S7 sources: each planned range's bytes, each variable from them."""
+    if not sources:
+        return 0
+    if args.range:
+        print("read: --range reads Modbus registers; an S7 source's ranges come from its plan",
+              file=sys.stderr)  # fmt: skip
+    from agent.sources.s7 import raw as s7_raw
+
+    failed = 0
+    for source in sources:
+        captured, result = asyncio.run(s7_raw.read_raw(source))
+        print(f"source {source.name} ({source.describe}):")
+        for line in s7_raw.lines(captured):
+            print("  " + line)
+        if result.errors:
+            failed += 1
+            print(f"source {source.name}: {'; '.join(result.errors)}", file=sys.stderr)
+    return failed
 
 
 def register(sub: Commands, command: Command) -> None:

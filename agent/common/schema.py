@@ -54,7 +54,10 @@ def item_place(where: str, index: int, item: Any) -> str:
 
 
 def check_width(kind: str | None, value: int | None) -> int | None:
-    """An int's or float's width in bits: 16 and 32 by default; nothing else has one."""
+    """An int's or float's width in bits: 16 and 32 by default; nothing else has one.
+    (``kind`` None: the type itself was wrong, and that error says enough.)"""
+    if kind is None:
+        return value
     if value is None:
         return {"int": 16, "float": 32}.get(kind or "")
     allowed = {"int": INT_WIDTHS, "float": FLOAT_WIDTHS}.get(kind or "")
@@ -75,6 +78,8 @@ def check_scaling(kind: str | None, name: str, value: float) -> float:
 
 def check_length(kind: str | None, value: int | None) -> int | None:
     """A str variable's number of characters: required for it, and for nothing else."""
+    if kind is None:
+        return value
     if value is not None and kind != "str":
         raise ValueError("length applies to type 'str' only")
     if value is None and kind == "str":

@@ -239,6 +239,7 @@ def setup_logging(
     # asyncua warns of a closed connection on every teardown, and logs what the OPC UA
     # poller says in one line of its own
     logging.getLogger("asyncua").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    logging.getLogger("snap7").setLevel(logging.DEBUG if verbose else logging.ERROR)
     # APScheduler warns of every skipped run; the agent counts them and warns now and then
     logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.ERROR)
     return redact

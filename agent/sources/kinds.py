@@ -9,9 +9,10 @@ from pydantic import Discriminator, Tag
 
 from agent.sources.modbus.config import ModbusSource
 from agent.sources.opcua.config import OpcUaSource
+from agent.sources.s7.config import S7Source
 from agent.sources.schema import SourceBase
 
-KINDS: tuple[type[SourceBase], ...] = (ModbusSource, OpcUaSource)
+KINDS: tuple[type[SourceBase], ...] = (ModbusSource, OpcUaSource, S7Source)
 
 #: every value ``protocol`` may take -> the kind (folder) that owns it
 PROTOCOL_KIND = {protocol: kind.KIND for kind in KINDS for protocol in kind.PROTOCOLS}

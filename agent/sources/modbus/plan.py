@@ -1,9 +1,9 @@
 """Read planning: the fewest Modbus requests that cover a source's variables.
 
-Pure: addresses in, blocks out. Variables of one register kind are sorted by address and
-merged into one block while the hole between them is at most ``max_gap`` registers (bits for
-coils and discrete inputs: ``16 * max_gap``) and the block stays within the protocol limit.
-A block never reads past the end of its last variable.
+Pure: addresses in, blocks out. The shared range coalescing (``agent.sources.coalesce``)
+with Modbus's limits: per register kind, holes of up to ``max_gap`` registers (bits for
+coils and discrete inputs: ``16 * max_gap``) are bridged, and a block stays within what one
+request may read.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agent.common.values import BIT_KINDS
+from agent.sources.coalesce import coalesce
 from agent.sources.modbus.config import ModbusVariable, RegisterKind
 
 #: Modbus limits per request (registers for 3/4, bits for 1/2), as pymodbus enforces them.
@@ -36,30 +37,14 @@ class Block:
 
 def plan_reads(variables: Iterable[ModbusVariable], max_gap: int = 10) -> list[Block]:
     """Coalesce variables into blocks, per register kind, in address order."""
-    by_kind: dict[str, list[ModbusVariable]] = {}
-    for variable in variables:
-        by_kind.setdefault(variable.table, []).append(variable)
-    blocks: list[Block] = []
-    for kind in KIND_ORDER:
-        members = sorted(by_kind.get(kind, ()), key=lambda v: (v.address, v.register_count))
-        if not members:
-            continue
-        bits = kind in BIT_KINDS
-        limit = MAX_BITS if bits else MAX_REGISTERS
-        gap = max_gap * 16 if bits else max_gap
-        start = members[0].address
-        end = start + members[0].register_count
-        current = [members[0]]
-        for variable in members[1:]:
-            v_end = variable.address + variable.register_count
-            if variable.address - end <= gap and max(end, v_end) - start <= limit:
-                current.append(variable)
-                end = max(end, v_end)
-                continue
-            blocks.append(Block(kind, start, end - start, tuple(current)))
-            start, end, current = variable.address, v_end, [variable]
-        blocks.append(Block(kind, start, end - start, tuple(current)))
-    return blocks
+    spans = coalesce(
+        variables,
+        lambda v: (v.table, v.address, v.address + v.register_count),
+        max_gap=lambda kind: max_gap * 16 if kind in BIT_KINDS else max_gap,
+        max_span=lambda kind: MAX_BITS if kind in BIT_KINDS else MAX_REGISTERS,
+        order=KIND_ORDER.index,
+    )
+    return [Block(s.group, s.start, s.end - s.start, s.items) for s in spans]
 
 
 def split(block: Block) -> list[Block]:

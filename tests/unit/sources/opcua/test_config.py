@@ -91,7 +91,7 @@ def test_an_unknown_protocol_names_the_known_ones(tmp_path: Path) -> None:
         load_config(path, environ={})
     assert info.value.problems == [
         "sources[0] (line1).protocol: 'opc-ua' is not a protocol: one of 'modbus-tcp',"
-        " 'modbus-rtu', 'modbus-rtu-over-tcp', 'opcua'; did you mean 'opcua'?"
+        " 'modbus-rtu', 'modbus-rtu-over-tcp', 'opcua', 's7'; did you mean 'opcua'?"
     ]
 
 

@@ -1,0 +1,297 @@
+"""S7 IO: one connection per PLC, the planned multi-variable reads each cycle.
+
+Untrusted replies: an item whose return code is not success (0xFF) is no value for its
+variables this cycle, counted by kind ("object does not exist" for a missing DB); an item
+shorter than asked is no value either ("short reply"). Any failed exchange drops the
+connection whole; the next try, after a capped, jittered backoff, connects anew and plans
+again for the PDU the PLC grants then.
+
+A CPU in STOP still answers reads, with the values its memory held when it stopped, and
+its outputs are off: the agent asks the CPU's mode (SZL 0x0424, as native snap7's
+``GetPlcStatus``) at every connect and every ``MODE_EVERY`` seconds, and while in STOP it
+takes no value from that PLC (counted ``cpu_stop``, logged when it stops and when it runs
+again). The source still answers, so it is not offline; its alarms hold their state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from snap7.async_client import AsyncClient
+from snap7.datatypes import S7Area, S7WordLen
+from snap7.error import S7Error
+from snap7.s7protocol import get_return_code_description
+
+from agent.common.retry import Throttle, backoff
+from agent.sources.base import PollResult, SourceStats
+from agent.sources.s7.config import S7Source
+from agent.sources.s7.decode import decode
+from agent.sources.s7.plan import Range, plan_reads
+
+log = logging.getLogger("agent.s7")
+
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+FAILURE_LOG_INTERVAL = 600.0
+#: seconds between asking the CPU whether it runs
+MODE_EVERY = 5.0
+SUCCESS = 0xFF
+AREAS = {"DB": S7Area.DB, "M": S7Area.MK, "I": S7Area.PE, "Q": S7Area.PA}
+#: SZL 0x0424's mode byte: RUN is 0x08 on every CPU; STOP is 0x04, or 0x03 on older ones
+RUN, STOPS = 0x08, (0x03, 0x04)
+
+
+def items(raw: bytes, count: int) -> list[tuple[int, bytes]]:
+    """(return code, data) of each item of a read reply's data section; a reply that does
+    not hold ``count`` well-formed items is a ValueError (the exchange is not trusted)."""
+    found: list[tuple[int, bytes]] = []
+    offset = 0
+    for index in range(count):
+        if offset + 4 > len(raw):
+            raise ValueError(f"the reply holds {index} of {count} items")
+        code, transport, length = (
+            raw[offset],
+            raw[offset + 1],
+            int.from_bytes(raw[offset + 2 : offset + 4]),
+        )
+        offset += 4
+        size = length // 8 if transport in (0x03, 0x04, 0x05) else length  # bits or bytes
+        if offset + size > len(raw):
+            raise ValueError(f"item {index} says {size} bytes; the reply ends first")
+        found.append((code, raw[offset : offset + size]))
+        offset += size + (size % 2 if index < count - 1 else 0)
+    return found
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer (timeout)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = str(exc) or type(exc).__name__
+    return text.removeprefix("Connection failed: ")
+
+
+class S7Poller:
+    """Reads every variable of one S7 source per cycle."""
+
+    def __init__(self, source: S7Source) -> None:
+        self._source = source
+        self.stats = SourceStats()
+        self.pdu = source.pdu
+        self.reads = plan_reads(source.variables, self.pdu, source.max_gap)
+        self.client: AsyncClient | None = None
+        self.failures = 0
+        self.retry_at = 0.0
+        self.throttle = Throttle(FAILURE_LOG_INTERVAL)
+        self.mode_at = -float("inf")  # monotonic time of the last mode asked
+        self.stopped = False
+        self.bad: dict[str, str] = {}  # variable -> why it had no value, as last logged
+        #: every range read, with its bytes, when set (``read --raw``)
+        self.capture: dict[Range, bytes] | None = None
+
+    @property
+    def source(self) -> S7Source:
+        return self._source
+
+    @property
+    def requests(self) -> int:
+        return len(self.reads) + (0 if self.client else 1)
+
+    async def poll(self) -> PollResult:
+        """One cycle. Never raises for anything the PLC or the network does."""
+        result = PollResult(self.source.name)
+        self.stats.cycles += 1
+        await self._poll(result)
+        if result.answered and self.failures:
+            log.info(
+                "source %s: answering again after %d failure(s)",
+                self.source.name,
+                self.failures,
+                extra={"source": self.source.name},
+            )
+            self.failures = 0
+            self.throttle.clear()
+        self.stats.record(result)
+        return result
+
+    async def _poll(self, result: PollResult) -> None:
+        source = self.source
+        if self.client is None:
+            if time.monotonic() < self.retry_at:
+                result.errors.append("not connected; waiting to retry")
+                return
+            try:
+                await asyncio.wait_for(self._connect(), source.timeout * 2)
+            except (TimeoutError, S7Error, OSError, ValueError) as exc:
+                self.stats.errors["not connected"] += 1
+                reason = f"cannot connect: {describe(exc)}"
+                result.errors.append(reason)
+                self._broken(reason)
+                return
+            result.answered = True
+        try:
+            if time.monotonic() - self.mode_at >= MODE_EVERY:
+                await self._ask_mode()
+                result.requests += 1
+            values: dict[str, Any] = {}
+            for read in self.reads:
+                await self._read(read, values, result)
+        except (TimeoutError, S7Error, OSError, ValueError) as exc:
+            self.stats.errors[
+                "no reply" if isinstance(exc, TimeoutError) else "protocol error"
+            ] += 1
+            reason = describe(exc)
+            result.errors.append(reason)
+            self._broken(reason)
+            return
+        result.answered = True
+        if self.stopped:
+            self.stats.errors["cpu_stop"] += 1
+            result.errors.append("the CPU is in STOP: its values are not taken")
+            return
+        result.values.update(values)
+
+    async def _connect(self) -> None:
+        source = self.source
+        client = AsyncClient()
+        client.pdu_length = source.pdu  # asked for; the PLC may grant less
+        self.client = client  # (closed by _broken if anything below fails)
+        await client.connect(source.host, source.rack, source.slot, source.port)
+        granted = client.pdu_length
+        if granted != self.pdu:
+            log.info(
+                "source %s: the PLC grants a PDU of %d bytes (%d asked): planned again",
+                source.name,
+                granted,
+                source.pdu,
+                extra={"source": source.name},
+            )
+            self.pdu = granted
+            self.reads = plan_reads(source.variables, granted, source.max_gap)
+        self.mode_at = -float("inf")
+
+    async def _exchange(self, request: bytes) -> dict[str, Any]:
+        """One request and its reply, on the client's own exchange (its lock, its sequence
+        check). python-snap7's AsyncClient sends a multi-variable read one item at a time;
+        its protocol builds a real one, which is what this sends."""
+        assert self.client is not None
+        reply: dict[str, Any] = await asyncio.wait_for(
+            self.client._send_receive(request), self.source.timeout
+        )
+        return reply
+
+    async def _ask_mode(self) -> None:
+        assert self.client is not None
+        protocol = self.client.protocol
+        reply = await self._exchange(protocol.build_read_szl_request(0x0424, 0))
+        data = protocol.parse_read_szl_response(reply)["data"]
+        self.mode_at = time.monotonic()
+        if len(data) < 8:
+            raise ValueError("the CPU's mode (SZL 0x0424) came back too short")
+        stopped = data[7] in STOPS
+        if stopped != self.stopped:
+            level = logging.WARNING if stopped else logging.INFO
+            mode = "STOP: its values are not taken until it runs" if stopped else "RUN again"
+            log.log(level, "source %s: the CPU is in %s", self.source.name, mode,
+                    extra={"source": self.source.name})  # fmt: skip
+            self.stopped = stopped
+
+    async def _read(
+        self, read: tuple[Range, ...], values: dict[str, Any], result: PollResult
+    ) -> None:
+        assert self.client is not None
+        protocol = self.client.protocol
+        if len(read) == 1:
+            [one] = read
+            request = protocol.build_read_request(
+                AREAS[one.area], one.db, one.start, S7WordLen.BYTE, one.size
+            )
+        else:
+            request = protocol.build_multi_read_request(
+                [(AREAS[r.area], r.db, r.start, r.size) for r in read]
+            )
+        result.requests += 1
+        self.stats.requests += 1
+        reply = await self._exchange(request)
+        found = items(reply.get("raw_data", b""), len(read))
+        self.stats.replies += 1
+        name = self.source.name
+        for item, (code, data) in zip(read, found, strict=True):
+            if code != SUCCESS:
+                self._no_value(item, get_return_code_description(code).lower(), result)
+                continue
+            if len(data) < item.size:
+                self._no_value(item, "short reply", result)
+                continue
+            if self.capture is not None:
+                self.capture[item] = bytes(data)
+            for variable in item.variables:
+                value = decode(variable, data, variable.where.byte - item.start)
+                if value is None:
+                    self._no_value_of(variable.name, "bad string", result)
+                    continue
+                if variable.name in self.bad:
+                    log.info("source %s: %s has a value again", name, variable.name,
+                             extra={"source": name})  # fmt: skip
+                    del self.bad[variable.name]
+                values[f"{name}.{variable.name}"] = value
+
+    def _no_value(self, item: Range, why: str, result: PollResult) -> None:
+        self.stats.errors[why] += 1
+        names = ", ".join(v.name for v in item.variables)
+        result.errors.append(f"{item} ({names}): {why}")
+        for variable in item.variables:
+            self._note(variable.name, why)
+
+    def _no_value_of(self, variable: str, why: str, result: PollResult) -> None:
+        self.stats.errors[why] += 1
+        result.errors.append(f"{variable}: {why}")
+        self._note(variable, why)
+
+    def _note(self, variable: str, why: str) -> None:
+        if self.bad.get(variable) != why:
+            log.warning("source %s: %s has no value: %s", self.source.name, variable, why,
+                        extra={"source": self.source.name})  # fmt: skip
+            self.bad[variable] = why
+
+    def _broken(self, reason: str) -> None:
+        """Drop the connection and wait a growing, jittered while before a new one."""
+        client, self.client = self.client, None
+        if client is not None:
+            closing = asyncio.get_running_loop().create_task(_close(client))
+            _CLOSING.add(closing)
+            closing.add_done_callback(_CLOSING.discard)
+        delay = backoff(self.failures, BACKOFF_BASE, BACKOFF_CAP)
+        self.failures += 1
+        self.retry_at = time.monotonic() + delay
+        level = logging.WARNING if self.throttle.hit() else logging.DEBUG
+        log.log(
+            level,
+            "source %s (%s): %s (failure %d in a row); next try in %.1fs",
+            self.source.name,
+            self.source.describe,
+            reason,
+            self.failures,
+            delay,
+            extra={"source": self.source.name},
+        )
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None and client.connection is not None:
+            writer = client.connection._writer  # (no await at shutdown: the socket closes)
+            if writer is not None:
+                writer.close()
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+async def _close(client: AsyncClient) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.disconnect(), 1.0)
