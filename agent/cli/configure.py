@@ -131,6 +131,32 @@ def cmd_import_ixon(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result.problems else EXIT_OK
 
 
+def cmd_import_tia(args: argparse.Namespace) -> int:
+    from agent.tools.ixon_import import ImportError_
+    from agent.tools.tia_import import import_tia
+
+    for path in args.files:
+        if not _is_file(path):
+            print(f"{path}: file not found", file=sys.stderr)
+            return EXIT_CONFIG
+    try:
+        result = import_tia(
+            args.files, source=args.source, host=args.host, rack=args.rack, slot=args.slot
+        )
+    except ImportError_ as exc:
+        print(f"import-tia: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.output:
+        args.output.write_text(result.toml)
+    else:
+        print(result.toml, end="")
+    for problem in result.problems:
+        print(f"not imported: {problem}", file=sys.stderr)
+    print(f"{result.variables} variable(s) imported, {len(result.problems)} left out",
+          file=sys.stderr)  # fmt: skip
+    return EXIT_FAILED if result.problems else EXIT_OK
+
+
 def register(sub: Commands, command: Command) -> None:
     """This family's commands and their arguments."""
     p = sub.add_parser(
@@ -158,3 +184,11 @@ def register(sub: Commands, command: Command) -> None:
     )
     p.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=cmd_import_ixon)
+    p = command("import-tia", "TIA Portal DB exports (XML) to an s7 source's variables")
+    p.add_argument("files", type=Path, nargs="+", metavar="XML")
+    p.add_argument("--source", default="plc", help="name of the source (default plc)")
+    p.add_argument("--host", default="192.168.0.1")
+    p.add_argument("--rack", type=int, default=0)
+    p.add_argument("--slot", type=int, default=1)
+    p.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(func=cmd_import_tia)

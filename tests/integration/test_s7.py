@@ -294,3 +294,14 @@ async def test_check_and_read_raw_on_an_s7_source(
     assert "recipe (DB11.DBB0, str) = PET-0.5l" in out
     assert "door (DB10.DBX0.5, bool) = true" in out
     assert "DB11 0+22" in out and "14 08 50 45 54" in out  # max 20, actual 8, "PET"
+
+
+def test_the_s7_example_passes_its_alarm_tests_in_simulated_time_and_live(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from agent.cli import main
+    from tests.conftest import REPO
+
+    tests = str(REPO / "examples" / "s7.test.toml")
+    assert main(["test", tests]) == 0
+    assert main(["test", tests, "--live"]) == 0, capsys.readouterr().out

@@ -124,7 +124,7 @@ def test_no_import_cycles_between_modules() -> None:
 
 
 def test_every_stage_has_a_folder_with_a_docstring_at_its_door() -> None:
-    for stage in ("common", "sources", "sources/modbus", "sources/opcua", "alarms", "formats", "outbox",
+    for stage in ("common", "sources", "sources/modbus", "sources/opcua", "sources/s7", "alarms", "formats", "outbox",
                   "delivery", "runtime", "observe", "tools"):  # fmt: skip
         door = AGENT / stage / "__init__.py"
         assert ast.get_docstring(ast.parse(door.read_text())), f"{door} says nothing"
