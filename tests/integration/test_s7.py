@@ -5,6 +5,7 @@ granted smaller, restarts, and a PLC that accepts and never answers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 from collections.abc import AsyncIterator
@@ -294,6 +295,9 @@ async def test_check_and_read_raw_on_an_s7_source(
     assert "recipe (DB11.DBB0, str) = PET-0.5l" in out
     assert "door (DB10.DBX0.5, bool) = true" in out
     assert "DB11 0+22" in out and "14 08 50 45 54" in out  # max 20, actual 8, "PET"
+    assert await asyncio.to_thread(main, ["read", "--config", str(path), "--json"]) == 0
+    read = json.loads(capsys.readouterr().out)
+    assert read["press.setpoint"] == 12.25 and read["press.sensor"] is True
 
 
 def test_the_s7_example_passes_its_alarm_tests_in_simulated_time_and_live(
