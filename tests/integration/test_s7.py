@@ -309,3 +309,19 @@ def test_the_s7_example_passes_its_alarm_tests_in_simulated_time_and_live(
     tests = str(REPO / "examples" / "s7.test.toml")
     assert main(["test", tests]) == 0
     assert main(["test", tests, "--live"]) == 0, capsys.readouterr().out
+
+
+async def test_a_plc_that_does_not_report_its_mode_is_read_all_the_same(
+    plc: S7Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """python-snap7's own server has no SZL 0x0424, as a LOGO! or some CPs have none."""
+    from snap7.server import Server
+
+    monkeypatch.setattr(ModeServer, "_get_szl_data", Server._get_szl_data)
+    poller = S7Poller(source_of(plc.config, port_of(plc)))
+    try:
+        first, second = await poller.poll(), await poller.poll()
+    finally:
+        poller.close()
+    assert first.ok and second.ok and poller.mode_unknown and poller.failures == 0
+    assert second.values["press.temp"] == 81.5

@@ -23,7 +23,7 @@ from typing import Any
 
 from snap7.async_client import AsyncClient
 from snap7.datatypes import S7Area, S7WordLen
-from snap7.error import S7Error
+from snap7.error import S7Error, S7PacketLostError, S7ProtocolError, S7StalePacketError
 from snap7.s7protocol import get_return_code_description
 
 from agent.common.retry import Throttle, backoff
@@ -90,6 +90,7 @@ class S7Poller:
         self.throttle = Throttle(FAILURE_LOG_INTERVAL)
         self.mode_at = -float("inf")  # monotonic time of the last mode asked
         self.stopped = False
+        self.mode_unknown = False  # the PLC does not say whether it runs
         self.bad: dict[str, str] = {}  # variable -> why it had no value, as last logged
         #: every range read, with its bytes, when set (``read --raw``)
         self.capture: dict[Range, bytes] | None = None
@@ -186,13 +187,29 @@ class S7Poller:
         return reply
 
     async def _ask_mode(self) -> None:
+        """RUN or STOP, from SZL 0x0424. A PLC that does not answer this list (a LOGO!, some
+        CPs) is not asked again on this connection, and its STOP is not seen: said once."""
         assert self.client is not None
         protocol = self.client.protocol
-        reply = await self._exchange(protocol.build_read_szl_request(0x0424, 0))
-        data = protocol.parse_read_szl_response(reply)["data"]
         self.mode_at = time.monotonic()
-        if len(data) < 8:
-            raise ValueError("the CPU's mode (SZL 0x0424) came back too short")
+        try:  # (a timeout or a lost connection goes on up: that is no answer at all)
+            reply = await self._exchange(protocol.build_read_szl_request(0x0424, 0))
+            data = protocol.parse_read_szl_response(reply)["data"]
+            if len(data) < 8:
+                raise ValueError("too short")
+        except (S7ProtocolError, ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, S7StalePacketError | S7PacketLostError):
+                raise  # the stream is out of step: no refusal of this list
+            self.mode_at = float("inf")
+            if not self.mode_unknown:
+                log.info(
+                    "source %s: the PLC does not report its mode (SZL 0x0424): a STOP will"
+                    " not be seen",
+                    self.source.name,
+                    extra={"source": self.source.name},
+                )
+                self.mode_unknown = True
+            return
         stopped = data[7] in STOPS
         if stopped != self.stopped:
             level = logging.WARNING if stopped else logging.INFO
