@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,18 +25,15 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
-from agent.common.retry import Throttle, backoff
 from agent.common.values import Value
-from agent.sources.base import PollResult, SourceStats
+from agent.sources.base import PollResult
 from agent.sources.opcua.certificate import Identity, ensure_identity, load_der, thumbprint
 from agent.sources.opcua.config import OpcUaSource, OpcUaVariable
 from agent.sources.opcua.nodes import parse_node
+from agent.sources.session import SessionPoller
 
 log = logging.getLogger("agent.opcua")
 
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 30.0
-FAILURE_LOG_INTERVAL = 600.0
 #: a server that advertises no limit (0) still gets reads of at most this many nodes
 NO_LIMIT_CHUNK = 5000
 
@@ -111,52 +107,27 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class OpcUaPoller:
+class OpcUaPoller(SessionPoller[OpcUaSource]):
     """Reads every variable of one OPC UA source per cycle."""
 
+    log = log
+
     def __init__(self, source: OpcUaSource) -> None:
-        self._source = source
-        self.stats = SourceStats()
+        super().__init__(source)
         self.refs = [parse_node(v.node) for v in source.variables]
         self.client: Client | None = None
         #: per variable, its node id on this connection; None: its namespace URI is missing
         self.node_ids: list[ua.NodeId | None] = []
         self.chunk = source.max_nodes_per_read or NO_LIMIT_CHUNK
-        self.failures = 0
-        self.retry_at = 0.0
-        self.throttle = Throttle(FAILURE_LOG_INTERVAL)
-        self.bad: dict[str, str] = {}  # variable -> why it had no value, as last logged
         self.identity: Identity | None = None
-
-    @property
-    def source(self) -> OpcUaSource:
-        return self._source
 
     @property
     def requests(self) -> int:
         return max(1, math.ceil(len(self.refs) / self.chunk)) + (0 if self.client else 1)
 
-    async def poll(self) -> PollResult:
-        """One cycle. Never raises for anything the server or the network does."""
-        result = PollResult(self.source.name)
-        self.stats.cycles += 1
-        await self._poll(result)
-        if result.answered and self.failures:
-            log.info(
-                "source %s: answering again after %d failure(s)",
-                self.source.name,
-                self.failures,
-                extra={"source": self.source.name},
-            )
-            self.failures = 0
-            self.throttle.clear()
-        self.stats.record(result)
-        return result
-
     async def _poll(self, result: PollResult) -> None:
         if self.client is None:
-            if time.monotonic() < self.retry_at:
-                result.errors.append("not connected; waiting to retry")
+            if self.waiting(result):
                 return
             try:
                 await asyncio.wait_for(self._connect(), self.source.timeout * 2)
@@ -251,14 +222,7 @@ class OpcUaPoller:
                 self._no_value(variable, "wrong_type", f"{got}{array}, not {variable.type}")
                 failed.append(variable.name)
                 continue
-            if variable.name in self.bad:
-                log.info(
-                    "source %s: %s has a good value again",
-                    name,
-                    variable.name,
-                    extra={"source": name},
-                )
-                del self.bad[variable.name]
+            self.has_value(variable.name)
             result.values[f"{name}.{variable.name}"] = value
         if failed:
             shown = ", ".join(f"{v} ({self.bad.get(v, '?')})" for v in failed[:5])
@@ -267,16 +231,7 @@ class OpcUaPoller:
 
     def _no_value(self, variable: OpcUaVariable, kind: str, why: str) -> None:
         self.stats.errors[kind] += 1
-        if self.bad.get(variable.name) != why:
-            log.warning(
-                "source %s: %s (%s) has no value: %s",
-                self.source.name,
-                variable.name,
-                variable.node,
-                why,
-                extra={"source": self.source.name},
-            )
-            self.bad[variable.name] = why
+        self.no_value(variable.name, why, variable.node)
 
     async def _connect(self) -> None:
         source = self.source
@@ -354,35 +309,15 @@ class OpcUaPoller:
         self._broken(reason)
 
     def _broken(self, reason: str) -> None:
-        """Drop the client and wait a growing, jittered while before a new one."""
+        """Drop the client whole; a new one after the backoff."""
         client, self.client = self.client, None
-        if client is not None:
-            closing = asyncio.get_running_loop().create_task(_close(client))
-            _CLOSING.add(closing)  # (a task nobody holds may be collected mid-way)
-            closing.add_done_callback(_CLOSING.discard)
-        delay = backoff(self.failures, BACKOFF_BASE, BACKOFF_CAP)
-        self.failures += 1
-        self.retry_at = time.monotonic() + delay
-        level = logging.WARNING if self.throttle.hit() else logging.DEBUG
-        log.log(
-            level,
-            "source %s (%s): %s (failure %d in a row); next try in %.1fs",
-            self.source.name,
-            self.source.endpoint,
-            reason,
-            self.failures,
-            delay,
-            extra={"source": self.source.name},
-        )
+        self.backoff(reason, _close(client) if client is not None else None)
 
     def close(self) -> None:
         client, self.client = self.client, None
         if client is not None:
             with contextlib.suppress(Exception):
                 client.disconnect_socket()
-
-
-_CLOSING: set[asyncio.Task[None]] = set()
 
 
 async def _close(client: Client) -> None:

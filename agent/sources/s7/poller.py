@@ -26,17 +26,14 @@ from snap7.datatypes import S7Area, S7WordLen
 from snap7.error import S7Error, S7PacketLostError, S7ProtocolError, S7StalePacketError
 from snap7.s7protocol import get_return_code_description
 
-from agent.common.retry import Throttle, backoff
-from agent.sources.base import PollResult, SourceStats
+from agent.sources.base import PollResult
 from agent.sources.s7.config import S7Source
 from agent.sources.s7.decode import decode
 from agent.sources.s7.plan import Range, plan_reads
+from agent.sources.session import SessionPoller
 
 log = logging.getLogger("agent.s7")
 
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 30.0
-FAILURE_LOG_INTERVAL = 600.0
 #: seconds between asking the CPU whether it runs
 MODE_EVERY = 5.0
 SUCCESS = 0xFF
@@ -76,55 +73,30 @@ def describe(exc: BaseException) -> str:
     return text.removeprefix("Connection failed: ")
 
 
-class S7Poller:
+class S7Poller(SessionPoller[S7Source]):
     """Reads every variable of one S7 source per cycle."""
 
+    log = log
+
     def __init__(self, source: S7Source) -> None:
-        self._source = source
-        self.stats = SourceStats()
+        super().__init__(source)
         self.pdu = source.pdu
         self.reads = plan_reads(source.variables, self.pdu, source.max_gap)
         self.client: AsyncClient | None = None
-        self.failures = 0
-        self.retry_at = 0.0
-        self.throttle = Throttle(FAILURE_LOG_INTERVAL)
         self.mode_at = -float("inf")  # monotonic time of the last mode asked
         self.stopped = False
         self.mode_unknown = False  # the PLC does not say whether it runs
-        self.bad: dict[str, str] = {}  # variable -> why it had no value, as last logged
         #: every range read, with its bytes, when set (``read --raw``)
         self.capture: dict[Range, bytes] | None = None
-
-    @property
-    def source(self) -> S7Source:
-        return self._source
 
     @property
     def requests(self) -> int:
         return len(self.reads) + (0 if self.client else 1)
 
-    async def poll(self) -> PollResult:
-        """One cycle. Never raises for anything the PLC or the network does."""
-        result = PollResult(self.source.name)
-        self.stats.cycles += 1
-        await self._poll(result)
-        if result.answered and self.failures:
-            log.info(
-                "source %s: answering again after %d failure(s)",
-                self.source.name,
-                self.failures,
-                extra={"source": self.source.name},
-            )
-            self.failures = 0
-            self.throttle.clear()
-        self.stats.record(result)
-        return result
-
     async def _poll(self, result: PollResult) -> None:
         source = self.source
         if self.client is None:
-            if time.monotonic() < self.retry_at:
-                result.errors.append("not connected; waiting to retry")
+            if self.waiting(result):
                 return
             try:
                 await asyncio.wait_for(self._connect(), source.timeout * 2)
@@ -252,10 +224,7 @@ class S7Poller:
                 if value is None:
                     self._no_value_of(variable.name, "bad string", result)
                     continue
-                if variable.name in self.bad:
-                    log.info("source %s: %s has a value again", name, variable.name,
-                             extra={"source": name})  # fmt: skip
-                    del self.bad[variable.name]
+                self.has_value(variable.name)
                 values[f"{name}.{variable.name}"] = value
 
     def _no_value(self, item: Range, why: str, result: PollResult) -> None:
@@ -263,40 +232,17 @@ class S7Poller:
         names = ", ".join(v.name for v in item.variables)
         result.errors.append(f"{item} ({names}): {why}")
         for variable in item.variables:
-            self._note(variable.name, why)
+            self.no_value(variable.name, why, variable.address)
 
     def _no_value_of(self, variable: str, why: str, result: PollResult) -> None:
         self.stats.errors[why] += 1
         result.errors.append(f"{variable}: {why}")
-        self._note(variable, why)
-
-    def _note(self, variable: str, why: str) -> None:
-        if self.bad.get(variable) != why:
-            log.warning("source %s: %s has no value: %s", self.source.name, variable, why,
-                        extra={"source": self.source.name})  # fmt: skip
-            self.bad[variable] = why
+        self.no_value(variable, why)
 
     def _broken(self, reason: str) -> None:
-        """Drop the connection and wait a growing, jittered while before a new one."""
+        """Drop the connection whole; a new one after the backoff."""
         client, self.client = self.client, None
-        if client is not None:
-            closing = asyncio.get_running_loop().create_task(_close(client))
-            _CLOSING.add(closing)
-            closing.add_done_callback(_CLOSING.discard)
-        delay = backoff(self.failures, BACKOFF_BASE, BACKOFF_CAP)
-        self.failures += 1
-        self.retry_at = time.monotonic() + delay
-        level = logging.WARNING if self.throttle.hit() else logging.DEBUG
-        log.log(
-            level,
-            "source %s (%s): %s (failure %d in a row); next try in %.1fs",
-            self.source.name,
-            self.source.describe,
-            reason,
-            self.failures,
-            delay,
-            extra={"source": self.source.name},
-        )
+        self.backoff(reason, _close(client) if client is not None else None)
 
     def close(self) -> None:
         client, self.client = self.client, None
@@ -304,9 +250,6 @@ class S7Poller:
             writer = client.connection._writer  # (no await at shutdown: the socket closes)
             if writer is not None:
                 writer.close()
-
-
-_CLOSING: set[asyncio.Task[None]] = set()
 
 
 async def _close(client: AsyncClient) -> None:
