@@ -242,12 +242,39 @@ class HeartbeatSection(Model):
     method: Literal["GET", "POST", "HEAD"] = "GET"
 
 
+_BCRYPT = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
+
+
+def _check_users(users: dict[str, str]) -> dict[str, str]:
+    for name, hashed in users.items():
+        if not re.match(r"^[A-Za-z0-9_.@-]{1,64}$", name):
+            raise ValueError(f"user name {name!r}: use 1 to 64 of A-Z a-z 0-9 _ . @ -")
+        if not _BCRYPT.match(hashed):  # (the message must not echo it)
+            raise ValueError(
+                f"user {name!r}: not a bcrypt hash; make one with `ixon-agent hash-password {name}`"
+            )
+    return users
+
+
 class StatusSection(Model):
     """One local HTTP listener: the status page, Prometheus metrics, health checks."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)
+    #: user name -> bcrypt hash: with any, everything but /healthz and /readyz needs a login
+    users: Annotated[dict[str, str], AfterValidator(_check_users)] = Field(default_factory=dict)
+    #: HTTPS: a certificate chain and its key (PEM), both or neither; relative to the file
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
 
 class Config(BaseSettings):
@@ -314,6 +341,7 @@ class Config(BaseSettings):
                 found.append(webhook.integration_key.get_secret_value())
         for source in self.sources:
             found += source.secrets()
+        found += list(self.status.users.values())
         return sorted(set(found), key=len, reverse=True)
 
 
@@ -371,6 +399,10 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     if not state_dir.is_absolute():
         agent = config.agent.model_copy(update={"state_dir": folder / state_dir})
         config = config.model_copy(update={"agent": agent})
+    status = config.status
+    if status.tls_cert or status.tls_key:
+        paths = {k: folder / v for k in ("tls_cert", "tls_key") if (v := getattr(status, k))}
+        config = config.model_copy(update={"status": status.model_copy(update=paths)})
     sources = [s.with_paths(folder, config.agent.state_dir) for s in config.sources]
     if any(new is not old for new, old in zip(sources, config.sources, strict=True)):
         config = config.model_copy(update={"sources": sources})
@@ -560,6 +592,13 @@ def config_warnings(config: Config, environ: Mapping[str, str] | None = None) ->
             " minute, ilert's limit per heartbeat key: pings past it are skipped (ilert"
             " advises pinging every 60 s with a monitor interval of 3 to 5 minutes)"
         )
+    status = config.status
+    if status.enabled and not status.loopback and not status.users:
+        found.append(
+            f"status.host: {status.host} lets anyone who reaches this machine read the page and"
+            " the metrics (it has no actions without a login): add [status.users]"
+            " (`ixon-agent hash-password NAME` makes a hash)"
+        )
     if not config.webhooks:
         found.append(
             "webhooks: none configured: alarms are evaluated and logged, but nobody is notified"
@@ -592,6 +631,7 @@ def _cross_check(config: Config) -> Iterator[str]:
         yield from source.problems(at, s_index, config.sources)
     known = {key: variable for key, _, variable in config.variables()}
     types = config.variable_types()
+    yield from _check_status(config.status)
     yield from _alarm_names(config.alarms)
     for index, alarm in enumerate(config.alarms):
         yield from _check_alarm(item_place("alarms", index, alarm), alarm, known, types, config)
@@ -623,6 +663,23 @@ class WebhookChecker(Protocol):
 def webhook_formats() -> dict[str, EntryPoint]:
     """The installed webhook formats by name."""
     return {entry.name: entry for entry in entry_points(group=FORMAT_GROUP)}
+
+
+def _check_status(status: StatusSection) -> Iterator[str]:
+    if (status.tls_cert is None) != (status.tls_key is None):
+        yield "status.tls_key: give tls_cert and tls_key both, or neither"
+        return
+    for key in ("tls_cert", "tls_key"):
+        path = getattr(status, key)
+        if path is not None and not _readable(path):
+            yield f"status.{key}: no such file: {path}"
+
+
+def _readable(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def bit_name(alarm: str, text: str) -> str:

@@ -157,6 +157,27 @@ def cmd_import_tia(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result.problems else EXIT_OK
 
 
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """A bcrypt hash for ``[status.users]``: the password read twice, not echoed (from a
+    terminal), or one line from standard input (from a script)."""
+    import getpass
+
+    from agent.observe.auth import hash_password
+
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"password for {args.user}: ")
+        if getpass.getpass("again: ") != first:
+            print("hash-password: the two passwords differ; nothing written", file=sys.stderr)
+            return EXIT_FAILED
+    else:
+        first = sys.stdin.readline().rstrip("\r\n")
+    if len(first) < 8:
+        print("hash-password: use at least 8 characters", file=sys.stderr)
+        return EXIT_FAILED
+    print(f'{args.user} = "{hash_password(first)}"')
+    return EXIT_OK
+
+
 def register(sub: Commands, command: Command) -> None:
     """This family's commands and their arguments."""
     p = sub.add_parser(
@@ -192,3 +213,6 @@ def register(sub: Commands, command: Command) -> None:
     p.add_argument("--slot", type=int, default=1)
     p.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=cmd_import_tia)
+    p = command("hash-password", "a bcrypt hash for [status.users] (the password is asked)")
+    p.add_argument("user", nargs="?", default="operator", help="the user name (default operator)")
+    p.set_defaults(func=cmd_hash_password)

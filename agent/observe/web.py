@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 from aiohttp import web
 
@@ -24,15 +25,19 @@ class WebServer:
         self.keepalive = keepalive
         self.host = "127.0.0.1"
         self.port = 0
+        self.scheme = "http"
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen; an ``OSError`` (the port is taken) leaves nothing behind."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> str:
+        """Listen (over TLS with ``tls``); an ``OSError`` (the port is taken) leaves nothing
+        behind."""
         # a short shutdown: a test receiver may hold a request open on purpose
         runner = web.AppRunner(
             self.app,
@@ -46,7 +51,7 @@ class WebServer:
         self._runner = runner
         try:
             listener = await asyncio.get_running_loop().create_server(
-                self._connection, host, port, reuse_address=True, backlog=self.backlog
+                self._connection, host, port, reuse_address=True, backlog=self.backlog, ssl=tls
             )
         except OSError:
             self._runner = None
@@ -54,6 +59,7 @@ class WebServer:
             raise
         self._listener = listener
         self.host, self.port = host, listener.sockets[0].getsockname()[1]
+        self.scheme = "https" if tls is not None else "http"
         return self.url
 
     def _connection(self) -> asyncio.BaseProtocol:

@@ -39,6 +39,7 @@ from agent.delivery.direct import send_directly
 from agent.delivery.pacing import Pacer
 from agent.delivery.post import make_http_client
 from agent.formats import messages_for
+from agent.observe.auth import Login
 from agent.observe.snapshot import (
     TREND_STEP,
     AlarmView,
@@ -168,7 +169,11 @@ class Agent:
             pacer=self.pacer,
         )
         self.metrics = Metrics(self.snapshot)
-        self.status = StatusServer(self.snapshot, self.metrics) if config.status.enabled else None
+        self.status = (
+            StatusServer(self.snapshot, self.metrics, Login(config.status.users))
+            if config.status.enabled
+            else None
+        )
         self.answered: dict[str, bool] = {}  # per source: did its last cycle get an answer
         self.started = time.monotonic()
         self.scheduler: AsyncIOScheduler | None = None
@@ -200,7 +205,8 @@ class Agent:
         """Start delivery and the polling schedule; must run inside the event loop."""
         self.started = time.monotonic()
         if self.status is not None:
-            await self.status.start(self.config.status.host, self.config.status.port)
+            status = self.config.status
+            await self.status.start(status.host, status.port, (status.tls_cert, status.tls_key))
         self.deliverer.start()
         self._end_removed_alarms()
         self.apply_shelves()

@@ -38,8 +38,8 @@ def test_the_panel_of_a_large_config_stays_a_page() -> None:
 
     from agent.alarms.states import State
     from agent.common.values import Value
+    from agent.observe.page import MAX_CARDS, MAX_VALUES, render
     from agent.observe.snapshot import AlarmView, VariableView
-    from agent.observe.status import MAX_CARDS, MAX_VALUES, render
 
     alarms = tuple(
         AlarmView(f"a{i}", "high" if i % 2 else "low", State.ACTIVE if i < 3000 else State.NORMAL,
@@ -58,8 +58,8 @@ def test_the_panel_of_a_large_config_stays_a_page() -> None:
 def test_the_panel_shows_a_word_whose_bits_alarms_read_in_hex() -> None:
     from dataclasses import replace
 
+    from agent.observe.page import render
     from agent.observe.snapshot import VariableView
-    from agent.observe.status import render
 
     values = (
         VariableView("plc.fault_word", "Fault word", None, 40, digits=4),
@@ -73,8 +73,8 @@ def test_a_fault_bits_sparkline_is_its_own_bit() -> None:
     from dataclasses import replace
 
     from agent.alarms.states import State
+    from agent.observe.page import render
     from agent.observe.snapshot import AlarmView
-    from agent.observe.status import render
 
     card = AlarmView("Machine fault: Cooling fan", "high", State.ACTIVE, True, True, 0, None,
                      inputs=("plc.fault_word",), bit=5)  # fmt: skip
