@@ -48,6 +48,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/state_size.py
 	$(BIN)/python bench/opcua.py --seconds 15
 	$(BIN)/python bench/s7.py --variables 2000 --seconds 15
+	$(BIN)/python bench/login.py
 
 # against ilert's limits, in real minutes (~15 min): a storm to one key; a fleet of 100 agents
 bench-ilert: $(VENV)/.installed
