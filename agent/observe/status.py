@@ -33,13 +33,10 @@ from agent.observe.logs import one_line_logger
 from agent.observe.page import render
 from agent.observe.snapshot import Snapshot, Snapshots
 from agent.observe.web import WebServer
-from agent.sources.modbus.wire import EXCEPTION_NAMES
 
 log = logging.getLogger("agent.status")
 
 PREFIX = "ixon_agent"
-#: the failure kinds a Modbus source counts: exported at 0 before they first happen
-ERROR_KINDS = ("not connected", "no reply", "protocol error", *EXCEPTION_NAMES.values())
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -92,7 +89,7 @@ class Metrics(Collector):
             requests.add_metric([name], stats.requests)
             # every known kind from the start (at 0), so a rate() has a baseline; label
             # values without spaces
-            for kind in sorted({*ERROR_KINDS, *stats.errors}):
+            for kind in sorted({*stats.kinds, *stats.errors}):
                 errors.add_metric([name, kind.replace(" ", "_")], stats.errors.get(kind, 0))
             skipped.add_metric([name], stats.skipped)
             values.add_metric([name], stats.values)

@@ -46,6 +46,8 @@ class SourceStats:
     last_answer: float | None = None  # monotonic
     last_read: float | None = None  # wall-clock time of the last complete read (a timestamp)
     last_read_mono: float | None = None  # the same, monotonic, for ages
+    #: the failure kinds this protocol counts, exported at 0 before they first happen
+    kinds: tuple[str, ...] = ("not connected", "no reply", "protocol error")
 
     def record(self, result: PollResult) -> None:
         """Count one finished cycle: every protocol's poller ends its ``poll`` with this."""

@@ -29,9 +29,12 @@ _CLOSING: set[asyncio.Task[Any]] = set()
 class SessionPoller(Generic[S]):
     log: logging.Logger
 
+    #: the failure kinds of this protocol (beside not connected, no reply, protocol error)
+    kinds: tuple[str, ...] = ()
+
     def __init__(self, source: S) -> None:
         self._source = source
-        self.stats = SourceStats()
+        self.stats = SourceStats(kinds=("not connected", "no reply", "protocol error", *self.kinds))
         self.failures = 0
         self.retry_at = 0.0
         self.throttle = Throttle(FAILURE_LOG_INTERVAL)

@@ -33,6 +33,8 @@ from agent.sources.modbus.plan import Block, plan_reads, split
 from agent.sources.modbus.wire import EXCEPTION_NAMES, REQUESTS, StrictDecoder, judge, reply_data
 
 log = logging.getLogger("agent.modbus")
+#: what a Modbus source counts: no answer, a bad frame, or the device's exception reply
+KINDS = ("not connected", "no reply", "protocol error", *EXCEPTION_NAMES.values())
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
@@ -158,7 +160,7 @@ class SourcePoller:
         #: Modbus TCP: frames carry a transaction id, and one device is behind the link;
         #: RTU (on a serial port or over TCP) shares a line between units, taking turns
         self.tcp = source.protocol == "modbus-tcp"
-        self.stats = SourceStats()
+        self.stats = SourceStats(kinds=KINDS)
         self.failures = 0  # failures since this unit's last valid reply (serial: per unit)
         self.retry_at = 0.0
         self.throttle = Throttle(FAILURE_LOG_INTERVAL)

@@ -111,6 +111,7 @@ class OpcUaPoller(SessionPoller[OpcUaSource]):
     """Reads every variable of one OPC UA source per cycle."""
 
     log = log
+    kinds = ("bad_status", "wrong_type", "unknown_namespace")
 
     def __init__(self, source: OpcUaSource) -> None:
         super().__init__(source)

@@ -77,6 +77,7 @@ class S7Poller(SessionPoller[S7Source]):
     """Reads every variable of one S7 source per cycle."""
 
     log = log
+    kinds = ("cpu_stop", "object does not exist", "invalid address", "short reply", "bad string")
 
     def __init__(self, source: S7Source) -> None:
         super().__init__(source)

@@ -7,12 +7,13 @@ from prometheus_client import generate_latest
 from agent.observe.snapshot import OutboxView, Snapshot, SourceView
 from agent.observe.status import Metrics
 from agent.sources.base import SourceStats
+from agent.sources.modbus.poller import KINDS as MODBUS_KINDS
 
 
 def snapshot() -> Snapshot:
     return Snapshot(
         agent_name="Line 3", started=0.0,
-        sources=(SourceView("plc", "127.0.0.1:502", False, SourceStats()),),
+        sources=(SourceView("plc", "127.0.0.1:502", False, SourceStats(kinds=MODBUS_KINDS)),),
         values=(), alarms=(),
         outbox=OutboxView(0, 0, 0.0, (), True, 0, 0),
         heartbeat_failures=0, problems=(),
@@ -20,6 +21,7 @@ def snapshot() -> Snapshot:
 
 
 def test_error_counters_exist_at_zero_with_label_values_without_spaces() -> None:
+    """Each protocol's own kinds (a Modbus exception reply here), at 0 from the start."""
     text = generate_latest(Metrics(snapshot).registry).decode()
     for kind in ("not_connected", "no_reply", "protocol_error", "device_busy"):
         assert f'ixon_agent_errors_total{{kind="{kind}",source="plc"}} 0.0' in text, kind
