@@ -87,6 +87,20 @@ port = 0
 """
 
 
+def ilert_webhook(url: str) -> str:
+    """A ``[[webhooks]]`` to the ilert stand-in's IXON source at ``url``, and the status
+    listener on a free port: the tail of a test's config."""
+    return f"""
+[[webhooks]]
+name = "ilert"
+url = "{url}/api/v1/events/ixon/il1ixon0demo"
+user_id = "UsrWebhook01"
+
+[status]
+port = 0
+"""
+
+
 def write_config(directory: Path, text: str = CONFIG, **fields: Any) -> Path:
     values = {"port": 5020, "ilert": "http://127.0.0.1:8025", "poll": "100ms", "on_delay": "0s"}
     values.update(fields)

@@ -24,7 +24,7 @@ from agent.sources.opcua.config import OpcUaSource
 from agent.sources.opcua.poller import OpcUaPoller
 from simulators.ilert import IlertSimulator
 from simulators.opcua_server import OpcUaMachine
-from tests.conftest import wait_for
+from tests.conftest import ilert_webhook, wait_for
 
 HEAD = """
 [agent]
@@ -152,7 +152,7 @@ async def test_25_nodes_with_max_nodes_per_read_10_are_3_reads_counted_by_the_se
 async def test_a_bad_node_has_no_value_never_pages_and_the_others_go_on(
     tmp_path: Path, served: OpcUaMachine, ilert: IlertSimulator
 ) -> None:
-    alarm = f"""
+    alarm = """
 [[alarms]]
 name = "Oven hot"
 variable = "line1.oven_temp"
@@ -165,15 +165,9 @@ name = "Oven cold"
 variable = "line1.oven_temp"
 condition = "<"
 threshold = 10.0
-
-[[webhooks]]
-name = "ilert"
-url = "{ilert.url}/api/v1/events/ixon/il1ixon0demo"
-user_id = "UsrWebhook01"
-
-[status]
-port = 0
 """
+    alarm += ilert_webhook(ilert.url)
+
     served.constants = {"line1.oven_temp": 50.0, "line1.count": 7}
     served.bad = {"line1.oven_temp"}  # a broken sensor: BadSensorFailure
     await served.update()
@@ -194,15 +188,7 @@ port = 0
 async def test_a_restart_on_the_same_port_raises_the_offline_alarm_then_recovers(
     tmp_path: Path, served: OpcUaMachine, ilert: IlertSimulator
 ) -> None:
-    webhook = f"""
-[[webhooks]]
-name = "ilert"
-url = "{ilert.url}/api/v1/events/ixon/il1ixon0demo"
-user_id = "UsrWebhook01"
-
-[status]
-port = 0
-"""
+    webhook = ilert_webhook(ilert.url)
     served.constants = {"line1.count": 1}
     await served.update()
     agent = Agent(agent_config(tmp_path, served, tail=webhook))

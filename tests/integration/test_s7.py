@@ -20,7 +20,7 @@ from agent.sources.s7.config import S7Source
 from agent.sources.s7.poller import S7Poller
 from simulators.ilert import IlertSimulator
 from simulators.s7_server import ModeServer, S7Machine
-from tests.conftest import wait_for
+from tests.conftest import ilert_webhook, wait_for
 
 HEAD = """
 [agent]
@@ -152,21 +152,15 @@ async def test_a_missing_db_neither_pages_nor_stops_the_others(
     tmp_path: Path, ilert: IlertSimulator
 ) -> None:
     rows = [EVERY[9], EVERY[13]]  # temp in DB10, recipe in DB11
-    alarm = f"""
+    alarm = """
 [[alarms]]
 name = "Recipe unset"
 variable = "press.recipe"
 condition = "=="
 threshold = ""
-
-[[webhooks]]
-name = "ilert"
-url = "{ilert.url}/api/v1/events/ixon/il1ixon0demo"
-user_id = "UsrWebhook01"
-
-[status]
-port = 0
 """
+    alarm += ilert_webhook(ilert.url)
+
     base = load_config(write(tmp_path, 102, variables(rows)), environ={})
     machine = S7Machine(base, free_ports=True, missing={"press": {11}})
     machine.constants = {"press.temp": 81.5}
@@ -226,15 +220,7 @@ async def test_a_pdu_granted_smaller_than_asked_is_planned_again(
 async def test_a_plc_switched_off_raises_the_offline_alarm_then_recovers(
     tmp_path: Path, plc: S7Machine, ilert: IlertSimulator
 ) -> None:
-    webhook = f"""
-[[webhooks]]
-name = "ilert"
-url = "{ilert.url}/api/v1/events/ixon/il1ixon0demo"
-user_id = "UsrWebhook01"
-
-[status]
-port = 0
-"""
+    webhook = ilert_webhook(ilert.url)
     config = load_config(write(tmp_path, port_of(plc), variables(EVERY), tail=webhook), environ={})
     agent = Agent(config)
     await agent.start()
