@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -108,8 +109,10 @@ class IlertSimulator(Lifecycle, HttpServer):
     def base_url(self) -> str:
         return self.url
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        url = await HttpServer.start(self, host, port)
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> str:
+        url = await HttpServer.start(self, host, port, tls)
         self.start_actions()
         return url
 
