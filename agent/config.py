@@ -181,6 +181,9 @@ class Alarm:
     flap_window: Duration = Field(default=3600.0, gt=0)
     #: false: configured and checked, never evaluated (IXON's out of service)
     enabled: bool = True
+    #: IXON's autoAcknowledge; false: an occurrence that ended stays "not acknowledged"
+    #: until someone acknowledges it (``ixon-agent ack``)
+    auto_acknowledge: bool = True
     type: AlarmType | None = None
     #: error_bits: bit number (0 = least significant) -> its text and overrides
     bits: Annotated[

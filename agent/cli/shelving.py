@@ -1,5 +1,5 @@
-"""Shelving (ISA-18.2): an alarm set aside for a while on the running agent, through the state
-database."""
+"""At the machine, through the state database, for the running agent: shelving (ISA-18.2,
+an alarm set aside for a while) and acknowledging an alarm's occurrence."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from agent.alarms.rules import AlarmRule
-from agent.cli.common import EXIT_CONFIG, EXIT_OK, Command, Commands
+from agent.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Command, Commands
 from agent.common.hints import did_you_mean
 from agent.config import Config, ConfigError, config_path, load_config
 
@@ -127,6 +127,53 @@ def cmd_unshelve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: seconds ``ack`` waits for the running agent to take its request (it looks every second)
+ACK_WAIT = 5.0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    """Acknowledge the alarm's current occurrence, else its last unacknowledged one."""
+    import time
+
+    from agent.outbox.store import Store
+    from agent.runtime.service import DB_NAME
+
+    path = config_path(args.config)
+    config = load_config(path)
+    picked = _pick_alarm(config, path, args.name)
+    comment = (args.comment or "").strip()[:500]
+    store = Store(config.agent.state_dir / DB_NAME)
+    try:
+        by = _user() or "someone at the machine"  # (an acknowledgement names who)
+        ids = {store.request_ack(a, name, by, comment) for a, name in picked.items()}
+        deadline = time.monotonic() + args.wait
+        while True:
+            waiting = [r for r in store.ack_requests() if r.id in ids]
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        if waiting:
+            print(
+                f"{args.name}: asked; the agent has not taken it within {args.wait:g} s (is it"
+                " running?): it will when it starts"
+            )
+            return EXIT_FAILED
+        done = []
+        for alarm_id, name in picked.items():
+            last = [
+                o for o in store.history(50) if o.alarm_id == alarm_id and o.acked_by is not None
+            ]
+            if last:
+                done.append(f"{name} (occurrence {last[0].occurrence_id})")
+    finally:
+        store.close()
+    if not done:
+        print(f"{args.name}: nothing to acknowledge (no occurrence without one)")
+        return EXIT_OK
+    print(f"acknowledged: {'; '.join(done)}")
+    return EXIT_OK
+
+
 def _user() -> str:
     """Who shelves: shown beside the reason, on the page and in the agent's log."""
     return os.environ.get("SUDO_USER") or os.environ.get("USER") or os.environ.get("LOGNAME") or ""
@@ -142,3 +189,10 @@ def register(sub: Commands, command: Command) -> None:
     p = command("unshelve", "end an alarm's shelf now")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_unshelve)
+    p = command("ack", "acknowledge an alarm's current (or last unacknowledged) occurrence")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--comment", metavar="TEXT", help="kept with the acknowledgement")
+    p.add_argument(
+        "--wait", type=float, default=ACK_WAIT, metavar="S", help="for the running agent"
+    )
+    p.set_defaults(func=cmd_ack)

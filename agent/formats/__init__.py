@@ -19,13 +19,22 @@ from agent.alarms.states import Transition
 from agent.common.ids import new_id, short_id
 from agent.common.values import json_safe
 from agent.config import SEVERITY_RANK, AgentSection, Config, Webhook, webhook_formats
-from agent.formats.base import FORMATS, Answer, WebhookFormat, format_of, register
+from agent.formats.base import (
+    FORMATS,
+    Acknowledged,
+    Answer,
+    WebhookFormat,
+    format_of,
+    register,
+)
 from agent.outbox.store import Message
 
 __all__ = [
     "FORMATS",
+    "Acknowledged",
     "Answer",
     "WebhookFormat",
+    "ack_messages",
     "build",
     "format_of",
     "messages_for",
@@ -68,6 +77,21 @@ def messages_for(
         for w in config.webhooks
         if (webhooks is None or w.name in webhooks) and wanted(w, t)
     ]
+
+
+def ack_messages(config: Config, ack: Acknowledged, webhooks: Sequence[str]) -> list[Message]:
+    """What ``webhooks`` (those the occurrence was queued for) are told of an
+    acknowledgement: a message each whose format has one (ilert-events: ACCEPT)."""
+    label = f"acknowledgement of {ack.alarm!r} (occurrence {ack.occurrence_id})"
+    found = []
+    for w in config.webhooks:
+        if w.name not in webhooks:
+            continue
+        tell = getattr(format_of(w), "acknowledgement", None)  # (a format may have none)
+        body = tell(config.agent, w, ack) if tell is not None else None
+        if body is not None:
+            found.append(Message(w.name, ack.occurrence_id, "ack", ack.severity, label, body))
+    return found
 
 
 def sample_transition(config: Config) -> Transition:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -79,6 +80,19 @@ def http_answer(status: int) -> Answer:
     return "rejected"
 
 
+@dataclass(frozen=True)
+class Acknowledged:
+    """An occurrence acknowledged at the machine (IXON's acknowledgedBy, acknowledgedOn,
+    comment): what a format may tell its receiver."""
+
+    occurrence_id: str
+    alarm: str
+    severity: str
+    by: str
+    at: datetime
+    comment: str
+
+
 class PlainFormat:
     """Defaults for a format without secrets or special answers, paced when its URL is
     one of ilert's event paths."""
@@ -96,6 +110,13 @@ class PlainFormat:
 
     def problems(self, webhook: Webhook) -> Iterator[str]:
         return iter(())
+
+    def acknowledgement(
+        self, agent: AgentSection, webhook: Webhook, ack: Acknowledged
+    ) -> dict[str, Any] | None:
+        """The body telling the receiver of an acknowledgement; None: this format has no
+        such message (ilert's IXON source has no accept), and nothing is sent."""
+        return None
 
 
 FORMATS: dict[str, WebhookFormat] = {}

@@ -17,7 +17,7 @@ from typing import Any
 from agent.alarms.states import Transition, describe_values
 from agent.common.times import iso
 from agent.config import AgentSection, Webhook
-from agent.formats.base import Answer, http_answer, ilert_key, register
+from agent.formats.base import Acknowledged, Answer, http_answer, ilert_key, register
 
 #: ilert's codes for "no open alert with this key" (Events API, and its older v1 paths)
 ALREADY_RESOLVED = frozenset({"NO_OPEN_ALERT_WITH_KEY", "NONE_OPEN_FOR_KEY"})
@@ -85,6 +85,18 @@ class IlertEventsFormat:
         if found := ilert_key(webhook):
             return found
         return webhook.integration_key.get_secret_value() if webhook.integration_key else None
+
+    def acknowledgement(
+        self, agent: AgentSection, webhook: Webhook, ack: Acknowledged
+    ) -> dict[str, Any] | None:
+        """ACCEPT on the occurrence's alertKey: the alert is accepted in ilert too."""
+        comment = f": {ack.comment}" if ack.comment else ""
+        return {
+            "eventType": "ACCEPT",
+            "summary": f"{ack.alarm} ({agent.name})",
+            "details": f"Acknowledged at the machine by {ack.by} at {iso(ack.at)}{comment}",
+            "alertKey": ack.occurrence_id,
+        }
 
     def problems(self, webhook: Webhook) -> Iterator[str]:
         if webhook.integration_key is None:

@@ -13,6 +13,7 @@ from agent.alarms.states import State
 from agent.common.times import iso, span
 from agent.common.values import show
 from agent.observe.snapshot import TREND_STEP, AlarmView, Snapshot, VariableView
+from agent.outbox.journal import Occurrence
 
 MAX_VALUES = 200  # variables (and normal alarms) listed on the status page
 MAX_CARDS = 100  # alarms not normal shown in full; the rest are counted
@@ -179,9 +180,23 @@ def _history(view: Snapshot) -> str:
         )
         items.append(
             f'<li class="sev-{e(o.severity)}"><span class="dot"></span><b>{e(o.name)}</b>'
-            f" <small>{e(o.severity)}</small><br>{span_text}<br><small>{deliveries}</small></li>"
+            f" <small>{e(o.severity)}</small><br>{span_text}{_ack(o, view)}"
+            f"<br><small>{deliveries}</small></li>"
         )
     return f'<ul class="history" id="history">{"".join(items)}</ul>'
+
+
+def _ack(o: Occurrence, view: Snapshot) -> str:
+    """Who acknowledged an occurrence and when; or that nobody has, while it is active or
+    its alarm waits for a person (``auto_acknowledge = false``)."""
+    e = html.escape
+    if o.acked_by is not None:
+        comment = f": &ldquo;{e(o.ack_comment)}&rdquo;" if o.ack_comment else ""
+        when = _when(o.acked_on) if o.acked_on else ""
+        return f'<br><span class="acked">acknowledged by {e(o.acked_by)}, {when}{comment}</span>'
+    if o.ended is None or o.name in view.manual_ack:
+        return '<br><span class="unacked">not acknowledged</span>'
+    return ""
 
 
 _STYLE = """
@@ -214,6 +229,7 @@ ul.quiet li, ul.history li, ul.sources li { padding: .3rem 0; border-bottom: 1px
 .dot { display: inline-block; width: .65rem; height: .65rem; border-radius: 50%;
        background: var(--sev); margin-right: .4rem; }
 .dl-failed { color: var(--high); font-weight: bold; } .dl-waiting { color: var(--medium); }
+.acked { color: #2e7d32; } .unacked { color: var(--sev); font-weight: bold; }
 .online { color: #2e7d32; } .offline { color: var(--high); font-weight: bold; }
 table { border-collapse: collapse; width: 100%; table-layout: fixed; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: .3rem; text-align: left; vertical-align: top; }

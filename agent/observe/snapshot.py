@@ -126,6 +126,8 @@ class Snapshot:
     # for the status page only (``Agent.snapshot(detail=True)``): the store is read for them
     history: tuple[Occurrence, ...] = ()
     trends: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # recent values
+    #: alarms (by name) whose ended occurrences wait for an acknowledgement
+    manual_ack: frozenset[str] = frozenset()
 
 
 class Snapshots(Protocol):

@@ -23,7 +23,8 @@ from typing import Any
 HISTORY_KEEP = 500
 TRIM_BATCH = 50
 
-SCHEMA = """
+#: the journal's tables as schema 3 made them (a migration from 2 creates these)
+BASE = """
 CREATE TABLE IF NOT EXISTS history (
     occurrence_id TEXT PRIMARY KEY,
     alarm_id      TEXT NOT NULL,
@@ -44,6 +45,22 @@ CREATE TABLE IF NOT EXISTS shelf (
     created       REAL NOT NULL   -- wall time, shown only
 )
 """
+#: schema 5: acknowledgements (IXON's acknowledged, acknowledgedBy, acknowledgedOn,
+#: comment) on each occurrence, and the requests ``ixon-agent ack`` leaves for the agent
+ACKS = """
+ALTER TABLE history ADD COLUMN acked_by TEXT;
+ALTER TABLE history ADD COLUMN acked_on TEXT;  -- ISO wall time, shown only
+ALTER TABLE history ADD COLUMN ack_comment TEXT;
+CREATE TABLE IF NOT EXISTS ack_request (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the agent remembers ids
+    alarm_id      TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    by            TEXT NOT NULL,
+    comment       TEXT NOT NULL,
+    created       REAL NOT NULL   -- wall time, shown only
+)
+"""
+SCHEMA = BASE + ";" + ACKS
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,22 @@ class Occurrence:
     start_values: list[Any]
     end_values: list[Any] | None
     deliveries: tuple[Delivery, ...]
+    acked_by: str | None = None
+    acked_on: str | None = None  # ISO
+    ack_comment: str | None = None
+    webhooks: tuple[str, ...] = ()  # the webhooks it was queued for
+
+
+@dataclass(frozen=True)
+class AckRequest:
+    """``ixon-agent ack``'s request, waiting for the running agent."""
+
+    id: int
+    alarm_id: str
+    name: str
+    by: str
+    comment: str
+    created: float  # wall
 
 
 @dataclass(frozen=True)
@@ -106,17 +139,28 @@ def write(db: sqlite3.Connection, events: Iterable[Mapping[str, Any]]) -> None:
     first written; an end without its start (trimmed away) gets a row of its own."""
     wrote = False
     for e in events:
+        if e["kind"] == "ack":  # an acknowledgement, and the request it answers
+            db.execute(
+                "UPDATE history SET acked_by = ?, acked_on = ?, ack_comment = ?"
+                " WHERE occurrence_id = ? AND acked_by IS NULL",
+                (e["by"], e["at"], e["comment"], e["occurrence_id"]),
+            )
+            db.execute("DELETE FROM ack_request WHERE id = ?", (e["request"],))
+            continue
         wrote = True
         values, webhooks = json.dumps(e["values"]), json.dumps(e["webhooks"])
         if e["kind"] == "start":
             db.execute(
-                "INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, ?)",
+                "INSERT OR IGNORE INTO history (occurrence_id, alarm_id, name, severity,"
+                " started, ended, start_values, end_values, webhooks)"
+                " VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, ?)",
                 (e["occurrence_id"], e["alarm_id"], e["name"], e["severity"], e["at"], values,
                  webhooks),
             )  # fmt: skip
             continue
         db.execute(
-            "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, '[]', ?, ?) ON CONFLICT"
+            "INSERT INTO history (occurrence_id, alarm_id, name, severity, started, ended,"
+            " start_values, end_values, webhooks) VALUES (?, ?, ?, ?, ?, ?, '[]', ?, ?) ON CONFLICT"
             " (occurrence_id) DO UPDATE SET ended = excluded.ended,"
             " end_values = excluded.end_values, webhooks = (SELECT json_group_array(value)"
             " FROM (SELECT value FROM json_each(history.webhooks)"
@@ -178,9 +222,72 @@ def recent(db: sqlite3.Connection, limit: int, gone: str = "") -> list[Occurrenc
                 json.loads(r["start_values"]),
                 json.loads(r["end_values"]) if r["end_values"] is not None else None,
                 tuple(deliveries),
+                r["acked_by"],
+                r["acked_on"],
+                r["ack_comment"],
+                tuple(json.loads(r["webhooks"])),
             )
         )
     return out
+
+
+def ack_event(request: AckRequest, occurrence_id: str, at: str) -> dict[str, Any]:
+    """An acknowledgement as the journal records it (plain data: it may wait in memory)."""
+    return {
+        "kind": "ack",
+        "request": request.id,
+        "occurrence_id": occurrence_id,
+        "by": request.by,
+        "comment": request.comment,
+        "at": at,
+    }
+
+
+def request_ack(db: sqlite3.Connection, alarm_id: str, name: str, by: str, comment: str,
+                created: float) -> int:  # fmt: skip
+    cursor = db.execute(
+        "INSERT INTO ack_request (alarm_id, name, by, comment, created) VALUES (?, ?, ?, ?, ?)",
+        (alarm_id, name, by, comment, created),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def ack_requests(db: sqlite3.Connection) -> list[AckRequest]:
+    rows = db.execute(
+        "SELECT id, alarm_id, name, by, comment, created FROM ack_request ORDER BY id"
+    ).fetchall()
+    return [AckRequest(*row) for row in rows]
+
+
+def drop_ack_request(db: sqlite3.Connection, request_id: int) -> None:
+    db.execute("DELETE FROM ack_request WHERE id = ?", (request_id,))
+
+
+def to_acknowledge(db: sqlite3.Connection, alarm_id: str) -> Occurrence | None:
+    """The occurrence an acknowledgement of ``alarm_id`` is for: the current one, else the
+    last that ended without one. None: nothing to acknowledge."""
+    row = db.execute(
+        "SELECT occurrence_id FROM history WHERE alarm_id = ? AND acked_by IS NULL"
+        " ORDER BY (ended IS NULL) DESC, rowid DESC LIMIT 1",
+        (alarm_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    found = [o for o in recent_by_id(db, row[0])]
+    return found[0] if found else None
+
+
+def recent_by_id(db: sqlite3.Connection, occurrence_id: str) -> list[Occurrence]:
+    rows = db.execute("SELECT * FROM history WHERE occurrence_id = ?", (occurrence_id,))
+    return [
+        Occurrence(
+            r["occurrence_id"], r["alarm_id"], r["name"], r["severity"], r["started"],
+            r["ended"], json.loads(r["start_values"]),
+            json.loads(r["end_values"]) if r["end_values"] is not None else None, (),
+            r["acked_by"], r["acked_on"], r["ack_comment"], tuple(json.loads(r["webhooks"])),
+        )
+        for r in rows
+    ]  # fmt: skip
 
 
 def shelves(db: sqlite3.Connection) -> list[ShelfRow]:

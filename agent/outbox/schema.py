@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from agent.outbox import journal
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: the agent clock (``Store.now``)
 CLOCK_TABLE = """
@@ -88,8 +88,9 @@ MIGRATIONS = {
         " lease_pid = NULL",
         CLOCK_TABLE,
     ],
-    2: journal.SCHEMA.split(";"),
+    2: journal.BASE.split(";"),
     3: ["DROP INDEX IF EXISTS outbox_due", RANK_INDEX],  # the most severe first
+    4: journal.ACKS.split(";"),  # acknowledgements
 }
 
 #: how often the agent clock is written; after a crash it resumes at most this much behind,

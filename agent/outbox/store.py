@@ -560,6 +560,26 @@ class Store(OutboxQueue):
     def unshelve(self, alarm_ids: Iterable[str]) -> int:
         return self._command(lambda: journal.unshelve(self.db, alarm_ids))
 
+    def request_ack(self, alarm_id: str, name: str, by: str, comment: str) -> int:
+        """``ixon-agent ack``: a request the running agent takes within a second."""
+        wall = self.wall()
+        return self._command(
+            lambda: journal.request_ack(self.db, alarm_id, name, by, comment, wall)
+        )
+
+    def ack_requests(self) -> list[journal.AckRequest]:
+        return self._read(lambda: journal.ack_requests(self.db))
+
+    def drop_ack_request(self, request_id: int) -> None:
+        self._command(lambda: journal.drop_ack_request(self.db, request_id))
+
+    def to_acknowledge(self, alarm_id: str) -> journal.Occurrence | None:
+        return self._read(lambda: journal.to_acknowledge(self.db, alarm_id))
+
+    def occurrence(self, occurrence_id: str) -> journal.Occurrence | None:
+        found = self._read(lambda: journal.recent_by_id(self.db, occurrence_id))
+        return found[0] if found else None
+
     def _command(self, action: Callable[[], T]) -> T:
         """A person's change (the CLI): it is written now, or it fails with the reason."""
         try:

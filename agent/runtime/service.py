@@ -38,7 +38,7 @@ from agent.delivery.deliverer import Deliverer, Result
 from agent.delivery.direct import send_directly
 from agent.delivery.pacing import Pacer
 from agent.delivery.post import make_http_client
-from agent.formats import messages_for
+from agent.formats import Acknowledged, ack_messages, messages_for
 from agent.observe.auth import Login
 from agent.observe.snapshot import (
     TREND_STEP,
@@ -200,6 +200,13 @@ class Agent:
                         keys.append(item.key)
         self._trend_at: dict[str, float] = {}
         self._shelves: dict[str, float] = {}  # shelved alarm ids: their end, agent clock
+        self._acked: set[int] = set()  # acknowledgement requests taken (by their id)
+        self._manual_ack = frozenset(
+            rule.name
+            for alarm in config.alarms
+            if not alarm.auto_acknowledge
+            for rule in AlarmRule.compile_all(alarm, config)
+        )
 
     async def start(self) -> None:
         """Start delivery and the polling schedule; must run inside the event loop."""
@@ -339,6 +346,7 @@ class Agent:
             if now - shelves_read >= SHELF_CHECK:
                 shelves_read = now
                 self.apply_shelves()
+                self.apply_acks()
             jump = jumps.check()
             if jump and self.scheduler is not None:
                 log.warning(
@@ -422,6 +430,52 @@ class Agent:
                 elif len(points) >= TREND_POINTS:
                     del points[0]
                 points.append(float(value))
+
+    def apply_acks(self) -> None:
+        """Take acknowledgements asked for with ``ixon-agent ack``: each is recorded on its
+        occurrence, with the messages it causes (an ACCEPT to ilert-events webhooks, queued
+        after the occurrence's ALERT), in one transaction that also removes the request."""
+        try:
+            requests = [r for r in self.store.ack_requests() if r.id not in self._acked]
+        except StoreDamaged as exc:
+            log.critical("%s", exc)
+            self.on_fatal(exc)
+            return
+        except sqlite3.Error:
+            return  # the next tick tries again
+        for request in requests:
+            self._acked.add(request.id)  # (while not durable the request stays in the file)
+            occurrence = self.store.to_acknowledge(request.alarm_id)
+            if occurrence is None:
+                log.warning(
+                    "acknowledgement of %r by %s: it has no occurrence to acknowledge",
+                    request.name,
+                    request.by,
+                    extra={"alarm": request.name},
+                )
+                with contextlib.suppress(sqlite3.Error):
+                    self.store.drop_ack_request(request.id)
+                continue
+            wall = self.clock.now()
+            ack = Acknowledged(
+                occurrence.occurrence_id, occurrence.name, occurrence.severity,
+                request.by, wall, request.comment,
+            )  # fmt: skip
+            messages = ack_messages(self.config, ack, occurrence.webhooks)
+            event = journal.ack_event(request, occurrence.occurrence_id, iso(wall))
+            self.store.record([], messages, history=[event])
+            comment = f": {request.comment}" if request.comment else ""
+            log.info(
+                "alarm %r (occurrence %s) acknowledged by %s%s%s",
+                occurrence.name,
+                occurrence.occurrence_id,
+                request.by,
+                comment,
+                f"; told {', '.join(m.webhook for m in messages)}" if messages else "",
+                extra={"alarm": occurrence.name, "occurrence": occurrence.occurrence_id},
+            )
+            if messages:
+                self.deliverer.wake()
 
     def apply_shelves(self) -> None:
         """Take shelves set or lifted by ``ixon-agent shelve``/``unshelve`` (or ended) into
@@ -572,6 +626,7 @@ class Agent:
             problems=tuple(self.readiness()),
             history=tuple(store.history()) if detail else (),
             trends={k: tuple(v) for k, v in self.trends.items()} if detail else {},
+            manual_ack=self._manual_ack,
         )
 
     def messages(self, t: Transition, webhooks: Sequence[str] | None = None) -> list[Message]:

@@ -1,0 +1,134 @@
+"""Acknowledging at the machine (issue 27): ``ixon-agent ack`` through the state database,
+who and when kept on the occurrence, and an ACCEPT to an ilert-events webhook queued after
+its ALERT through the outbox, across a restart too; nothing more to an IXON webhook."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.config import load_config
+from agent.observe.page import render
+from agent.runtime.service import Agent
+from simulators.ilert import IlertSimulator
+from simulators.modbus_device import ModbusDeviceSimulator
+from tests.conftest import CONFIG, wait_for, write_config
+from tests.receiver import Receiver
+
+EVENTS = """
+[[webhooks]]
+name = "events"
+url = "{url}/api/events"
+format = "ilert-events"
+integration_key = "il1api0demo"
+"""
+
+
+def config_text(events_url: str, auto: bool = True) -> str:
+    text = CONFIG + EVENTS.replace("{url}", events_url)
+    if not auto:
+        text = text.replace(
+            'instructions = "Check cooling pump P1."',
+            'instructions = "Check cooling pump P1."\nauto_acknowledge = false',
+        )
+    return text
+
+
+async def ack(path: Path, name: str, *extra: str) -> int:
+    return await asyncio.to_thread(main, ["ack", name, "--config", str(path), *extra])
+
+
+async def test_ack_records_who_and_sends_accept_after_the_alert_to_ilert_events(
+    tmp_path: Path,
+    machine: ModbusDeviceSimulator,
+    ilert: IlertSimulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_config(tmp_path, config_text(ilert.url), port=machine.port, ilert=ilert.url)
+    agent = Agent(load_config(path, environ={}))
+    await agent.start()
+    try:
+        await machine.hold(oil_temp=95.0)
+        await wait_for(lambda: len(ilert.received) == 2, what="the IXON start and the ALERT")
+        assert await ack(path, "Oil temperature high", "--comment", "on my way") == 0
+        out = capsys.readouterr().out
+        assert out.startswith("acknowledged: Oil temperature high (occurrence ")
+        [events_alert] = [a for a in ilert.alerts if a.source.conf.key == "il1api0demo"]
+        await wait_for(lambda: events_alert.status == "ACCEPTED", what="ACCEPTED in ilert")
+        [occurrence] = agent.store.history(5)
+        assert occurrence.acked_by and occurrence.acked_on is not None
+        assert occurrence.ack_comment == "on my way"
+        page = render(agent.snapshot(detail=True))
+        assert "acknowledged by" in page and "on my way" in page
+    finally:
+        await agent.stop()
+    kinds = [(m.key, m.body.get("eventType") or m.body["alarm"]["state"]) for m in ilert.inbound]
+    events = [kind for key, kind in kinds if key == "il1api0demo"]
+    assert events == ["ALERT", "ACCEPT"]  # the accept after its alert
+    assert [k for k in kinds if k[0] == "il1ixon0demo"] == [("il1ixon0demo", "active")]
+    accept = next(m.body for m in ilert.inbound if m.body.get("eventType") == "ACCEPT")
+    alert = next(m.body for m in ilert.inbound if m.body.get("eventType") == "ALERT")
+    assert accept["alertKey"] == alert["alertKey"] == occurrence.occurrence_id
+    assert "on my way" in accept["details"]
+
+
+async def test_accept_waits_behind_its_alert_across_a_restart(
+    tmp_path: Path, machine: ModbusDeviceSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver = Receiver(default=503)  # ilert is down: the ALERT waits in the outbox
+    await receiver.start()
+    try:
+        text = config_text(receiver.url)
+        path = write_config(tmp_path, text, port=machine.port, ilert=receiver.url)
+        agent = Agent(load_config(path, environ={}))
+        await agent.start()
+        try:
+            await machine.hold(oil_temp=95.0)
+            await wait_for(lambda: receiver.attempts, what="the first, refused ALERT")
+            assert await ack(path, "Oil temperature high") == 0
+            await wait_for(
+                lambda: any(e.kind == "ack" for e in agent.store.pending(limit=10)),
+                what="the ACCEPT queued",
+            )
+        finally:
+            await agent.stop()
+        receiver.default = 202  # ilert is back; a new agent takes over the outbox
+        again = Agent(load_config(path, environ={}))
+        await again.start()
+        try:
+            await wait_for(
+                lambda: any(b.get("eventType") == "ACCEPT" for b in receiver.bodies),
+                timeout=30,
+                what="the ACCEPT",
+            )
+        finally:
+            await again.stop()
+    finally:
+        await receiver.stop()
+    events = [b.get("eventType") for b in receiver.bodies if "eventType" in b]
+    assert events == ["ALERT", "ACCEPT"]  # never the accept of an alert ilert lacks
+
+
+async def test_auto_acknowledge_false_keeps_an_ended_occurrence_waiting(
+    tmp_path: Path, machine: ModbusDeviceSimulator, ilert: IlertSimulator
+) -> None:
+    path = write_config(
+        tmp_path, config_text(ilert.url, auto=False), port=machine.port, ilert=ilert.url
+    )
+    agent = Agent(load_config(path, environ={}))
+    await agent.start()
+    try:
+        await machine.hold(oil_temp=95.0)
+        await wait_for(lambda: len(agent.store.history(5)) == 1, what="the start")
+        await machine.hold(oil_temp=60.0)
+        await wait_for(lambda: agent.store.history(5)[0].ended, what="the end")
+        assert "not acknowledged" in render(agent.snapshot(detail=True))
+        assert await ack(path, "Oil temperature high") == 0  # the last one, ended
+        await wait_for(lambda: agent.store.history(5)[0].acked_by is not None, what="acked")
+        assert "not acknowledged" not in render(agent.snapshot(detail=True))
+        assert await ack(path, "Oil temperature high") == 0  # nothing left to acknowledge
+    finally:
+        await agent.stop()
