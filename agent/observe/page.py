@@ -96,6 +96,8 @@ def _alarm_card(alarm: AlarmView, view: Snapshot, values: dict[str, VariableView
             for key in alarm.inputs
             if key in view.trends
         )
+    if alarm.active and alarm.occurrence_id is not None:
+        facts.append(_ack_state(alarm.alarm_id, alarm.occurrence_id, view))
     instructions = f'<p class="instr">{e(alarm.instructions)}</p>' if alarm.instructions else ""
     shelved = ' <span class="state">shelved</span>' if alarm.shelf and state != "shelved" else ""
     return (
@@ -186,6 +188,29 @@ def _history(view: Snapshot) -> str:
     return f'<ul class="history" id="history">{"".join(items)}</ul>'
 
 
+def _ack_state(alarm_id: str, occurrence_id: str, view: Snapshot) -> str:
+    """An active alarm's acknowledgement: who and when, or the form to give one."""
+    found = next((o for o in view.history if o.occurrence_id == occurrence_id), None)
+    if found is not None and found.acked_by is not None:
+        return _ack(found, view).removeprefix("<br>")
+    return '<span class="unacked">not acknowledged</span>' + _ack_form(alarm_id, view)
+
+
+def _ack_form(alarm_id: str, view: Snapshot) -> str:
+    """A plain form (no JavaScript needed), for a logged-in viewer only."""
+    if view.viewer is None:
+        return ""
+    e = html.escape
+    return (
+        f'<form class="ack" method="post" action="/ack">'
+        f'<input type="hidden" name="alarm" value="{e(alarm_id)}">'
+        f'<input type="hidden" name="token" value="{e(view.token)}">'
+        '<input name="comment" maxlength="200" placeholder="comment (optional)"'
+        ' aria-label="comment">'
+        "<button>Acknowledge</button></form>"
+    )
+
+
 def _ack(o: Occurrence, view: Snapshot) -> str:
     """Who acknowledged an occurrence and when; or that nobody has, while it is active or
     its alarm waits for a person (``auto_acknowledge = false``)."""
@@ -194,8 +219,11 @@ def _ack(o: Occurrence, view: Snapshot) -> str:
         comment = f": &ldquo;{e(o.ack_comment)}&rdquo;" if o.ack_comment else ""
         when = _when(o.acked_on) if o.acked_on else ""
         return f'<br><span class="acked">acknowledged by {e(o.acked_by)}, {when}{comment}</span>'
-    if o.ended is None or o.name in view.manual_ack:
+    if o.ended is None:
         return '<br><span class="unacked">not acknowledged</span>'
+    if o.name in view.manual_ack:
+        form = _ack_form(o.alarm_id, view)
+        return f'<br><span class="unacked">not acknowledged</span>{form}'
     return ""
 
 
@@ -229,6 +257,10 @@ ul.quiet li, ul.history li, ul.sources li { padding: .3rem 0; border-bottom: 1px
 .dot { display: inline-block; width: .65rem; height: .65rem; border-radius: 50%;
        background: var(--sev); margin-right: .4rem; }
 .dl-failed { color: var(--high); font-weight: bold; } .dl-waiting { color: var(--medium); }
+form.ack { display: flex; gap: .3rem; margin-top: .3rem; flex-wrap: wrap; }
+form.ack input[name=comment] { flex: 1 1 10rem; min-width: 0; font: inherit; padding: .35rem; }
+form.ack button { font: inherit; padding: .35rem .8rem; border-radius: .3rem;
+                  border: 1px solid var(--sev); background: var(--sev); color: #fff; }
 .acked { color: #2e7d32; } .unacked { color: var(--sev); font-weight: bold; }
 .online { color: #2e7d32; } .offline { color: var(--high); font-weight: bold; }
 table { border-collapse: collapse; width: 100%; table-layout: fixed; }
@@ -237,8 +269,14 @@ th, td { border-bottom: 1px solid #e3e3e3; padding: .3rem; text-align: left; ver
 summary { cursor: pointer; margin: .4rem 0; }
 """
 
-#: the browser's own time zone for every <time> (the page reads well without it)
+#: the browser's own time zone for every <time> (the page reads well without it); a reload
+#: every 5 s that waits while someone types a comment (without JavaScript: a plain refresh)
 _LOCAL_TIME = """<script>
+setInterval(() => {
+  const busy = [...document.querySelectorAll("form.ack input[name=comment]")]
+    .some((i) => i.value || i === document.activeElement);
+  if (!busy) location.reload();
+}, 5000);
 for (const t of document.querySelectorAll("time[datetime]")) {
   const d = new Date(t.getAttribute("datetime"));
   if (!isNaN(d)) { t.textContent = d.toLocaleString(); t.title = t.getAttribute("datetime"); }
@@ -281,7 +319,8 @@ def render(view: Snapshot) -> str:
     problems = view.problems
     ready = "ready" if not problems else "not ready: " + "; ".join(problems)
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<html lang="en"><head><meta charset="utf-8">
+<noscript><meta http-equiv="refresh" content="5"></noscript>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{e(view.agent_name)}: ixon-agent</title>
 <style>{_STYLE}</style></head><body>

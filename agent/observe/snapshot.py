@@ -50,6 +50,8 @@ class AlarmView:
     shelf_ends: datetime | None = None  # when the shelf ends, on the wall clock now
     in_service: bool = True  # false: ``enabled = false`` in the config
     bit: int | None = None  # a fault word's bit: its sparkline is that bit's
+    alarm_id: str = ""
+    occurrence_id: str | None = None  # the current occurrence, while active
 
     @classmethod
     def of(cls, alarm: AlarmState, now: float, wall: datetime) -> AlarmView:
@@ -78,6 +80,8 @@ class AlarmView:
             shelf,
             wall + timedelta(seconds=shelf.until - now) if shelf else None,
             bit=rule.bit,
+            alarm_id=rule.public_id,
+            occurrence_id=alarm.occurrence_id if alarm.active else None,
         )
 
     @classmethod
@@ -128,6 +132,9 @@ class Snapshot:
     trends: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # recent values
     #: alarms (by name) whose ended occurrences wait for an acknowledgement
     manual_ack: frozenset[str] = frozenset()
+    #: who looks (logged in), and the token their forms carry; None: no actions
+    viewer: str | None = None
+    token: str = ""
 
 
 class Snapshots(Protocol):

@@ -14,11 +14,16 @@ happen. Webhook URLs never appear: webhooks are labelled by name.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
@@ -28,7 +33,7 @@ from prometheus_client.registry import Collector
 from agent import __version__
 from agent.alarms.states import State, Transition
 from agent.delivery.deliverer import Result
-from agent.observe.auth import Login, tls_context
+from agent.observe.auth import USER, Login, tls_context
 from agent.observe.logs import one_line_logger
 from agent.observe.page import render
 from agent.observe.snapshot import Snapshot, Snapshots
@@ -161,6 +166,9 @@ def _gauge(name: str, text: str, *labels: str, value: float | None = None) -> Ga
 
 #: connections the status listener holds at most; past it the longest idle one is dropped
 MAX_CONNECTIONS = 64
+MAX_FORM = 4096  # bytes of an Acknowledge form
+#: (alarm id, who, comment) -> the alarm's name, or None for no such alarm
+Acknowledge = Callable[[str, str, str], str | None]
 #: seconds a connection may stay idle (before its first request too) before it is closed
 IDLE_TIMEOUT = 15.0
 
@@ -182,8 +190,15 @@ class StatusServer(WebServer):
     thousand idle connections cost a few file descriptors, and polling and delivery go on.
     """
 
-    def __init__(self, snapshot: Snapshots, metrics: Metrics, login: Login | None = None) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshots,
+        metrics: Metrics,
+        login: Login | None = None,
+        acknowledge: Acknowledge | None = None,
+    ) -> None:
         self.snapshot = snapshot
+        self.acknowledge = acknowledge
         self.registry = metrics.registry
         metrics.connections_dropped = lambda: self.dropped
         self.dropped = 0  # connections closed to make room
@@ -195,8 +210,10 @@ class StatusServer(WebServer):
                 web.get("/metrics", self.metrics),
                 web.get("/healthz", self.healthz),
                 web.get("/readyz", self.readyz),
+                web.post("/ack", self.ack),
             ]
         )
+        self._secret = os.urandom(32)  # the forms' tokens mean nothing to another process
         super().__init__(app, http_log, keepalive=IDLE_TIMEOUT)
 
     backlog = MAX_CONNECTIONS
@@ -252,4 +269,31 @@ class StatusServer(WebServer):
         return web.json_response({"ready": not problems, "problems": problems}, status=status)
 
     async def page(self, request: web.Request) -> web.Response:
-        return web.Response(text=render(self.snapshot(detail=True)), content_type="text/html")
+        view = self.snapshot(detail=True)
+        user = request.get(USER)
+        if user is not None and self.acknowledge is not None:
+            view = replace(view, viewer=user, token=self._token(user))
+        return web.Response(text=render(view), content_type="text/html")
+
+    def _token(self, user: str) -> str:
+        return hmac.new(self._secret, user.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def ack(self, request: web.Request) -> web.Response:
+        """The Acknowledge form: a logged-in user, the same origin, and the page's token;
+        then the same path as ``ixon-agent ack``, and back to the page."""
+        user = request.get(USER)
+        if user is None or self.acknowledge is None:
+            return web.Response(status=403, text="acknowledging needs a login ([status.users])\n")
+        origin = request.headers.get("Origin") or request.headers.get("Referer")
+        if origin is not None and urlsplit(origin).netloc != request.host:
+            return web.Response(status=403, text="a form of another site\n")
+        if (request.content_length or 0) > MAX_FORM:
+            return web.Response(status=413, text="too large\n")
+        form = await request.post()
+        token, alarm = str(form.get("token", "")), str(form.get("alarm", ""))
+        if not hmac.compare_digest(token, self._token(user)):
+            return web.Response(status=403, text="the page is out of date: reload it\n")
+        name = self.acknowledge(alarm, user, str(form.get("comment", "")).strip()[:200])
+        if name is None:
+            return web.Response(status=404, text="no such alarm\n")
+        raise web.HTTPSeeOther("/")

@@ -170,7 +170,7 @@ class Agent:
         )
         self.metrics = Metrics(self.snapshot)
         self.status = (
-            StatusServer(self.snapshot, self.metrics, Login(config.status.users))
+            StatusServer(self.snapshot, self.metrics, Login(config.status.users), self.acknowledge)
             if config.status.enabled
             else None
         )
@@ -430,6 +430,16 @@ class Agent:
                 elif len(points) >= TREND_POINTS:
                     del points[0]
                 points.append(float(value))
+
+    def acknowledge(self, alarm_id: str, by: str, comment: str) -> str | None:
+        """The page's Acknowledge: as ``ixon-agent ack``, taken at once. None: no such
+        alarm."""
+        state = next((s for s in self.engine.all_states() if s.rule.public_id == alarm_id), None)
+        if state is None:
+            return None
+        self.store.request_ack(alarm_id, state.rule.name, by, comment)
+        self.apply_acks()
+        return state.rule.name
 
     def apply_acks(self) -> None:
         """Take acknowledgements asked for with ``ixon-agent ack``: each is recorded on its

@@ -132,3 +132,67 @@ async def test_auto_acknowledge_false_keeps_an_ended_occurrence_waiting(
         assert await ack(path, "Oil temperature high") == 0  # nothing left to acknowledge
     finally:
         await agent.stop()
+
+
+async def test_the_page_acknowledges_with_a_login_the_same_origin_and_its_token(
+    tmp_path: Path, machine: ModbusDeviceSimulator
+) -> None:
+    import re
+
+    import httpx
+
+    from tests.integration.test_login import PASSWORD, with_users
+
+    path = with_users(tmp_path, machine.port)
+    agent = Agent(load_config(path, environ={}))
+    await agent.start()
+    try:
+        assert agent.status is not None
+        url = agent.status.url
+        await machine.hold(oil_temp=95.0)
+        await wait_for(lambda: agent.store.history(5), what="the occurrence")
+        async with httpx.AsyncClient(auth=("jane", PASSWORD)) as client:
+            page = (await client.get(url + "/")).text
+            assert 'action="/ack"' in page and "Acknowledge</button>" in page
+            token = re.search(r'name="token" value="([0-9a-f]+)"', page)
+            alarm = re.search(r'name="alarm" value="([^"]+)"', page)
+            assert token and alarm
+            form = {"alarm": alarm[1], "token": token[1], "comment": "on it"}
+            other = await client.post(
+                url + "/ack", data=form, headers={"Origin": "http://evil.example"}
+            )
+            assert other.status_code == 403  # a form of another site
+            stale = await client.post(url + "/ack", data={**form, "token": "0" * 32})
+            assert stale.status_code == 403  # no token, no acknowledgement
+            async with httpx.AsyncClient() as stranger:
+                assert (await stranger.post(url + "/ack", data=form)).status_code == 401
+            assert agent.store.history(5)[0].acked_by is None
+            done = await client.post(url + "/ack", data=form, headers={"Origin": url})
+            assert done.status_code == 303 and done.headers["Location"] == "/"
+            [occurrence] = agent.store.history(5)
+            assert (occurrence.acked_by, occurrence.ack_comment) == ("jane", "on it")
+            page = (await client.get(url + "/")).text
+            assert "acknowledged by jane" in page and "Acknowledge</button>" not in page
+    finally:
+        await agent.stop()
+
+
+async def test_without_a_login_the_page_has_no_actions(
+    tmp_path: Path, machine: ModbusDeviceSimulator
+) -> None:
+    import httpx
+
+    path = write_config(tmp_path, port=machine.port)
+    agent = Agent(load_config(path, environ={}))
+    await agent.start()
+    try:
+        assert agent.status is not None
+        await machine.hold(oil_temp=95.0)
+        await wait_for(lambda: agent.store.history(5), what="the occurrence")
+        async with httpx.AsyncClient() as client:
+            page = (await client.get(agent.status.url + "/")).text
+            assert "not acknowledged" in page and "Acknowledge</button>" not in page
+            refused = await client.post(agent.status.url + "/ack", data={"alarm": "x"})
+            assert refused.status_code == 403
+    finally:
+        await agent.stop()

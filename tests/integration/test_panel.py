@@ -184,3 +184,51 @@ async def test_the_panel_at_phone_and_desktop_sizes(panel: Agent, tmp_path: Path
             assert shown == local and "UTC" not in shown
             assert "il1ixon0demo" not in await page.eval("document.documentElement.outerHTML")
     assert (tmp_path / "panel-phone.png").stat().st_size > 10_000
+
+
+async def test_login_and_acknowledge_in_a_browser_at_phone_and_desktop_sizes(
+    tmp_path: Path, machine: ModbusDeviceSimulator
+) -> None:
+    """The Acknowledge button on an active alarm's card, behind the login; the card after."""
+    import base64
+
+    from tests.integration.test_login import PASSWORD, with_users
+
+    agent = Agent(load_config(with_users(tmp_path, machine.port), environ={}))
+    await agent.start()
+    try:
+        assert agent.status is not None
+        url = f"http://127.0.0.1:{agent.status.port}/"
+        await machine.hold(oil_temp=91.5)
+        await wait_for(lambda: agent.store.history(5), what="the occurrence")
+        async with browser(tmp_path / "profile") as page:
+            await page.open(url, PHONE)  # no login: 401, and nothing of the machine
+            assert "Oil temperature" not in await page.eval("document.body.innerText")
+            login = base64.b64encode(f"jane:{PASSWORD}".encode()).decode()
+            await page.call("Network.enable")
+            await page.call(
+                "Network.setExtraHTTPHeaders", headers={"Authorization": f"Basic {login}"}
+            )
+            for size, name in ((DESKTOP, "desktop"), (PHONE, "phone")):
+                await page.open(url, size)
+                card = "document.querySelector('article.sev-high')"
+                assert "not acknowledged" in await page.eval(f"{card}.innerText")
+                width = await page.eval("document.documentElement.scrollWidth")
+                assert width <= size[0], f"{name}: {width} px wide in {size[0]} px"
+                save(await page.screenshot(), tmp_path / f"ack-before-{name}.png")
+                if name == "phone":  # acknowledge once, with a comment, by the form
+                    await page.eval(
+                        f"{card}.querySelector('input[name=comment]').value = 'on my way';"
+                        f" {card}.querySelector('form.ack button').click()"
+                    )
+                    await wait_for(
+                        lambda: agent.store.history(5)[0].acked_by == "jane", what="the ack"
+                    )
+            for size, name in ((PHONE, "phone"), (DESKTOP, "desktop")):
+                await page.open(url, size)
+                text = await page.eval("document.querySelector('article.sev-high').innerText")
+                assert "acknowledged by jane" in text and "on my way" in text
+                assert await page.eval("document.querySelector('form.ack')") is None
+                save(await page.screenshot(), tmp_path / f"ack-after-{name}.png")
+    finally:
+        await agent.stop()
