@@ -36,7 +36,7 @@ def test_the_payload_examples_are_what_the_formats_build() -> None:
     state.step(84.2, 0.0, at)
     start = state.step(84.2, 3.0, at)
     assert start is not None
-    ixon_doc, events_doc = (json.loads(b) for b in blocks("payloads.md", "json"))
+    ixon_doc, events_doc, _ = (json.loads(b) for b in blocks("payloads.md", "json"))
     ixon = build(config.agent, config.webhooks[0], start, at)
     assert shape(ixon_doc) == shape(ixon)
     assert ixon_doc["alarm"]["publicId"] == ixon["alarm"]["publicId"]  # stable ids
@@ -64,3 +64,17 @@ def test_the_readme_stands_alone() -> None:
     for link in re.findall(r"\]\(([^)#]+)\)", readme):
         if not link.startswith("http"):
             assert (REPO / link).exists(), link
+
+
+def test_the_accept_example_is_what_the_format_sends() -> None:
+    from agent.formats import Acknowledged, format_of
+
+    config = load_config(REPO / "agent.toml", environ={})
+    *_, accept_doc = (json.loads(b) for b in blocks("payloads.md", "json"))
+    events = Webhook.model_validate(
+        {"name": "e", "url": "http://127.0.0.1/api/events", "format": "ilert-events"}
+    )
+    at = datetime(2026, 12, 5, 10, 3, tzinfo=UTC)
+    ack = Acknowledged("Kq3vTz9LmW2x", "Oil temperature high", "high", "jane", at, "on my way")
+    body = format_of(events).acknowledgement(config.agent, events, ack)
+    assert body == accept_doc
