@@ -183,17 +183,36 @@ def _history(view: Snapshot) -> str:
         items.append(
             f'<li class="sev-{e(o.severity)}"><span class="dot"></span><b>{e(o.name)}</b>'
             f" <small>{e(o.severity)}</small><br>{span_text}{_ack(o, view)}"
+            f"{_ilert_side(o, active=o.ended is None)}"
             f"<br><small>{deliveries}</small></li>"
         )
     return f'<ul class="history" id="history">{"".join(items)}</ul>'
 
 
 def _ack_state(alarm_id: str, occurrence_id: str, view: Snapshot) -> str:
-    """An active alarm's acknowledgement: who and when, or the form to give one."""
+    """An active alarm's acknowledgement: who and when, or the form to give one; and what
+    ilert says of it."""
     found = next((o for o in view.history if o.occurrence_id == occurrence_id), None)
+    ilert = _ilert_side(found, active=True) if found is not None else ""
     if found is not None and found.acked_by is not None:
-        return _ack(found, view).removeprefix("<br>")
-    return '<span class="unacked">not acknowledged</span>' + _ack_form(alarm_id, view)
+        return _ack(found, view).removeprefix("<br>") + ilert
+    return '<span class="unacked">not acknowledged</span>' + ilert + _ack_form(alarm_id, view)
+
+
+def _ilert_side(o: Occurrence, active: bool) -> str:
+    """ilert's side, from its alert actions: accepted by whom and when, assigned to whom,
+    resolved there (while it may still be active here)."""
+    side = o.ilert or {}
+    e = html.escape
+    parts = []
+    if side.get("status") == "accepted":
+        parts.append(f"accepted by {e(side.get('by', '?'))} in ilert, {_when(side.get('at'))}")
+    elif side.get("status") == "resolved":
+        here = ", still active here" if active else ""
+        parts.append(f"resolved in ilert, {_when(side.get('at'))}{here}")
+    if side.get("assigned"):
+        parts.append(f"assigned to {e(side['assigned'])}")
+    return "".join(f'<br><span class="ilert">{p}</span>' for p in parts)
 
 
 def _ack_form(alarm_id: str, view: Snapshot) -> str:
@@ -261,7 +280,8 @@ form.ack { display: flex; gap: .3rem; margin-top: .3rem; flex-wrap: wrap; }
 form.ack input[name=comment] { flex: 1 1 10rem; min-width: 0; font: inherit; padding: .35rem; }
 form.ack button { font: inherit; padding: .35rem .8rem; border-radius: .3rem;
                   border: 1px solid var(--sev); background: var(--sev); color: #fff; }
-.acked { color: #2e7d32; } .unacked { color: var(--sev); font-weight: bold; }
+.acked { color: #2e7d32; } .ilert { color: #4527a0; }
+.unacked { color: var(--sev); font-weight: bold; }
 .online { color: #2e7d32; } .offline { color: var(--high); font-weight: bold; }
 table { border-collapse: collapse; width: 100%; table-layout: fixed; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: .3rem; text-align: left; vertical-align: top; }

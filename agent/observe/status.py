@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import os
 from collections import Counter
@@ -32,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from agent import __version__
 from agent.alarms.states import State, Transition
+from agent.common.retry import Throttle
 from agent.delivery.deliverer import Result
 from agent.observe.auth import USER, Login, tls_context
 from agent.observe.logs import one_line_logger
@@ -169,6 +171,9 @@ MAX_CONNECTIONS = 64
 MAX_FORM = 4096  # bytes of an Acknowledge form
 #: (alarm id, who, comment) -> the alarm's name, or None for no such alarm
 Acknowledge = Callable[[str, str, str], str | None]
+#: ilert's alert-action body -> an HTTP status: 200 taken, 400 not ilert's, 404 no such key
+FromIlert = Callable[[dict[str, Any]], int]
+MAX_ILERT = 64 * 1024  # bytes of an alert-action body (ilert's are a few KB)
 #: seconds a connection may stay idle (before its first request too) before it is closed
 IDLE_TIMEOUT = 15.0
 
@@ -196,9 +201,12 @@ class StatusServer(WebServer):
         metrics: Metrics,
         login: Login | None = None,
         acknowledge: Acknowledge | None = None,
+        from_ilert: FromIlert | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.acknowledge = acknowledge
+        self.from_ilert = from_ilert
+        self._bad_input = Throttle(600.0)
         self.registry = metrics.registry
         metrics.connections_dropped = lambda: self.dropped
         self.dropped = 0  # connections closed to make room
@@ -211,6 +219,7 @@ class StatusServer(WebServer):
                 web.get("/healthz", self.healthz),
                 web.get("/readyz", self.readyz),
                 web.post("/ack", self.ack),
+                web.post("/ilert", self.ilert),
             ]
         )
         self._secret = os.urandom(32)  # the forms' tokens mean nothing to another process
@@ -274,6 +283,40 @@ class StatusServer(WebServer):
         if user is not None and self.acknowledge is not None:
             view = replace(view, viewer=user, token=self._token(user))
         return web.Response(text=render(view), content_type="text/html")
+
+    async def ilert(self, request: web.Request) -> web.Response:
+        """ilert's alert action (its default webhook body), behind the login: ilert sends
+        the URL's userinfo as basic auth. Bad input changes nothing and gets a 4xx."""
+        if request.get(USER) is None or self.from_ilert is None:
+            return web.Response(status=403, text="/ilert needs a login ([status.users])\n")
+        if (request.content_length or 0) > MAX_ILERT:
+            return self._refused(request, 413, "a body over 64 KB")
+        try:
+            raw = await request.content.read(MAX_ILERT + 1)
+            if len(raw) > MAX_ILERT:
+                return self._refused(request, 413, "a body over 64 KB")
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return self._refused(request, 400, "not JSON")
+        if not isinstance(payload, dict):
+            return self._refused(request, 400, "not a JSON object")
+        status = self.from_ilert(payload)
+        if status != 200:
+            why = (
+                "no occurrence with this alertKey" if status == 404 else "not ilert's alert action"
+            )
+            return self._refused(request, status, why)
+        return web.json_response({"ok": True})
+
+    def _refused(self, request: web.Request, status: int, why: str) -> web.Response:
+        if self._bad_input.hit():  # at most one line now and then
+            log.warning(
+                "status: /ilert from %s refused: %s (%d such so far)",
+                request.remote,
+                why,
+                self._bad_input.count,
+            )
+        return web.Response(status=status, text=f"{why}\n")
 
     def _token(self, user: str) -> str:
         return hmac.new(self._secret, user.encode(), hashlib.sha256).hexdigest()[:32]

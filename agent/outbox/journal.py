@@ -51,6 +51,7 @@ ACKS = """
 ALTER TABLE history ADD COLUMN acked_by TEXT;
 ALTER TABLE history ADD COLUMN acked_on TEXT;  -- ISO wall time, shown only
 ALTER TABLE history ADD COLUMN ack_comment TEXT;
+ALTER TABLE history ADD COLUMN ilert TEXT;  -- JSON: ilert's side, from its alert actions
 CREATE TABLE IF NOT EXISTS ack_request (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the agent remembers ids
     alarm_id      TEXT NOT NULL,
@@ -87,6 +88,8 @@ class Occurrence:
     acked_on: str | None = None  # ISO
     ack_comment: str | None = None
     webhooks: tuple[str, ...] = ()  # the webhooks it was queued for
+    #: ilert's side, from its alert actions (``POST /ilert``): status, by, at, assigned
+    ilert: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,12 @@ def write(db: sqlite3.Connection, events: Iterable[Mapping[str, Any]]) -> None:
     first written; an end without its start (trimmed away) gets a row of its own."""
     wrote = False
     for e in events:
+        if e["kind"] == "ilert":  # ilert's side of the occurrence, from an alert action
+            db.execute(
+                "UPDATE history SET ilert = ? WHERE occurrence_id = ?",
+                (json.dumps(e["ilert"]), e["occurrence_id"]),
+            )
+            continue
         if e["kind"] == "ack":  # an acknowledgement, and the request it answers
             db.execute(
                 "UPDATE history SET acked_by = ?, acked_on = ?, ack_comment = ?"
@@ -226,6 +235,7 @@ def recent(db: sqlite3.Connection, limit: int, gone: str = "") -> list[Occurrenc
                 r["acked_on"],
                 r["ack_comment"],
                 tuple(json.loads(r["webhooks"])),
+                json.loads(r["ilert"]) if r["ilert"] else None,
             )
         )
     return out
@@ -285,6 +295,7 @@ def recent_by_id(db: sqlite3.Connection, occurrence_id: str) -> list[Occurrence]
             r["ended"], json.loads(r["start_values"]),
             json.loads(r["end_values"]) if r["end_values"] is not None else None, (),
             r["acked_by"], r["acked_on"], r["ack_comment"], tuple(json.loads(r["webhooks"])),
+            json.loads(r["ilert"]) if r["ilert"] else None,
         )
         for r in rows
     ]  # fmt: skip

@@ -170,7 +170,13 @@ class Agent:
         )
         self.metrics = Metrics(self.snapshot)
         self.status = (
-            StatusServer(self.snapshot, self.metrics, Login(config.status.users), self.acknowledge)
+            StatusServer(
+                self.snapshot,
+                self.metrics,
+                Login(config.status.users),
+                self.acknowledge,
+                self.from_ilert,
+            )
             if config.status.enabled
             else None
         )
@@ -441,6 +447,47 @@ class Agent:
         self.apply_acks()
         return state.rule.name
 
+    def from_ilert(self, payload: dict[str, Any]) -> int:
+        """ilert's side of an occurrence, from an alert action: accepted (which acknowledges
+        it here too), assigned, resolved. 200, or 400 for a body that is not ilert's and
+        404 for an alertKey that is no occurrence here (a template that is not the
+        occurrence id, or an alert of another agent)."""
+        key, event = payload.get("alertKey"), payload.get("eventType")
+        if not isinstance(key, str) or not isinstance(event, str) or len(key) > 200:
+            return 400
+        occurrence = self.store.occurrence(key)
+        if occurrence is None:
+            return 404
+        who = _ilert_person(payload)
+        at = iso(self.clock.now())
+        side = dict(occurrence.ilert or {})
+        status = payload.get("status")
+        events: list[dict[str, Any]] = []
+        if event == "alert-acknowledged":
+            side.update(status="accepted", by=who or "someone", at=at)
+            if occurrence.acked_by is None:  # an accept in ilert acknowledges it here
+                events.append(
+                    {"kind": "ack", "request": 0, "occurrence_id": key,
+                     "by": f"{who or 'someone'} in ilert", "comment": "", "at": at}
+                )  # fmt: skip
+        elif event == "alert-assigned" and who:
+            side["assigned"] = who
+        elif event == "alert-resolved" or status == "RESOLVED":
+            side.update(status="resolved", at=at)
+        else:
+            return 200  # an event that changes nothing shown here (a comment, a channel)
+        events.insert(0, {"kind": "ilert", "occurrence_id": key, "ilert": side})
+        self.store.record([], [], history=events)
+        log.info(
+            "ilert: %s of %r (occurrence %s)%s",
+            event,
+            occurrence.name,
+            key,
+            f" by {who}" if who else "",
+            extra={"alarm": occurrence.name, "occurrence": key},
+        )
+        return 200
+
     def apply_acks(self) -> None:
         """Take acknowledgements asked for with ``ixon-agent ack``: each is recorded on its
         occurrence, with the messages it causes (an ACCEPT to ilert-events webhooks, queued
@@ -686,3 +733,17 @@ class Agent:
                 messages += self.messages(end)
         self.save([], messages, forget=list(self._removed))
         self._removed = {}
+
+
+def _ilert_person(payload: dict[str, Any]) -> str:
+    """Who, in ilert's words: the assignee, else the responder who accepted."""
+    people = [payload.get("assignedTo")]
+    people += [r.get("user") for r in payload.get("responders") or [] if isinstance(r, dict)
+               and r.get("status") == "ACCEPTED"]  # fmt: skip
+    for person in people:
+        if isinstance(person, dict):
+            name = " ".join(str(person.get(k) or "") for k in ("firstName", "lastName")).strip()
+            name = name or str(person.get("username") or person.get("email") or "")
+            if name:
+                return name[:100]
+    return ""

@@ -196,3 +196,69 @@ async def test_without_a_login_the_page_has_no_actions(
             assert refused.status_code == 403
     finally:
         await agent.stop()
+
+
+async def test_ilert_alert_actions_show_at_the_machine_and_an_accept_acknowledges(
+    tmp_path: Path, machine: ModbusDeviceSimulator
+) -> None:
+    """The stand-in's alert action posts each lifecycle event to the agent's /ilert, with
+    the URL's userinfo as basic auth, as ilert does."""
+    import socket
+
+    import httpx
+
+    from simulators.ilert import recommended
+    from tests.integration.test_login import PASSWORD, with_users
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        status_port = probe.getsockname()[1]
+    forward = f"http://jane:{PASSWORD}@127.0.0.1:{status_port}/ilert"
+    ilert = IlertSimulator(recommended(), forward=forward)
+    await ilert.start()
+    path = with_users(tmp_path, machine.port)
+    text = path.read_text().replace("[status]\nport = 0", f"[status]\nport = {status_port}")
+    path.write_text(text + EVENTS.replace("{url}", ilert.url))
+    text = path.read_text().replace("http://127.0.0.1:8025", ilert.url)
+    path.write_text(text)
+    agent = Agent(load_config(path, environ={}))
+    await agent.start()
+    try:
+        await machine.hold(oil_temp=95.0)
+        await wait_for(lambda: len(ilert.received) == 2, what="the IXON start and the ALERT")
+        [occurrence] = agent.store.history(5)
+        [alert] = [
+            a
+            for a in ilert.alerts
+            if a.alert_key == occurrence.occurrence_id and a.source.conf.key == "il1api0demo"
+        ]
+        ilert.accept(alert)  # an operator accepts it in ilert
+        await wait_for(lambda: agent.store.history(5)[0].acked_by, what="acknowledged here")
+        seen = agent.store.history(5)[0]
+        assert seen.acked_by is not None and seen.acked_by.endswith(" in ilert")
+        assert seen.ilert is not None and seen.ilert["status"] == "accepted"
+        page = render(agent.snapshot(detail=True))
+        assert "in ilert" in page and "accepted by" in page
+        ilert.resolve(alert, "fixed remotely")  # resolved there, still active here
+        await wait_for(
+            lambda: (agent.store.history(5)[0].ilert or {}).get("status") == "resolved",
+            what="resolved in ilert",
+        )
+        assert "resolved in ilert" in render(agent.snapshot(detail=True))
+        assert "still active here" in render(agent.snapshot(detail=True))
+        before = agent.store.history(5)[0]
+        url = f"http://127.0.0.1:{status_port}/ilert"
+        body = {"alertKey": occurrence.occurrence_id, "eventType": "alert-assigned"}
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(url, json=body, auth=("jane", "wrong"))).status_code == 401
+            auth = ("jane", PASSWORD)
+            bad = await client.post(url, content=b"{not json", auth=auth)
+            assert bad.status_code == 400
+            unknown = await client.post(url, json={**body, "alertKey": "nope"}, auth=auth)
+            assert unknown.status_code == 404
+            big = await client.post(url, content=b"x" * 70_000, auth=auth)
+            assert big.status_code == 413
+        assert agent.store.history(5)[0] == before  # the bad ones changed nothing
+    finally:
+        await agent.stop()
+        await ilert.stop()
