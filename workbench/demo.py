@@ -12,7 +12,9 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -27,7 +29,7 @@ import httpx
 from agent.alarms.rules import AlarmRule
 from agent.alarms.states import Transition, describe_values
 from agent.common.values import Value
-from agent.config import STARTER, Config, config_path, load_config
+from agent.config import STARTER, Config, Webhook, config_path, load_config
 from agent.delivery.deliverer import Result
 from agent.observe.logs import setup_logging
 from agent.runtime.service import Agent
@@ -36,6 +38,7 @@ from agent.sources.modbus.config import ModbusSource
 from agent.tools.alarmtest.spec import AlarmTest, TestFileError
 from agent.tools.alarmtest.spec import load as load_tests
 from simulators.ilert import (
+    EVENTS_KEY,
     TRIGGER_TYPES,
     ActionConf,
     Alert,
@@ -136,6 +139,23 @@ class LiveView:
             text += f"; ilert alert #{alert.id} {alert.status} {alert.priority}: {alert.summary}"
         self.say(self.style(text, "36"))
 
+    def acknowledged(self, alarm: str, by: str, messages: list[Any]) -> None:
+        """Someone at the machine acknowledged an occurrence (the agent tells ilert)."""
+        self.counts["acknowledged at the machine"] += 1
+        told = f"; ACCEPT to {', '.join(m.webhook for m in messages)}" if messages else ""
+        self.say(self.style(f"  at the machine: {alarm!r} acknowledged by {by}{told}", "1;35"))
+
+    def from_ilert(
+        self, event: str, alarm: str, occurrence: str, who: str, acknowledged: bool
+    ) -> None:
+        """ilert's alert action reached the agent's /ilert."""
+        self.counts["from ilert to the machine"] += 1
+        by = f" by {who}" if who else ""
+        here = ": acknowledged here" if acknowledged else ""
+        if acknowledged:
+            self.counts["accepted in ilert, acknowledged here"] += 1
+        self.say(self.style(f"    ilert -> agent: {event} of {alarm!r}{by}{here}", "35"))
+
     def forwarded(self, delivery: dict[str, Any]) -> None:
         """ilert's alert action posted a lifecycle event to the Sumo stand-in."""
         self.counts["lifecycle events"] += 1
@@ -154,6 +174,9 @@ class LiveView:
             f"  webhook messages: {c['messages delivered']} delivered,"
             f" {c['messages retry']} retried, {c['messages rejected']} rejected",
             f"  ilert alerts: {len(alerts)} ({resolved} resolved, {len(alerts) - resolved} open)",
+            f"  from ilert to the machine: {c['from ilert to the machine']} alert action(s),"
+            f" {c['accepted in ilert, acknowledged here']} accept(s) acknowledged here;"
+            f" from the machine to ilert: {c['acknowledged at the machine']} acknowledgement(s)",
         ]
         lines += [f"    #{a.id} {a.status:<8} {a.priority:<4} {a.summary}" for a in alerts]
         if self.sumo is not None:
@@ -199,15 +222,63 @@ OPERATOR_STEPS = (
 )
 
 
-def demo_ilert(period: float, forward: str) -> IlertSimulator:
+def demo_ilert(period: float, forward: str, agent: str | None = None) -> IlertSimulator:
     """ilert as the README recommends, with timers short enough for one scenario period:
     a pending alert escalates after period/40 and ends its escalation after as long again;
-    an alert open for period/30 gets the not-resolved reminder."""
+    an alert open for period/30 gets the not-resolved reminder. Its IXON source's lifecycle
+    goes to Sumo; with ``agent``, every alert's goes back to the agent's /ilert too."""
     conf = recommended()
     for policy in conf.escalation_policies:
         policy.escalation_timeout = period / 40
-    conf.alert_actions.append(ActionConf(name="sumo", url=forward, not_resolved_delay=period / 30))
+    conf.alert_actions.append(
+        ActionConf(name="sumo", url=forward, not_resolved_delay=period / 30, sources=["IXON Cloud"])
+    )
+    if agent is not None:
+        conf.alert_actions.append(ActionConf(name="agent", url=agent))
     return IlertSimulator(conf)
+
+
+def with_the_loop(config: Config, ilert_url: str, port: int, password: str) -> Config:
+    """The demo's config closes the loop: the panel behind a login (which ilert's alert
+    action uses to reach /ilert), and an Events API webhook for the high alarms, so that an
+    acknowledgement at the machine turns their ilert alerts ACCEPTED."""
+    from agent.observe.auth import hash_password
+
+    users = {"demo": hash_password(password, rounds=10)}
+    status = config.status.model_copy(update={"port": port, "users": users})
+    webhooks = list(config.webhooks)
+    if not any(w.format == "ilert-events" for w in webhooks):
+        webhooks.append(
+            Webhook.model_validate(
+                {"name": "ilert-api", "url": f"{ilert_url}/api/events",
+                 "format": "ilert-events", "integration_key": EVENTS_KEY,
+                 "min_severity": "high"}
+            )
+        )  # fmt: skip
+    return config.model_copy(update={"status": status, "webhooks": webhooks})
+
+
+async def at_the_machine(agent: Agent, wait: float = 1.0) -> None:
+    """A person at the machine acknowledges a high alarm sent to ilert's Events API that
+    nobody has taken yet, a moment after its ALERT went out."""
+    events = {w.name for w in agent.config.webhooks if w.format == "ilert-events"}
+
+    def untaken() -> Any:
+        for o in agent.store.history(20):
+            sent = all(d.state == "delivered" for d in o.deliveries if d.webhook in events)
+            if o.ended is None and o.acked_by is None and events & set(o.webhooks) and sent:
+                return o
+        return None
+
+    while True:
+        await asyncio.sleep(0.1)
+        found = untaken()
+        if found is None:
+            continue
+        await asyncio.sleep(wait)
+        if untaken() == found:  # (ilert's operator may have accepted it meanwhile)
+            agent.acknowledge(found.alarm_id, "Max at the machine", "checking the pump")
+            return
 
 
 async def operator(ilert: IlertSimulator, view: LiveView, pause: float = 0.4) -> None:
@@ -250,7 +321,13 @@ async def demo(
     base = load_config(config_file)
     sumo = SumoSimulator()  # in memory: the demo writes nothing outside its temporary state
     sumo_url = await sumo.start()
-    ilert = demo_ilert(period, f"{sumo_url}/receiver/v1/http/demo")
+    # the panel behind a login of its own, which ilert's alert action uses too
+    password = secrets.token_urlsafe(9)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        status_port = int(probe.getsockname()[1])
+    back = f"http://demo:{password}@127.0.0.1:{status_port}/ilert"
+    ilert = demo_ilert(period, f"{sumo_url}/receiver/v1/http/demo", back)
     machine: ModbusDeviceSimulator | Machine
     if own_machine:
         machine = Machine(base, free_ports=True, bind="127.0.0.1")
@@ -275,7 +352,9 @@ async def demo(
         story = f"scenario repeats every {period:g}s"
     ilert_url = await ilert.start()
     with tempfile.TemporaryDirectory(prefix="ixon-agent-demo-") as state:
-        config = to_stand_ins(base, ports, ilert_url, Path(state))
+        config = with_the_loop(
+            to_stand_ins(base, ports, ilert_url, Path(state)), ilert_url, status_port, password
+        )
         view = LiveView(config, ilert, out, sumo)
         ilert.on_delivery = view.forwarded
         agent = Agent(config, observer=view)
@@ -295,14 +374,21 @@ async def demo(
         started = time.monotonic()
         await agent.start()
         if agent.status is not None and agent.status.port:
-            print(f"agent status page: http://127.0.0.1:{agent.status.port}/", file=out, flush=True)
+            print(
+                f"agent status page: http://127.0.0.1:{agent.status.port}/"
+                f" (login: demo, password {password})",
+                file=out,
+                flush=True,
+            )
         person = asyncio.create_task(operator(ilert, view, min(0.4, period / 100)), name="operator")
+        local = asyncio.create_task(at_the_machine(agent), name="at the machine")
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=duration)
         finally:
             person.cancel()
-            await asyncio.gather(person, return_exceptions=True)
+            local.cancel()
+            await asyncio.gather(person, local, return_exceptions=True)
             await agent.deliverer.drain(5.0)  # let the last ends arrive before the summary
             await agent.stop(grace=5.0)
             await ilert.settle()

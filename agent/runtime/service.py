@@ -90,6 +90,13 @@ class Observer(Protocol):
     def delivered(self, result: Result) -> None: ...
 
 
+def _tell(observer: Any, what: str, *args: Any) -> None:
+    """An observer's optional hook (``acknowledged``, ``from_ilert``), when it has one."""
+    hook = getattr(observer, what, None)
+    if hook is not None:
+        hook(*args)
+
+
 @dataclass
 class _Nothing:
     def polled(self, result: PollResult) -> None:
@@ -478,6 +485,8 @@ class Agent:
             return 200  # an event that changes nothing shown here (a comment, a channel)
         events.insert(0, {"kind": "ilert", "occurrence_id": key, "ilert": side})
         self.store.record([], [], history=events)
+        acked = any(e["kind"] == "ack" for e in events)
+        _tell(self.observer, "from_ilert", event, occurrence.name, key, who, acked)
         log.info(
             "ilert: %s of %r (occurrence %s)%s",
             event,
@@ -521,6 +530,7 @@ class Agent:
             messages = ack_messages(self.config, ack, occurrence.webhooks)
             event = journal.ack_event(request, occurrence.occurrence_id, iso(wall))
             self.store.record([], messages, history=[event])
+            _tell(self.observer, "acknowledged", occurrence.name, request.by, messages)
             comment = f": {request.comment}" if request.comment else ""
             log.info(
                 "alarm %r (occurrence %s) acknowledged by %s%s%s",

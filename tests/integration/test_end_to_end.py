@@ -236,6 +236,13 @@ async def test_demo_runs_the_whole_chain(tmp_path: Path, monkeypatch: Any) -> No
     assert (
         "ALARM START [medium] Machine fault: Lubrication" in text and "operator: PUT accept" in text
     )
+    # the loop: ilert's accept acknowledges at the machine, and the machine's acknowledgement
+    # of an Events API alarm is an ACCEPT in ilert
+    assert re.search(
+        r"ilert -> agent: alert-acknowledged of '[^']+' by .+: acknowledged here", text
+    )
+    assert view.counts["accepted in ilert, acknowledged here"] >= 1
+    assert "from ilert to the machine:" in text and "from the machine to ilert:" in text
     assert os.listdir(tmp_path) == []
     assert view.sumo is not None
     received = view.sumo.by_category("webhook/ilert")
