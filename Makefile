@@ -49,6 +49,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/opcua.py --seconds 15
 	$(BIN)/python bench/s7.py --variables 2000 --seconds 15
 	$(BIN)/python bench/login.py
+	$(BIN)/python bench/ack.py
 
 # against ilert's limits, in real minutes (~15 min): a storm to one key; a fleet of 100 agents
 bench-ilert: $(VENV)/.installed

@@ -246,6 +246,17 @@ async def test_ilert_alert_actions_show_at_the_machine_and_an_accept_acknowledge
         )
         assert "resolved in ilert" in render(agent.snapshot(detail=True))
         assert "still active here" in render(agent.snapshot(detail=True))
+        assigned = {
+            "alertKey": occurrence.occurrence_id,
+            "eventType": "alert-assigned",
+            "assignedTo": {"username": "mia", "firstName": "Mia", "lastName": "Maint"},
+        }
+        async with httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{status_port}/ilert"
+            taken = await client.post(url, json=assigned, auth=("jane", PASSWORD))
+            assert taken.status_code == 200
+        assert (agent.store.history(5)[0].ilert or {})["assigned"] == "Mia Maint"
+        assert "assigned to Mia Maint" in render(agent.snapshot(detail=True))
         before = agent.store.history(5)[0]
         url = f"http://127.0.0.1:{status_port}/ilert"
         body = {"alertKey": occurrence.occurrence_id, "eventType": "alert-assigned"}
