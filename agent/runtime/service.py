@@ -17,7 +17,7 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from apscheduler.events import (  # type: ignore[import-untyped]
@@ -65,6 +65,7 @@ from agent.sources.base import PollResult
 from agent.sources.drivers import open_pollers
 
 log = logging.getLogger("agent")
+T = TypeVar("T")
 
 DB_NAME = "agent.db"
 #: seconds between two looks at the shelf table (``ixon-agent shelve`` applies within this)
@@ -497,19 +498,25 @@ class Agent:
         )
         return 200
 
+    def _read_commands(self, read: Callable[[], list[T]]) -> list[T] | None:
+        """What the command line left in the state database (shelves, acknowledgements);
+        None when it cannot be read now (the next tick tries again) or the file is
+        damaged (then the agent stops, as for any write)."""
+        try:
+            return read()
+        except StoreDamaged as exc:
+            log.critical("%s", exc)
+            self.on_fatal(exc)
+        except sqlite3.Error:
+            pass
+        return None
+
     def apply_acks(self) -> None:
         """Take acknowledgements asked for with ``ixon-agent ack``: each is recorded on its
         occurrence, with the messages it causes (an ACCEPT to ilert-events webhooks, queued
         after the occurrence's ALERT), in one transaction that also removes the request."""
-        try:
-            requests = [r for r in self.store.ack_requests() if r.id not in self._acked]
-        except StoreDamaged as exc:
-            log.critical("%s", exc)
-            self.on_fatal(exc)
-            return
-        except sqlite3.Error:
-            return  # the next tick tries again
-        for request in requests:
+        found = self._read_commands(self.store.ack_requests)
+        for request in [r for r in found or [] if r.id not in self._acked]:
             self._acked.add(request.id)  # (while not durable the request stays in the file)
             occurrence = self.store.to_acknowledge(request.alarm_id)
             if occurrence is None:
@@ -547,14 +554,10 @@ class Agent:
     def apply_shelves(self) -> None:
         """Take shelves set or lifted by ``ixon-agent shelve``/``unshelve`` (or ended) into
         the alarms, and say so in the log. A shelf's end is in agent-clock seconds."""
-        try:
-            rows = {row.alarm_id: row for row in self.store.shelves()}
-        except StoreDamaged as exc:
-            log.critical("%s", exc)
-            self.on_fatal(exc)
+        shelves = self._read_commands(self.store.shelves)
+        if shelves is None:
             return
-        except sqlite3.Error:
-            return  # the next tick tries again
+        rows = {row.alarm_id: row for row in shelves}
         now = self.store.now()  # the agent clock, which shelves are in
         mono, wall = self.clock.monotonic(), self.clock.now()
         states = {s.rule.public_id: s for s in self.engine.all_states()}
