@@ -192,7 +192,9 @@ def _history(view: Snapshot) -> str:
 def _ack_state(alarm_id: str, occurrence_id: str, view: Snapshot) -> str:
     """An active alarm's acknowledgement: who and when, or the form to give one; and what
     ilert says of it."""
-    found = next((o for o in view.history if o.occurrence_id == occurrence_id), None)
+    found = view.current.get(occurrence_id) or next(
+        (o for o in view.history if o.occurrence_id == occurrence_id), None
+    )
     ilert = _ilert_side(found, active=True) if found is not None else ""
     if found is not None and found.acked_by is not None:
         return _ack(found, view).removeprefix("<br>") + ilert

@@ -132,6 +132,9 @@ class Snapshot:
     trends: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # recent values
     #: alarms (by name) whose ended occurrences wait for an acknowledgement
     manual_ack: frozenset[str] = frozenset()
+    #: the active alarms' occurrences (by id), for their cards: the recent history may not
+    #: reach back to an alarm that has been active a long time
+    current: Mapping[str, Occurrence] = field(default_factory=dict)
     #: who looks (logged in), and the token their forms carry; None: no actions
     viewer: str | None = None
     token: str = ""

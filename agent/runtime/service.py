@@ -667,6 +667,7 @@ class Agent:
         now = self.clock.monotonic()
         wall = self.clock.now()
         alarms = [AlarmView.of(alarm, now, wall) for alarm in self.engine.all_states()]
+        history = store.history() if detail else []
         alarms += [AlarmView.out_of_service(rule) for rule in self.engine.out_of_service]
         return Snapshot(
             agent_name=self.config.agent.name,
@@ -694,10 +695,26 @@ class Agent:
             ),
             heartbeat_failures=self.heartbeat.failures if self.heartbeat else 0,
             problems=tuple(self.readiness()),
-            history=tuple(store.history()) if detail else (),
+            history=tuple(history),
+            current=self._current(alarms, history) if detail else {},
             trends={k: tuple(v) for k, v in self.trends.items()} if detail else {},
             manual_ack=self._manual_ack,
         )
+
+    def _current(
+        self, alarms: list[AlarmView], history: list[journal.Occurrence]
+    ) -> dict[str, journal.Occurrence]:
+        """The active alarms' occurrences that the recent history does not hold."""
+        recent = {o.occurrence_id for o in history}
+        found = {}
+        for alarm in alarms:
+            key = alarm.occurrence_id
+            if key is not None and key not in recent:
+                with contextlib.suppress(sqlite3.Error):
+                    occurrence = self.store.occurrence(key)
+                    if occurrence is not None:
+                        found[key] = occurrence
+        return found
 
     def messages(self, t: Transition, webhooks: Sequence[str] | None = None) -> list[Message]:
         return messages_for(self.config, t, self.clock.now(), webhooks)

@@ -84,3 +84,25 @@ def test_a_fault_bits_sparkline_is_its_own_bit() -> None:
     page = render(replace(snapshot(), alarms=(card,), trends=trends))
     assert "false and true" in page and "0 to 40" not in page
     assert 'points="0.0,22.0 25.0,22.0 50.0,2.0 75.0,2.0 100.0,22.0"' in page
+
+
+def test_an_active_card_shows_its_acknowledgement_or_the_form_for_a_viewer() -> None:
+    """The card reads its occurrence from the snapshot's ``current`` when the recent
+    history no longer holds it (an alarm active for long, many others since)."""
+    from dataclasses import replace
+
+    from agent.alarms.states import State
+    from agent.observe.page import render
+    from agent.observe.snapshot import AlarmView
+    from agent.outbox.journal import Occurrence
+
+    card = AlarmView("Oil hot", "high", State.ACTIVE, True, True, 0, None,
+                     alarm_id="A1", occurrence_id="occ1")  # fmt: skip
+    view = replace(snapshot(), alarms=(card,), viewer="jane", token="t0k")
+    page = render(view)
+    assert "not acknowledged" in page and 'value="A1"' in page and 'value="t0k"' in page
+    acked = Occurrence("occ1", "A1", "Oil hot", "high", "2026-12-05T10:00:00+00:00", None,
+                       [90.0], None, (), "jane", "2026-12-05T10:03:00+00:00", "on it")  # fmt: skip
+    page = render(replace(view, current={"occ1": acked}))
+    assert "acknowledged by jane" in page and "on it" in page and "<form" not in page
+    assert "<form" not in render(replace(view, viewer=None))  # no login: no actions
