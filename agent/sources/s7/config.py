@@ -161,12 +161,16 @@ class S7Source(SourceBase):
         return self.model_copy(update={"host": "127.0.0.1", "port": port})
 
     def problems(self, at: str, index: int, sources: Any) -> Iterator[str]:
+        room = self.pdu - 18  # what one item of a reply may carry (plan.ITEM_OVERHEAD)
         for v_index, variable in enumerate(self.variables):
             where = variable.where
+            place = item_place(f"sources[{index}].variables", v_index, variable)
             if where.byte + variable.size > MAX_OFFSET + 1:
+                yield f"{place}.address: {variable.name} would end past byte {MAX_OFFSET}"
+            if variable.size > room:
                 yield (
-                    f"{item_place(f'sources[{index}].variables', v_index, variable)}.address:"
-                    f" {variable.name} would end past byte {MAX_OFFSET}"
+                    f"{place}.length: {variable.size} bytes do not fit one read at a PDU of"
+                    f" {self.pdu} ({room} bytes of data): shorten it, or ask for a larger pdu"
                 )
 
     def warnings(self, at: str) -> Iterator[str]:

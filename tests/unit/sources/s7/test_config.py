@@ -136,3 +136,11 @@ def test_ranges_coalesce_per_db_and_reads_pack_up_to_20_items_within_the_pdu() -
     big = [variable(f"DB{n}.DBB0", "str", length=200) for n in range(1, 4)]
     assert [len(read) for read in plan_reads(big, 480, 16)] == [2, 1]  # 2 x 206 fit in 480
     assert [len(read) for read in plan_reads(big, 240, 16)] == [1, 1, 1]
+
+
+def test_a_string_longer_than_a_read_can_carry_is_a_located_error(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, "DB1.DBB0", 'type = "str"\n  length = 240', "pdu = 240")
+    assert problem == (
+        "sources[0].variables[0] (v).length: 242 bytes do not fit one read at a PDU of 240"
+        " (222 bytes of data): shorten it, or ask for a larger pdu"
+    )
