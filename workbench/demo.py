@@ -174,11 +174,13 @@ class LiveView:
             f"  webhook messages: {c['messages delivered']} delivered,"
             f" {c['messages retry']} retried, {c['messages rejected']} rejected",
             f"  ilert alerts: {len(alerts)} ({resolved} resolved, {len(alerts) - resolved} open)",
-            f"  from ilert to the machine: {c['from ilert to the machine']} alert action(s),"
-            f" {c['accepted in ilert, acknowledged here']} accept(s) acknowledged here;"
-            f" from the machine to ilert: {c['acknowledged at the machine']} acknowledgement(s)",
         ]
         lines += [f"    #{a.id} {a.status:<8} {a.priority:<4} {a.summary}" for a in alerts]
+        lines += [
+            f"  from ilert to the machine: {c['from ilert to the machine']} alert action(s),"
+            f" {c['accepted in ilert, acknowledged here']} accept(s) acknowledged here",
+            f"  from the machine to ilert: {c['acknowledged at the machine']} acknowledgement(s)",
+        ]
         if self.sumo is not None:
             events = Counter(
                 json.loads(m["message"]).get("eventType", "?")
