@@ -6,13 +6,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.alarms.rules import AlarmRule
 from agent.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Command, Commands
 from agent.config import ConfigError, config_path, config_warnings, load_config
 from agent.delivery.pacing import rate_of
 from agent.outbox.store import state_dir_problem
+
+if TYPE_CHECKING:
+    from agent.tools.ixon_import import Imported
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -97,15 +102,44 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def cmd_import_ixon(args: argparse.Namespace) -> int:
-    from agent.tools.ixon_import import ImportError_, import_ixon
+def _imported(
+    command: str,
+    args: argparse.Namespace,
+    paths: list[Path],
+    make: Callable[[], Imported],
+    summary: Callable[[Imported], str],
+) -> int:
+    """What every import command does around its translation: the files checked, the
+    TOML written (to ``--output`` or stdout), every row left out listed on stderr."""
+    from agent.tools.ixon_import import ImportError_
 
-    for path in filter(None, [args.variables, args.alarms]):
+    for path in paths:
         if not _is_file(path):
             print(f"{path}: file not found", file=sys.stderr)
             return EXIT_CONFIG
     try:
-        result = import_ixon(
+        result = make()
+    except ImportError_ as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.output:
+        args.output.write_text(result.toml)
+    else:
+        print(result.toml, end="")
+    for problem in result.problems:
+        print(f"not imported: {problem}", file=sys.stderr)
+    print(summary(result), file=sys.stderr)
+    return EXIT_FAILED if result.problems else EXIT_OK
+
+
+def cmd_import_ixon(args: argparse.Namespace) -> int:
+    from agent.tools.ixon_import import import_ixon
+
+    return _imported(
+        "import-ixon",
+        args,
+        [p for p in (args.variables, args.alarms) if p],
+        lambda: import_ixon(
             args.variables,
             args.alarms,
             source=args.source,
@@ -113,48 +147,26 @@ def cmd_import_ixon(args: argparse.Namespace) -> int:
             port=args.port,
             unit_id=args.unit_id,
             endpoint=args.endpoint,
-        )
-    except ImportError_ as exc:
-        print(f"import-ixon: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    if args.output:
-        args.output.write_text(result.toml)
-    else:
-        print(result.toml, end="")
-    for problem in result.problems:
-        print(f"not imported: {problem}", file=sys.stderr)
-    print(
-        f"{result.variables} variable(s) and {result.alarms} alarm(s) imported,"
-        f" {len(result.problems)} row(s) left out",
-        file=sys.stderr,
+        ),
+        lambda r: (
+            f"{r.variables} variable(s) and {r.alarms} alarm(s) imported,"
+            f" {len(r.problems)} row(s) left out"
+        ),
     )
-    return EXIT_FAILED if result.problems else EXIT_OK
 
 
 def cmd_import_tia(args: argparse.Namespace) -> int:
-    from agent.tools.ixon_import import ImportError_
     from agent.tools.tia_import import import_tia
 
-    for path in args.files:
-        if not _is_file(path):
-            print(f"{path}: file not found", file=sys.stderr)
-            return EXIT_CONFIG
-    try:
-        result = import_tia(
+    return _imported(
+        "import-tia",
+        args,
+        list(args.files),
+        lambda: import_tia(
             args.files, source=args.source, host=args.host, rack=args.rack, slot=args.slot
-        )
-    except ImportError_ as exc:
-        print(f"import-tia: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    if args.output:
-        args.output.write_text(result.toml)
-    else:
-        print(result.toml, end="")
-    for problem in result.problems:
-        print(f"not imported: {problem}", file=sys.stderr)
-    print(f"{result.variables} variable(s) imported, {len(result.problems)} left out",
-          file=sys.stderr)  # fmt: skip
-    return EXIT_FAILED if result.problems else EXIT_OK
+        ),
+        lambda r: f"{r.variables} variable(s) imported, {len(r.problems)} left out",
+    )
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:

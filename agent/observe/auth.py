@@ -38,6 +38,8 @@ MAX_FAILURES = 5
 WINDOW = 60.0
 #: passwords remembered as checked; past this many the memory starts again
 MAX_REMEMBERED = 1000
+#: addresses whose failures are counted at once (older ones are forgotten past this)
+MAX_ADDRESSES = 1000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -93,7 +95,10 @@ class Login:
         return 0.0
 
     def _failed(self, address: str, user: str) -> None:
-        self._failures.setdefault(address, []).append(self.clock())
+        now = self.clock()
+        if len(self._failures) >= MAX_ADDRESSES:  # many addresses: forget the quiet ones
+            self._failures = {a: t for a, t in self._failures.items() if now - t[-1] < WINDOW}
+        self._failures.setdefault(address, []).append(now)
         if self._throttle.hit():
             log.warning(
                 "status: failed login for user %r from %s (%d such failure(s) so far)",

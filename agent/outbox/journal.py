@@ -154,7 +154,8 @@ def write(db: sqlite3.Connection, events: Iterable[Mapping[str, Any]]) -> None:
                 " WHERE occurrence_id = ? AND acked_by IS NULL",
                 (e["by"], e["at"], e["comment"], e["occurrence_id"]),
             )
-            db.execute("DELETE FROM ack_request WHERE id = ?", (e["request"],))
+            if e["request"] is not None:
+                db.execute("DELETE FROM ack_request WHERE id = ?", (e["request"],))
             continue
         wrote = True
         values, webhooks = json.dumps(e["values"]), json.dumps(e["webhooks"])
@@ -241,14 +242,17 @@ def recent(db: sqlite3.Connection, limit: int, gone: str = "") -> list[Occurrenc
     return out
 
 
-def ack_event(request: AckRequest, occurrence_id: str, at: str) -> dict[str, Any]:
-    """An acknowledgement as the journal records it (plain data: it may wait in memory)."""
+def ack_event(
+    request: int | None, occurrence_id: str, by: str, comment: str, at: str
+) -> dict[str, Any]:
+    """An acknowledgement as the journal records it (plain data: it may wait in memory),
+    with the ``ixon-agent ack`` request it answers, if one did (not ilert's accept)."""
     return {
         "kind": "ack",
-        "request": request.id,
+        "request": request,
         "occurrence_id": occurrence_id,
-        "by": request.by,
-        "comment": request.comment,
+        "by": by,
+        "comment": comment,
         "at": at,
     }
 

@@ -89,13 +89,10 @@ class Observer(Protocol):
     def polled(self, result: PollResult) -> None: ...
     def transition(self, transition: Transition) -> None: ...
     def delivered(self, result: Result) -> None: ...
-
-
-def _tell(observer: Any, what: str, *args: Any) -> None:
-    """An observer's optional hook (``acknowledged``, ``from_ilert``), when it has one."""
-    hook = getattr(observer, what, None)
-    if hook is not None:
-        hook(*args)
+    def acknowledged(self, alarm: str, by: str, messages: list[Message]) -> None: ...
+    def from_ilert(
+        self, event: str, alarm: str, occurrence: str, who: str, acknowledged: bool
+    ) -> None: ...
 
 
 @dataclass
@@ -107,6 +104,14 @@ class _Nothing:
         pass
 
     def delivered(self, result: Result) -> None:
+        pass
+
+    def acknowledged(self, alarm: str, by: str, messages: list[Message]) -> None:
+        pass
+
+    def from_ilert(
+        self, event: str, alarm: str, occurrence: str, who: str, acknowledged: bool
+    ) -> None:
         pass
 
 
@@ -474,10 +479,7 @@ class Agent:
         if event == "alert-acknowledged":
             side.update(status="accepted", by=who or "someone", at=at)
             if occurrence.acked_by is None:  # an accept in ilert acknowledges it here
-                events.append(
-                    {"kind": "ack", "request": 0, "occurrence_id": key,
-                     "by": f"{who or 'someone'} in ilert", "comment": "", "at": at}
-                )  # fmt: skip
+                events.append(journal.ack_event(None, key, f"{who or 'someone'} in ilert", "", at))
         elif event == "alert-assigned" and who:
             side["assigned"] = who
         elif event == "alert-resolved" or status == "RESOLVED":
@@ -487,7 +489,7 @@ class Agent:
         events.insert(0, {"kind": "ilert", "occurrence_id": key, "ilert": side})
         self.store.record([], [], history=events)
         acked = any(e["kind"] == "ack" for e in events)
-        _tell(self.observer, "from_ilert", event, occurrence.name, key, who, acked)
+        self.observer.from_ilert(event, occurrence.name, key, who, acked)
         log.info(
             "ilert: %s of %r (occurrence %s)%s",
             event,
@@ -535,9 +537,11 @@ class Agent:
                 request.by, wall, request.comment,
             )  # fmt: skip
             messages = ack_messages(self.config, ack, occurrence.webhooks)
-            event = journal.ack_event(request, occurrence.occurrence_id, iso(wall))
+            event = journal.ack_event(
+                request.id, occurrence.occurrence_id, request.by, request.comment, iso(wall)
+            )
             self.store.record([], messages, history=[event])
-            _tell(self.observer, "acknowledged", occurrence.name, request.by, messages)
+            self.observer.acknowledged(occurrence.name, request.by, messages)
             comment = f": {request.comment}" if request.comment else ""
             log.info(
                 "alarm %r (occurrence %s) acknowledged by %s%s%s",

@@ -116,6 +116,7 @@ class OpcUaPoller(SessionPoller[OpcUaSource]):
     def __init__(self, source: OpcUaSource) -> None:
         super().__init__(source)
         self.refs = [parse_node(v.node) for v in source.variables]
+        self.keys = [f"{source.name}.{v.name}" for v in source.variables]  # (not per cycle)
         self.client: Client | None = None
         #: per variable, its node id on this connection; None: its namespace URI is missing
         self.node_ids: list[ua.NodeId | None] = []
@@ -154,9 +155,8 @@ class OpcUaPoller(SessionPoller[OpcUaSource]):
         """One Read call for variables [start, end): "next", "again" (chunk halved) or "gone"."""
         assert self.client is not None
         ids = [n for n in self.node_ids[start:end] if n is not None]
-        variables = self.source.variables[start:end]
         if not ids:
-            self._judge(variables, self.node_ids[start:end], [], result)
+            self._judge(start, end, [], result)
             return "next"
         result.requests += 1
         self.stats.requests += 1
@@ -189,21 +189,22 @@ class OpcUaPoller(SessionPoller[OpcUaSource]):
             return "gone"
         self.stats.replies += 1
         result.answered = True
-        self._judge(variables, self.node_ids[start:end], values, result)
+        self._judge(start, end, values, result)
         return "next"
 
     def _judge(
-        self,
-        variables: Sequence[OpcUaVariable],
-        node_ids: Sequence[ua.NodeId | None],
-        values: Sequence[ua.DataValue],
-        result: PollResult,
+        self, start: int, end: int, values: Sequence[ua.DataValue], result: PollResult
     ) -> None:
-        """Each value counts only if Good and of a type that fits."""
+        """Variables [start, end): each value counts only if Good and of a type that fits."""
         answers = iter(values)
-        name = self.source.name
         failed: list[str] = []
-        for variable, node_id in zip(variables, node_ids, strict=True):
+        found = result.values
+        for variable, node_id, key in zip(
+            self.source.variables[start:end],
+            self.node_ids[start:end],
+            self.keys[start:end],
+            strict=True,
+        ):
             if node_id is None:
                 self._no_value(
                     variable, "unknown_namespace", "its namespace URI is not on the server"
@@ -223,8 +224,9 @@ class OpcUaPoller(SessionPoller[OpcUaSource]):
                 self._no_value(variable, "wrong_type", f"{got}{array}, not {variable.type}")
                 failed.append(variable.name)
                 continue
-            self.has_value(variable.name)
-            result.values[f"{name}.{variable.name}"] = value
+            if self.bad:
+                self.has_value(variable.name)
+            found[key] = value
         if failed:
             shown = ", ".join(f"{v} ({self.bad.get(v, '?')})" for v in failed[:5])
             more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""

@@ -11,11 +11,12 @@ from agent.sources.s7.config import S7Variable
 _FLOATS = {32: struct.Struct(">f"), 64: struct.Struct(">d")}
 
 
-def decode(variable: S7Variable, data: bytes, offset: int) -> Value | None:
-    """The variable's value from its bytes at ``offset`` of ``data``; None: not a value."""
+def decode(variable: S7Variable, data: bytes, offset: int, bit: int | None = None) -> Value | None:
+    """The variable's value from its bytes at ``offset`` of ``data``; None: not a value.
+    ``bit``: a bool's bit, when the caller has it at hand (else read from its address)."""
     kind = variable.type
     if kind == "bool":
-        return bool((data[offset] >> (variable.where.bit or 0)) & 1)
+        return bool((data[offset] >> (bit if bit is not None else variable.where.bit or 0)) & 1)
     if kind == "str":
         maximum, actual = data[offset], data[offset + 1]
         if actual > maximum or actual > (variable.length or 0):

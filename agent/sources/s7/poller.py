@@ -27,7 +27,7 @@ from snap7.error import S7Error, S7PacketLostError, S7ProtocolError, S7StalePack
 from snap7.s7protocol import get_return_code_description
 
 from agent.sources.base import PollResult
-from agent.sources.s7.config import S7Source
+from agent.sources.s7.config import S7Source, S7Variable
 from agent.sources.s7.decode import decode
 from agent.sources.s7.plan import Range, plan_reads
 from agent.sources.session import SessionPoller
@@ -82,7 +82,7 @@ class S7Poller(SessionPoller[S7Source]):
     def __init__(self, source: S7Source) -> None:
         super().__init__(source)
         self.pdu = source.pdu
-        self.reads = plan_reads(source.variables, self.pdu, source.max_gap)
+        self._plan(plan_reads(source.variables, self.pdu, source.max_gap))
         self.client: AsyncClient | None = None
         self.mode_at = -float("inf")  # monotonic time of the last mode asked
         self.stopped = False
@@ -113,8 +113,8 @@ class S7Poller(SessionPoller[S7Source]):
                 await self._ask_mode()
                 result.requests += 1
             values: dict[str, Any] = {}
-            for read in self.reads:
-                await self._read(read, values, result)
+            for read, layout in zip(self.reads, self.layout, strict=True):
+                await self._read(read, layout, values, result)
         except (TimeoutError, S7Error, OSError, ValueError) as exc:
             self.stats.errors[
                 "no reply" if isinstance(exc, TimeoutError) else "protocol error"
@@ -129,6 +129,20 @@ class S7Poller(SessionPoller[S7Source]):
             result.errors.append("the CPU is in STOP: its values are not taken")
             return
         result.values.update(values)
+
+    def _plan(self, reads: list[tuple[Range, ...]]) -> None:
+        """The reads, and for each item what its bytes hold (the value's key, its offset
+        in the item, a bool's bit), worked out once rather than every cycle."""
+        self.reads = reads
+        name = self.source.name
+        self.layout = [
+            [
+                [(f"{name}.{v.name}", v, v.where.byte - item.start, v.where.bit)
+                 for v in item.variables]
+                for item in read
+            ]
+            for read in reads
+        ]  # fmt: skip
 
     async def _connect(self) -> None:
         source = self.source
@@ -146,7 +160,7 @@ class S7Poller(SessionPoller[S7Source]):
                 extra={"source": source.name},
             )
             self.pdu = granted
-            self.reads = plan_reads(source.variables, granted, source.max_gap)
+            self._plan(plan_reads(source.variables, granted, source.max_gap))
         self.mode_at = -float("inf")
 
     async def _exchange(self, request: bytes) -> dict[str, Any]:
@@ -192,7 +206,11 @@ class S7Poller(SessionPoller[S7Source]):
             self.stopped = stopped
 
     async def _read(
-        self, read: tuple[Range, ...], values: dict[str, Any], result: PollResult
+        self,
+        read: tuple[Range, ...],
+        layout: list[list[tuple[str, S7Variable, int, int | None]]],
+        values: dict[str, Any],
+        result: PollResult,
     ) -> None:
         assert self.client is not None
         protocol = self.client.protocol
@@ -210,8 +228,7 @@ class S7Poller(SessionPoller[S7Source]):
         reply = await self._exchange(request)
         found = items(reply.get("raw_data", b""), len(read))
         self.stats.replies += 1
-        name = self.source.name
-        for item, (code, data) in zip(read, found, strict=True):
+        for item, held, (code, data) in zip(read, layout, found, strict=True):
             if code != SUCCESS:
                 self._no_value(item, get_return_code_description(code).lower(), result)
                 continue
@@ -220,13 +237,14 @@ class S7Poller(SessionPoller[S7Source]):
                 continue
             if self.capture is not None:
                 self.capture[item] = bytes(data)
-            for variable in item.variables:
-                value = decode(variable, data, variable.where.byte - item.start)
+            for key, variable, offset, bit in held:
+                value = decode(variable, data, offset, bit)
                 if value is None:
                     self._no_value_of(variable.name, "bad string", result)
                     continue
-                self.has_value(variable.name)
-                values[f"{name}.{variable.name}"] = value
+                if self.bad:
+                    self.has_value(variable.name)
+                values[key] = value
 
     def _no_value(self, item: Range, why: str, result: PollResult) -> None:
         self.stats.errors[why] += 1
